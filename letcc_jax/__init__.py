@@ -1,0 +1,84 @@
+"""letcc_jax: learning-theoretic coded computing (LeTCC) in JAX.
+
+A master with K inputs and N workers, some of which straggle or lie, sends each worker a
+coded input, runs any f on the workers, and recovers all K outputs from whichever workers
+answer. Glossary used everywhere: K data points, N workers, S stragglers, d input
+dimension, m output dimension.
+
+Quick start::
+
+    import jax, letcc_jax as lc
+    scheme = lc.letcc(K=10, N=40)
+    coded = scheme.encode(X)                      # (K, d) -> (N, d)
+    Y = jax.vmap(f)(coded)                        # the workers
+    estimate = scheme.decode(Y, alive)            # (N, m), (N,) bool -> (K, m)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._evaluate import CodedResult, MonteCarloResult, monte_carlo, mse, relacc, run_coded
+from ._faults import (
+    Adversaries,
+    BernoulliStragglers,
+    ExactStragglers,
+    FailedWorkers,
+    GaussianNoise,
+    LatencyStragglers,
+    NoStragglers,
+)
+from ._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
+from ._points import chebyshev_first, chebyshev_second, equispaced
+from ._schemes import (
+    BACC,
+    LCC,
+    SCHEMES,
+    LeTCC,
+    Scheme,
+    Uncoded,
+    bacc,
+    lcc,
+    letcc,
+    make_scheme,
+    uncoded,
+)
+from ._spline import smooth as smoothing_spline
+
+try:
+    __version__ = version("letcc_jax")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Adversaries",
+    "BACC",
+    "BernoulliStragglers",
+    "CodedResult",
+    "DEFAULT_LAMBDA_GRID",
+    "ExactStragglers",
+    "FailedWorkers",
+    "GaussianNoise",
+    "LCC",
+    "LambdaSearch",
+    "LatencyStragglers",
+    "LeTCC",
+    "MonteCarloResult",
+    "NoStragglers",
+    "SCHEMES",
+    "Scheme",
+    "Uncoded",
+    "bacc",
+    "chebyshev_first",
+    "chebyshev_second",
+    "equispaced",
+    "gcv",
+    "lcc",
+    "letcc",
+    "make_scheme",
+    "monte_carlo",
+    "mse",
+    "relacc",
+    "run_coded",
+    "select_lambda",
+    "smoothing_spline",
+    "uncoded",
+]
