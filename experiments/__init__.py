@@ -1,0 +1,1 @@
+"""Command-line experiments built on letcc_jax; each writes under results/<experiment>/."""
