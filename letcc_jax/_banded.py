@@ -27,6 +27,7 @@ from jaxtyping import Array, Float
 __all__ = ["solve_spd_pentadiagonal", "LDL_MAX_P"]
 
 LDL_MAX_P = 20_000
+_UNROLL = 4  # loop steps per iteration: fewer loop overheads, measured fastest on CPU
 
 
 def solve_spd_pentadiagonal(
@@ -78,7 +79,7 @@ def _ldl_solve(diag0, diag1, diag2, rhs):
         return (d, d_1, l1, z, z_1), (d, l1, l2, z)
 
     _, (d, l1, l2, z) = jax.lax.scan(
-        forward, (one, one, zero, zero_m, zero_m), (diag0, sub1, sub2, rhs)
+        forward, (one, one, zero, zero_m, zero_m), (diag0, sub1, sub2, rhs), unroll=_UNROLL
     )
     l1_next = jnp.concatenate([l1[1:], jnp.zeros((1,), dtype)])  # L[i+1, i]
     l2_next = jnp.concatenate([l2[2:], jnp.zeros((2,), dtype)])[:P]  # L[i+2, i]
@@ -89,7 +90,9 @@ def _ldl_solve(diag0, diag1, diag2, rhs):
         x = zi / di - a * x_1 - b * x_2
         return (x, x_1), x
 
-    _, x = jax.lax.scan(backward, (zero_m, zero_m), (d, z, l1_next, l2_next), reverse=True)
+    _, x = jax.lax.scan(
+        backward, (zero_m, zero_m), (d, z, l1_next, l2_next), reverse=True, unroll=_UNROLL
+    )
     return x
 
 

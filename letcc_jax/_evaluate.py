@@ -189,7 +189,7 @@ def monte_carlo(
     stragglers=NoStragglers(),
     faults: Sequence = (),
     labels: Int[Array, " K"] | None = None,
-    batch_size: int | None = 256,
+    batch_size: int | None = 64,
 ) -> MonteCarloResult:
     """Monte Carlo estimate of the paper's loss over random straggler patterns.
 
@@ -205,7 +205,8 @@ def monte_carlo(
       stragglers: straggler model, e.g. ``ExactStragglers(S)``.
       faults: output fault models (noise, adversaries, failed workers).
       labels: optional (K,) integer labels, to report RelAcc.
-      batch_size: trials decoded per vmapped batch (bounds memory); None = all at once.
+      batch_size: trials decoded per vmapped batch; moderate batches keep the working set
+        in cache (64 measured fastest on CPU); None = all at once.
 
     Returns:
       ``MonteCarloResult`` with per-trial metrics; ``.summary()`` gives mean and std.

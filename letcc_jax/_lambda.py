@@ -70,7 +70,7 @@ def select_lambda(
     X_cal = _check_inputs(f, scheme, X_cal, stragglers)
     grid_enc, grid_dec = _grid(lam_enc_grid, "lam_enc_grid"), _grid(lam_dec_grid, "lam_dec_grid")
     labels = jnp.zeros((scheme.K,), jnp.int32)
-    batch = min(256, trials)
+    batch = min(64, trials)
     losses = np.empty((grid_enc.size, grid_dec.size))
     pairs = [(i, j) for i in range(grid_enc.size) for j in range(grid_dec.size)]
     for i, j in tqdm(pairs, desc="lambda grid", disable=not progress, leave=False):

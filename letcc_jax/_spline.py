@@ -36,6 +36,11 @@ class SplineFit:
         self.t, self.g, self.gamma, self.count = t, g, gamma, count
 
 
+def _take(a, idx):
+    """``a[idx]`` along the first axis for indices known to be in range (no clamping)."""
+    return a.at[idx].get(mode="promise_in_bounds")
+
+
 def _compact(alive: Bool[Array, " n"]):
     """Permutation that moves survivors to the front, keeping their order (O(n))."""
     n = alive.shape[0]
@@ -62,9 +67,10 @@ def fit(
     idx = jnp.arange(n)
     real = idx < count
     t_last = t[order[jnp.maximum(count - 1, 0)]]
+    t_order, y_order = _take(t, order), _take(y, order)
     # Padding knots continue to the right with unit spacing: finite, increasing, inert.
-    tc = jnp.where(real, t[order], t_last + (idx - count + 1).astype(dtype))
-    yc = jnp.where(real[:, None], y[order], 0.0)
+    tc = jnp.where(real, t_order, t_last + (idx - count + 1).astype(dtype))
+    yc = jnp.where(real[:, None], y_order, 0.0)
 
     h = jnp.diff(tc)  # (n-1,)
     h = jnp.where(idx[:-1] < count - 1, h, 1.0)
@@ -108,13 +114,14 @@ def evaluate(spline: SplineFit, x: Float[Array, " E"]) -> Float[Array, "E m"]:
     x = x.astype(t.dtype)
     last = jnp.maximum(count - 1, 1)
     j = jnp.clip(jnp.searchsorted(t, x, side="right") - 1, 0, last - 1)
-    tj, tj1 = t[j], t[j + 1]
+    tj, tj1 = _take(t, j), _take(t, j + 1)
+    g_j, g_j1, gamma_j, gamma_j1 = _take(g, j), _take(g, j + 1), _take(gamma, j), _take(gamma, j + 1)
     hj = tj1 - tj
     dl = (x - tj)[:, None]
     dr = (tj1 - x)[:, None]
     hc = hj[:, None]
-    cubic = (dl * g[j + 1] + dr * g[j]) / hc - (dl * dr / 6.0) * (
-        (1.0 + dl / hc) * gamma[j + 1] + (1.0 + dr / hc) * gamma[j]
+    cubic = (dl * g_j1 + dr * g_j) / hc - (dl * dr / 6.0) * (
+        (1.0 + dl / hc) * gamma_j1 + (1.0 + dr / hc) * gamma_j
     )
     # Natural end conditions (gamma = 0 at both end knots) give the end slopes.
     h0 = t[1] - t[0]
