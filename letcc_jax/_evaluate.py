@@ -82,9 +82,13 @@ def relacc(
     """(RelAcc, agreement): accuracy of argmax(estimate) over accuracy of argmax(truth)
     against ``labels``, and the fraction of matching argmaxes."""
     pred, ref = jnp.argmax(estimate, -1), jnp.argmax(truth, -1)
-    acc_ref = jnp.mean(ref == labels)
-    rel = jnp.mean(pred == labels) / jnp.where(acc_ref > 0, acc_ref, jnp.nan)
-    return rel, jnp.mean(pred == ref)
+
+    def rate(hits):
+        return jnp.mean(hits.astype(estimate.dtype))
+
+    acc_ref = rate(ref == labels)
+    rel = rate(pred == labels) / jnp.where(acc_ref > 0, acc_ref, jnp.nan)
+    return rel, rate(pred == ref)
 
 
 def _apply_faults(key, Y, faults):

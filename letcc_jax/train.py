@@ -1,0 +1,343 @@
+"""Training, evaluation and an on-disk cache of trained models.
+
+:func:`get_trained_model` trains a model once per (model, dataset, configuration) and loads
+it afterwards. The cache lives in ``$LETCC_JAX_CACHE`` (default ``~/.cache/letcc_jax``) under
+``models/<model>-<dataset>-<key>/``: ``state.msgpack`` holds the parameters and BatchNorm
+statistics (flax.serialization of ``nnx.to_pure_dict``), ``record.json`` the test accuracy,
+training time and the configuration. The key hashes the model name, the configuration
+(including the model's constructor arguments) and a fingerprint of the data.
+
+Training is deterministic for a given seed on a given machine: parameters come from
+``nnx.Rngs(config.seed)`` and the batch order from ``numpy.random.default_rng(config.seed)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, serialization
+from tqdm import tqdm
+
+from letcc_jax.data import Dataset, load_dataset
+from letcc_jax.models import make_model
+
+__all__ = [
+    "DEFAULT_CONFIGS",
+    "TrainConfig",
+    "TrainLog",
+    "TrainedModel",
+    "cache_dir",
+    "checkpoint_dir",
+    "evaluate",
+    "get_trained_model",
+    "load_checkpoint",
+    "make_optimizer",
+    "save_checkpoint",
+    "train_model",
+]
+
+_CHECKPOINT_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; all of them enter the cache key.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per step; the last partial batch of an epoch is dropped so every
+            step has the same shape (one compilation).
+        learning_rate: peak learning rate.
+        optimizer: ``"adam"``, ``"adamw"`` (decoupled weight decay) or ``"sgd"`` (Nesterov
+            momentum 0.9, L2 weight decay).
+        weight_decay: weight decay (ignored by ``"adam"``).
+        schedule: ``"cosine"`` (linear warm-up, then cosine decay to zero) or ``"constant"``.
+        warmup_epochs: length of the cosine schedule's warm-up, in epochs (may be fractional).
+        seed: seed of the initialisation and the batch order.
+        n_train: train on the first ``n_train`` training images only (None: all).
+        model_kwargs: constructor arguments of the model (e.g. ``{"depth": 6}`` for ViT).
+    """
+
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    n_train: int | None = None
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}.")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}.")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError(
+                "epochs and batch_size must be >= 1 and learning_rate > 0; got "
+                f"{self.epochs}, {self.batch_size}, {self.learning_rate}."
+            )
+
+
+#: Configurations for Fashion-MNIST sized to train in minutes on two CPU cores (each model's
+#: constructor defaults are the small configuration trained here).
+DEFAULT_CONFIGS: dict[str, TrainConfig] = {
+    "lenet5": TrainConfig(epochs=5, batch_size=128, learning_rate=2e-3),
+    "repvgg": TrainConfig(epochs=3, batch_size=128, learning_rate=2e-3, optimizer="adamw",
+                          weight_decay=1e-4, warmup_epochs=0.2),
+    "vit": TrainConfig(epochs=4, batch_size=128, learning_rate=2e-3, optimizer="adamw",
+                       weight_decay=0.05, warmup_epochs=0.5),
+}
+
+
+class TrainLog(NamedTuple):
+    """What :func:`train_model` measured.
+
+    Attributes:
+        losses: (steps,) training loss (mean cross-entropy over the batch) of every step.
+        test_accuracy: fraction of the test split classified correctly after training.
+        seconds: wall-clock time of the training loop, compilation included.
+    """
+
+    losses: np.ndarray
+    test_accuracy: float
+    seconds: float
+
+
+class TrainedModel(NamedTuple):
+    """A trained model (in eval mode) and its ``record.json`` contents."""
+
+    model: nnx.Module
+    record: dict
+
+
+def cache_dir() -> Path:
+    """Cache root: ``$LETCC_JAX_CACHE`` or ``~/.cache/letcc_jax``."""
+    return Path(os.environ.get("LETCC_JAX_CACHE", "~/.cache/letcc_jax")).expanduser()
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optax optimiser and learning-rate schedule described by ``config``."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        warmup = int(round(config.warmup_epochs * steps_per_epoch))
+        learning_rate = optax.warmup_cosine_decay_schedule(
+            0.0, config.learning_rate, warmup_steps=warmup, decay_steps=max(total, warmup + 1))
+    else:
+        learning_rate = config.learning_rate
+    if config.optimizer == "adam":
+        return optax.adam(learning_rate)
+    if config.optimizer == "adamw":
+        return optax.adamw(learning_rate, weight_decay=config.weight_decay)
+    return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                       optax.sgd(learning_rate, momentum=0.9, nesterov=True))
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """(steps, batch_size) indices of one shuffled epoch, the last partial batch dropped."""
+    steps = n // batch_size
+    return rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def train_model(model: nnx.Module, dataset: Dataset, config: TrainConfig, *,
+                progress: bool = True) -> TrainLog:
+    """Trains ``model`` in place with softmax cross-entropy and evaluates it on the test split.
+
+    Args:
+        model: maps (B, H, W, C) images to (B, num_classes) logits; left in eval mode.
+        dataset: training and test data.
+        config: hyper-parameters (``model_kwargs`` is not used here).
+        progress: show a tqdm progress bar per epoch.
+
+    Returns:
+        A :class:`TrainLog`.
+    """
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if config.n_train is not None:
+        x_train, y_train = x_train[: config.n_train], y_train[: config.n_train]
+    steps_per_epoch = x_train.shape[0] // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"{x_train.shape[0]} training images do not fill one batch of {config.batch_size}; "
+            "lower batch_size."
+        )
+    rng = np.random.default_rng(config.seed)
+    model.train()
+    optimizer = nnx.Optimizer(model, make_optimizer(config, steps_per_epoch), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+
+    # Split/merge around a plain jax.jit keeps per-step Python overhead low.
+    @jax.jit
+    def step(state, x, y):
+        model, optimizer = nnx.merge(graphdef, state)
+
+        def loss_fn(model):
+            logits = model(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), loss
+
+    losses = []
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        order = _batches(x_train.shape[0], config.batch_size, rng)
+        bar = tqdm(order, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                   leave=False)
+        for index in bar:
+            state, loss = step(state, x_train[index], y_train[index])
+            losses.append(loss)
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+    nnx.update((model, optimizer), state)
+    losses = np.asarray(jax.device_get(losses), dtype=np.float32)
+    seconds = time.perf_counter() - start
+    model.eval()
+    return TrainLog(losses, evaluate(model, dataset.x_test, dataset.y_test), seconds)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
+    """(B, H, W, C) images -> (B,) predicted classes; compiled once per architecture."""
+    return jnp.argmax(nnx.merge(graphdef, state)(x), axis=-1)
+
+
+def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+    """Accuracy of ``model`` in inference mode on images ``x`` (n, H, W, C), labels ``y`` (n,)."""
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"Need n >= 1 images and as many labels, got {x.shape} and {y.shape}.")
+    inference = nnx.view(model, use_running_average=True, deterministic=True,
+                         raise_if_not_found=False)
+    graphdef, state = nnx.split(inference)
+    batch_size = min(batch_size, x.shape[0])
+    pad = -x.shape[0] % batch_size  # one batch shape, one compilation
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    predictions = np.concatenate([_predict(graphdef, state, x[i : i + batch_size])
+                                  for i in range(0, x.shape[0], batch_size)])
+    return float(np.mean(predictions[: y.shape[0]] == y))
+
+
+def save_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
+    """Writes the model's state (parameters and BatchNorm statistics) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = serialization.msgpack_serialize(jax.device_get(nnx.to_pure_dict(nnx.state(model))))
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+        tmp.write(payload)
+    os.replace(tmp.name, path)
+
+
+def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> nnx.Module:
+    """Loads a checkpoint written by :func:`save_checkpoint` into ``model`` (in place).
+
+    ``model`` must have the architecture the checkpoint was saved from.
+    """
+    path = Path(path)
+    restored = serialization.msgpack_restore(path.read_bytes())
+    state = nnx.state(model)
+    shapes = jax.tree.map(np.shape, nnx.to_pure_dict(state))
+    if jax.tree.map(np.shape, restored) != shapes:
+        raise ValueError(
+            f"{path} does not hold a {type(model).__name__} of this architecture; build the "
+            "model with the constructor arguments it was trained with, or delete the file."
+        )
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(model, state)
+    return model
+
+
+def _fingerprint(dataset: Dataset) -> str:
+    """A cheap hash of the data: all labels, a strided sample of pixels, and the shapes."""
+    digest = hashlib.sha256()
+    for array in (dataset.y_train, dataset.y_test, dataset.x_train[:: 97], dataset.x_test[:: 97]):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _settings(name: str, ds: Dataset, config: TrainConfig) -> dict:
+    """Everything a trained model depends on, JSON-normalised; its hash is the cache key."""
+    settings = {
+        "format": _CHECKPOINT_FORMAT,
+        "model": name,
+        "dataset": ds.name,
+        "data_fingerprint": _fingerprint(ds),
+        "config": dataclasses.asdict(config) | {"model_kwargs": dict(config.model_kwargs)},
+    }
+    return json.loads(json.dumps(settings, sort_keys=True))
+
+
+def _resolve(name: str, dataset: str | Dataset,
+             config: TrainConfig | None) -> tuple[Dataset, TrainConfig, dict, Path]:
+    if config is None:
+        if name not in DEFAULT_CONFIGS:
+            raise ValueError(f"No default config for {name!r}; pass config=TrainConfig(...).")
+        config = DEFAULT_CONFIGS[name]
+    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    settings = _settings(name, ds, config)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return ds, config, settings, cache_dir() / "models" / f"{name}-{ds.name}-{key}"
+
+
+def checkpoint_dir(name: str, dataset: str | Dataset = "fashion_mnist",
+                   config: TrainConfig | None = None) -> Path:
+    """The cache folder of :func:`get_trained_model` for these arguments (may not exist yet)."""
+    return _resolve(name, dataset, config)[3]
+
+
+def get_trained_model(name: str, dataset: str | Dataset = "fashion_mnist",
+                      config: TrainConfig | None = None, *, progress: bool = True,
+                      retrain: bool = False) -> TrainedModel:
+    """The model ``name`` trained on ``dataset``: trained on first use, then loaded from cache.
+
+    Args:
+        name: a key of :data:`letcc_jax.models.MODELS` (``"lenet5"``, ``"repvgg"``, ``"vit"``).
+        dataset: a dataset name for :func:`letcc_jax.data.load_dataset`, or a :class:`Dataset`.
+        config: hyper-parameters; default ``DEFAULT_CONFIGS[name]``.
+        progress: show progress bars while training.
+        retrain: train again even if a checkpoint exists, and overwrite it.
+
+    Returns:
+        A :class:`TrainedModel`: the model in eval mode and its record (``test_accuracy``,
+        ``train_seconds``, ``final_train_loss``, the configuration, library versions).
+    """
+    ds, config, settings, folder = _resolve(name, dataset, config)
+    model = make_model(name, ds.image_shape, ds.num_classes, seed=config.seed,
+                       **config.model_kwargs)
+    checkpoint, record_path = folder / "state.msgpack", folder / "record.json"
+    if not retrain and checkpoint.is_file() and record_path.is_file():
+        load_checkpoint(model, checkpoint)
+        model.eval()
+        return TrainedModel(model, json.loads(record_path.read_text()))
+
+    log = train_model(model, ds, config, progress=progress)
+    record = settings | {
+        "test_accuracy": log.test_accuracy,
+        "train_seconds": round(log.seconds, 2),
+        "steps": int(log.losses.shape[0]),
+        "final_train_loss": float(log.losses[-50:].mean()),  # mean of the last 50 steps
+        "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__},
+        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+    }
+    save_checkpoint(model, checkpoint)
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False) as tmp:
+        json.dump(record, tmp, indent=2)
+    os.replace(tmp.name, record_path)
+    return TrainedModel(model, record)

@@ -1,0 +1,285 @@
+"""One round of coded computing on real workers, shared by every backend.
+
+A round: the master encodes the K inputs (K, d) into N coded inputs (N, d); a backend
+evaluates f on them (coded input n is worker n's job) and hands back what arrived; the master
+decodes from the valid results. Backends differ only in how f runs: ``_compute``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._schemes import Scheme
+from .._validation import check_finite, check_mask, check_matrix, float_array
+from ._faults import WorkerFaults
+
+__all__ = ["Backend", "NotEnoughResults", "Timings", "WorkerResult"]
+
+
+class NotEnoughResults(RuntimeError):
+    """Too few valid worker results arrived to estimate every input.
+
+    Raised instead of returning an estimate that silently misses an input. The message says
+    how many results were valid, what happened to the others, and what the scheme needs;
+    when a worker raised, the first such exception is chained as ``__cause__``.
+    """
+
+
+class Timings(NamedTuple):
+    """Wall-clock seconds of one round.
+
+    Attributes:
+      encode_s: encoding on the master.
+      compute_s: from handing the coded inputs to the backend until it handed back the
+        results used (for Dask: including cancelling the rest).
+      decode_s: decoding on the master.
+      total_s: the whole call, validation included.
+      arrival_s: (N,) seconds after dispatch at which worker n's answer reached the master;
+        NaN where none did. Lockstep backends give every answering worker the time the
+        whole batch took.
+      worker_s: (N,) seconds f took on worker n, measured on the worker (injected delays
+        excluded); NaN where unknown (lockstep backends time only the whole batch).
+    """
+
+    encode_s: float
+    compute_s: float
+    decode_s: float
+    total_s: float
+    arrival_s: np.ndarray
+    worker_s: np.ndarray
+
+
+class WorkerResult(NamedTuple):
+    """The outcome of one round on real workers (host NumPy arrays).
+
+    Attributes:
+      estimate: (K, m) decoded estimates of f(x_1), ..., f(x_K).
+      used: (N,) bool, the results the decoder used (answered in time, right shape, finite).
+      answered: (N,) bool, workers whose result reached the master before decoding, valid or
+        not (a NaN or garbage answer counts as answered but not used).
+      outputs: (N, m) what the workers returned; NaN rows where no usable-shaped answer came.
+      errors: worker index -> what went wrong there (an exception raised by f or injected, a
+        killed worker, a malformed answer). Workers that were merely slow are not listed.
+      timings: where the time went, see ``Timings``.
+      backend: name of the backend that ran the round.
+    """
+
+    estimate: np.ndarray
+    used: np.ndarray
+    answered: np.ndarray
+    outputs: np.ndarray
+    errors: Mapping[int, str]
+    timings: Timings
+    backend: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+    """What the driver hands a backend for one round.
+
+    Attributes:
+      alive: (N,) bool, workers that take part (the others are simulated stragglers).
+      wait_for: as passed to ``run`` (None = every worker in ``alive``); ``enough`` applies it.
+      deadline: seconds after dispatch at which to stop waiting (None = no deadline).
+      faults: injected worker faults, or None.
+      m: size of one output of f.
+      dtype: dtype of the outputs.
+      enough: maps an (N,) mask of valid results to whether decoding may start.
+    """
+
+    alive: np.ndarray
+    wait_for: int | None
+    deadline: float | None
+    faults: WorkerFaults | None
+    m: int
+    dtype: np.dtype
+    enough: Callable[[np.ndarray], bool]
+
+
+@dataclasses.dataclass
+class Answers:
+    """What a backend hands back: an (N, m) array of outputs (NaN rows where no usable
+    answer), the (N,) ``answered`` mask, per-worker ``arrival_s`` and ``worker_s`` (see
+    ``Timings``), and per-worker ``errors``. ``cause`` is the first exception a worker
+    raised, chained into ``NotEnoughResults``; ``note`` says why collection stopped early
+    (e.g. the deadline), for error messages."""
+
+    outputs: np.ndarray
+    answered: np.ndarray
+    arrival_s: np.ndarray
+    worker_s: np.ndarray
+    errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    cause: BaseException | None = None
+    note: str = ""
+
+    @classmethod
+    def empty(cls, N: int, m: int, dtype) -> Answers:
+        nan = np.full((N,), np.nan)
+        return cls(np.full((N, m), np.nan, dtype), np.zeros((N,), bool), nan, nan.copy())
+
+    def valid(self) -> np.ndarray:
+        """(N,) mask of answers the decoder can use."""
+        return self.answered & np.all(np.isfinite(self.outputs), axis=1)
+
+
+@jax.jit
+def _encode(scheme, X):
+    return scheme.encode(X)
+
+
+@jax.jit
+def _decode(scheme, Y, used):
+    return scheme.decode(Y, used)
+
+
+class Backend:
+    """An execution backend: where and how the N workers evaluate f.
+
+    Every backend runs a round the same way through :meth:`run`; subclasses implement
+    ``_compute`` (evaluate f on the coded inputs and report what arrived).
+    """
+
+    name: ClassVar[str] = "backend"
+
+    def run(
+        self,
+        f: Callable,
+        scheme: Scheme,
+        X,
+        *,
+        alive=None,
+        wait_for: int | None = None,
+        deadline: float | None = None,
+        faults: WorkerFaults | None = None,
+    ) -> WorkerResult:
+        """Encode X, evaluate f on the N coded inputs with this backend, decode.
+
+        Args:
+          f: one input (d,) -> one output (any shape, flattened to (m,)). It must be
+            hashable (a function or ``functools.partial``) and, for Dask, picklable.
+          scheme: a coding scheme, e.g. ``letcc_jax.letcc(K, N)``.
+          X: (K, d) inputs.
+          alive: (N,) bool, workers that take part; the others are stragglers whose
+            results are never used (default: all). The same mask gives the same decoded
+            result on every backend.
+          wait_for: asynchronous backends only: decode as soon as at least this many valid
+            results have arrived AND they determine every input (for replication, every
+            input has an answering replica). Default: all workers in ``alive``.
+          deadline: asynchronous backends only: seconds after dispatch at which to decode
+            from whatever valid results have arrived.
+          faults: asynchronous backends only: injected worker faults (``WorkerFaults``).
+
+        Returns:
+          A ``WorkerResult``; ``estimate`` is (K, m) in the output dtype of f.
+
+        Raises:
+          NotEnoughResults: the valid results that arrived (by the deadline, or at all)
+            cannot give every input an estimate.
+        """
+        start = time.perf_counter()
+        if not callable(f):
+            raise TypeError(f"f must be callable (one input (d,) -> one output), got {f!r}.")
+        if not isinstance(scheme, Scheme):
+            raise TypeError(
+                f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got {scheme!r}."
+            )
+        X = float_array(X, "X")
+        check_matrix(X, scheme.K, "X", "K")
+        check_finite(X, "X", " Coded computing needs finite inputs; clean or drop them first.")
+        N = scheme.N
+        alive = np.ones((N,), bool) if alive is None else np.asarray(check_mask(alive, N))
+        need = _check_wait_for(wait_for, int(alive.sum()))
+        if deadline is not None and not deadline > 0:
+            raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}.")
+        if faults is not None:
+            if not isinstance(faults, WorkerFaults):
+                raise TypeError(f"faults must be a letcc_jax.workers.WorkerFaults, got {faults!r}.")
+            faults.check(N)
+
+        encoding = time.perf_counter()
+        coded = np.asarray(_encode(scheme, X))
+        encoded = time.perf_counter()
+        m, dtype = _output_spec(f, coded)
+
+        def enough(valid):
+            return valid.sum() >= need and bool(np.all(scheme.recovered(valid)))
+
+        rnd = Round(alive, wait_for, deadline, faults, m, dtype, enough)
+        dispatched = time.perf_counter()
+        answers = self._compute(f, coded, rnd)
+        computed = time.perf_counter()
+
+        used = answers.valid()
+        _check_enough(scheme, used, answers, self.name)
+        estimate = np.asarray(_decode(scheme, jnp.asarray(answers.outputs), jnp.asarray(used)))
+        done = time.perf_counter()
+        timings = Timings(
+            encoded - encoding,
+            computed - dispatched,
+            done - computed,
+            done - start,
+            answers.arrival_s,
+            answers.worker_s,
+        )
+        return WorkerResult(
+            estimate, used, answers.answered, answers.outputs, dict(answers.errors), timings, self.name
+        )
+
+    def _compute(self, f: Callable, coded: np.ndarray, rnd: Round) -> Answers:
+        """Evaluate f on the (N, d) coded inputs of the workers in ``rnd.alive``."""
+        raise NotImplementedError
+
+
+def _check_wait_for(wait_for, alive_count: int) -> int:
+    if wait_for is None:
+        return alive_count
+    if not isinstance(wait_for, (int, np.integer)) or isinstance(wait_for, bool) or wait_for < 1:
+        raise ValueError(f"wait_for must be a positive int (a number of workers), got {wait_for!r}.")
+    if wait_for > alive_count:
+        raise ValueError(
+            f"wait_for={wait_for} exceeds the {alive_count} workers taking part (alive); "
+            "lower wait_for or mark more workers alive."
+        )
+    return int(wait_for)
+
+
+def _output_spec(f, coded: np.ndarray) -> tuple[int, np.dtype]:
+    """Size m and dtype of one output of f, from tracing f on one coded input."""
+    try:
+        out = jax.eval_shape(f, jax.ShapeDtypeStruct(coded.shape[1:], coded.dtype))
+    except Exception as exc:
+        raise TypeError(
+            f"f failed on one input of shape {coded.shape[1:]} and dtype {coded.dtype} "
+            f"(traced with jax.eval_shape): {exc}"
+        ) from exc
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(f"f must return one array, got the structure {jax.tree.structure(out)}.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(f"f must return floating-point values, got dtype {out.dtype}.")
+    return math.prod(out.shape), np.dtype(out.dtype)
+
+
+def _check_enough(scheme: Scheme, used: np.ndarray, answers: Answers, backend: str):
+    recovered = np.asarray(scheme.recovered(jnp.asarray(used)))
+    if recovered.all():
+        return
+    lost = np.flatnonzero(~recovered).tolist()
+    invalid = int((answers.answered & ~used).sum())
+    errors = "; ".join(f"worker {n}: {e}" for n, e in list(answers.errors.items())[:3])
+    raise NotEnoughResults(
+        f"{scheme.name} on the {backend} backend: {int(used.sum())} valid results from N={scheme.N} "
+        f"workers leave input(s) {lost[:10]}{'...' if len(lost) > 10 else ''} without an estimate; "
+        f"the scheme needs at least {scheme.min_survivors} valid results"
+        f"{' including a replica of every input' if scheme.name == 'uncoded' else ''}. "
+        f"{invalid} answer(s) were non-finite or malformed, {len(answers.errors)} worker(s) "
+        f"failed{' (' + errors + ')' if errors else ''}.{' ' + answers.note if answers.note else ''} "
+        "Wait longer (deadline), add workers, or use a scheme that tolerates more stragglers."
+    ) from answers.cause

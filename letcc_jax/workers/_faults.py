@@ -1,0 +1,109 @@
+"""Faults injected into real workers, by coded-worker index n in [0, N).
+
+These are facts about a run (a worker sleeps, raises, dies, or sends NaN or garbage), not
+about the decoded values: they need an asynchronous backend, where the master sees them
+happen. The simulated output faults of the core (``letcc_jax.GaussianNoise``, ...) are the
+lockstep counterpart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["InjectedFault", "WorkerFaults"]
+
+
+class InjectedFault(RuntimeError):
+    """The exception a worker raises when ``WorkerFaults.fail`` names it."""
+
+
+class TaskFault(NamedTuple):
+    """The faults of one worker's task, as shipped with it (see ``WorkerFaults``)."""
+
+    worker: int
+    delay: float
+    fail: bool
+    kill: bool
+    nan: bool
+    garbage: bool
+    garbage_scale: float
+
+
+def _indices(values, name: str) -> frozenset[int]:
+    out = set()
+    for v in values:
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"WorkerFaults.{name} must hold worker indices (ints), got {v!r}.")
+        out.add(int(v))
+    return frozenset(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerFaults:
+    """Faults to inject into the workers of one round, keyed by worker index n in [0, N).
+
+    Attributes:
+      delay: worker -> extra seconds before it starts computing (a straggler). The wait
+        takes no execution slot from other workers (a slow machine of its own) and ends
+        early if the master cancels the task.
+      fail: workers whose task raises ``InjectedFault``.
+      kill: workers whose process is killed (SIGKILL) when it starts the task, the first
+        time only: the cluster may re-run the task elsewhere, as after a real crash.
+        Needs worker processes (not threads inside the master).
+      nan: workers that return NaN (an erasure for the decoder).
+      garbage: workers that return finite random values, uniform in
+        [-garbage_scale, garbage_scale] (undetectable by the master; the decoder's
+        smoothing has to absorb them).
+      garbage_scale: size of the garbage values.
+    """
+
+    delay: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    fail: Collection[int] = ()
+    kill: Collection[int] = ()
+    nan: Collection[int] = ()
+    garbage: Collection[int] = ()
+    garbage_scale: float = 1e3
+
+    def __post_init__(self):
+        delay = {}
+        for n, seconds in dict(self.delay).items():
+            (n,) = _indices([n], "delay")
+            if not np.isfinite(seconds) or seconds < 0:
+                raise ValueError(f"WorkerFaults.delay[{n}] must be finite seconds >= 0, got {seconds!r}.")
+            delay[n] = float(seconds)
+        object.__setattr__(self, "delay", delay)
+        for name in ("fail", "kill", "nan", "garbage"):
+            object.__setattr__(self, name, _indices(getattr(self, name), name))
+        if not np.isfinite(self.garbage_scale) or self.garbage_scale <= 0:
+            raise ValueError(f"WorkerFaults.garbage_scale must be finite and > 0, got {self.garbage_scale!r}.")
+
+    @classmethod
+    def slow(cls, N: int, S: int, delay: float, *, seed: int | np.random.Generator = 0) -> WorkerFaults:
+        """``S`` of the ``N`` workers, chosen uniformly at random, start ``delay`` s late."""
+        if not 0 <= S <= N:
+            raise ValueError(f"WorkerFaults.slow: need 0 <= S <= N, got S={S}, N={N}.")
+        chosen = np.random.default_rng(seed).choice(N, size=S, replace=False)
+        return cls(delay={int(n): delay for n in chosen})
+
+    def workers(self) -> frozenset[int]:
+        """Every worker index some fault names."""
+        return frozenset(self.delay) | self.fail | self.kill | self.nan | self.garbage
+
+    def check(self, N: int):
+        """Raise if a fault names a worker outside [0, N)."""
+        bad = sorted(n for n in self.workers() if not 0 <= n < N)
+        if bad:
+            raise ValueError(f"WorkerFaults name worker(s) {bad[:10]} outside [0, N) = [0, {N}).")
+
+    def task(self, n: int) -> TaskFault | None:
+        """The faults of worker n, or None if it has none."""
+        if n not in self.workers():
+            return None
+        return TaskFault(
+            n, self.delay.get(n, 0.0), n in self.fail, n in self.kill, n in self.nan,
+            n in self.garbage, self.garbage_scale,
+        )

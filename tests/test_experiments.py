@@ -1,0 +1,113 @@
+"""The experiment CLIs at smoke size (untrained models: no training, no checkpoint cache),
+and their helpers on hand-computed cases."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import letcc_jax as lc
+from experiments import error_vs_n, table1
+from letcc_jax.data import load_fashion_mnist
+
+
+def _fashion_mnist_available():
+    try:
+        load_fashion_mnist(download=False)
+    except (FileNotFoundError, OSError):
+        return False
+    return True
+
+
+needs_data = pytest.mark.skipif(not _fashion_mnist_available(),
+                                reason="Fashion-MNIST files not installed")
+
+
+# ----------------------------------------------------------------- slope fitting
+def test_fit_slope_recovers_exact_power_law():
+    N = np.logspace(1, 3, 9)
+    np.testing.assert_allclose(error_vs_n.fit_slope(N, 3.0 * N ** -3.0), -3.0, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(error_vs_n.fit_slope(N, 0.2 * N ** -0.6), -0.6, rtol=1e-12, atol=0)
+
+
+def test_fit_slope_uses_only_the_large_N_half():
+    N = np.array([10, 20, 40, 80, 160, 320, 640.0])
+    mse = np.where(N < 80, 1.0, 5.0 * N ** -3.0)  # flat pre-asymptotic part is ignored
+    np.testing.assert_allclose(error_vs_n.fit_slope(N, mse), -3.0, rtol=1e-12, atol=0)
+
+
+def test_fit_slope_ignores_non_positive_values():
+    N = np.array([10, 100, 1000, 10000.0])
+    np.testing.assert_allclose(error_vs_n.fit_slope(N, [1.0, 1.0, 1e-2, 0.0]), float("nan"))
+    np.testing.assert_allclose(error_vs_n.fit_slope(N, [1.0, 1.0, 1e-2, 1e-4]), -2.0,
+                               rtol=1e-12, atol=0)
+
+
+def test_straggler_masks_have_exactly_S_stragglers():
+    masks = error_vs_n.straggler_masks(np.random.default_rng(0), 50, 13, 4)
+    assert masks.shape == (50, 13)
+    np.testing.assert_array_equal((~masks).sum(axis=1), 4)
+
+
+# ----------------------------------------------------------------- metric pooling
+def _result(rmse, relacc, agreement, recovered):
+    rmse = np.asarray(rmse, float)
+    return lc.MonteCarloResult(rmse ** 2, rmse, np.asarray(recovered, float),
+                               np.zeros(rmse.shape, int), np.asarray(relacc, float),
+                               np.asarray(agreement, float))
+
+
+def test_pool_concatenates_trials_across_batches():
+    pooled = table1.pool([_result([1.0, 3.0], [1.0, 0.5], [1.0, 0.0], [1, 1]),
+                          _result([5.0], [np.nan], [0.5], [0.5])])
+    assert pooled["values"] == 3
+    np.testing.assert_allclose(pooled["rmse_mean"], 3.0, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(pooled["rmse_std"], np.sqrt(8 / 3), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(pooled["mse_mean"], 35 / 3, rtol=1e-12, atol=0)
+    # RelAcc is undefined on a batch where f itself is never right: dropped and counted
+    np.testing.assert_allclose(pooled["relacc_mean"], 0.75, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(pooled["relacc_std"], 0.25, rtol=1e-12, atol=0)
+    assert pooled["relacc_undefined"] == 1
+    np.testing.assert_allclose(pooled["agreement_mean"], 0.5, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(pooled["failure_rate"], 1 / 3, rtol=1e-12, atol=0)
+
+
+# ----------------------------------------------------------------- smoke runs
+@needs_data
+def test_table1_smoke(tmp_path):
+    rows = table1.main(["--smoke", "--untrained", "--out", str(tmp_path)])
+    out = tmp_path / "table1"
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md"}
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["untrained"] and "jax" in payload["environment"]
+    assert [r["scheme"] for r in rows] == table1.SCHEMES * len(payload["config"]["settings"])
+    with (out / "results.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == len(rows)
+    text = (out / "table.md").read_text()
+    assert "RelAcc = acc(argmax" in text and "| LeTCC | BACC | LCC | uncoded |" in text
+    for r in rows:
+        assert r["values"] == payload["config"]["trials"] * payload["config"]["batches"]
+        assert np.isfinite(r["rmse_mean"]) and r["rmse_std"] >= 0
+    letcc = next(r for r in rows if r["scheme"] == "letcc")
+    assert letcc["lam_dec"] in payload["config"]["lam_dec_grid"]
+
+
+@needs_data
+def test_error_vs_n_smoke(tmp_path):
+    rows, fitted = error_vs_n.main(["--smoke", "--untrained", "--out", str(tmp_path)])
+    out = tmp_path / "error_vs_n"
+    config = json.loads((out / "results.json").read_text())["config"]
+    for fn in config["functions"]:
+        assert (out / f"error_vs_n_{fn}.png").stat().st_size > 0
+    expected = (len(config["functions"]) * len(config["N"]) * 2 * len(config["rel_sigmas"]) * 2)
+    assert len(rows) == expected
+    assert len(fitted) == expected // len(config["N"])
+    assert all(np.isfinite(r["mse_mean"]) and r["mse_mean"] >= 0 for r in rows)
+    # noise can only add error on the smooth synthetic f with interpolating BACC
+    bacc = {(r["N"], r["regime"], r["rel_sigma"]): r["mse_mean"] for r in rows
+            if r["function"] == "synthetic" and r["scheme"] == "bacc"}
+    for (N, regime, rel), value in bacc.items():
+        assert value >= bacc[(N, regime, 0.0)] * (1 - 1e-6) - 1e-12
