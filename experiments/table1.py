@@ -1,0 +1,220 @@
+"""Table 1: LeTCC against BACC, LCC and uncoded replication on trained image classifiers.
+
+For every model and every (N, K, S) setting, K test images (flattened to (K, d), d = H*W*C)
+are coded for N workers, exactly S of which straggle (uniformly random; |F| = N - S answer).
+LeTCC's lam_dec is chosen by ``select_lambda`` on a calibration batch drawn disjoint from
+the evaluation images (``data.calibration_split``); lam_enc = 0. Every scheme then runs
+``trials`` straggler draws on each of ``batches`` evaluation batches, and the per-trial
+values are pooled over all batches before taking mean and std.
+
+Metrics (per trial, DESIGN.md section 4):
+  RMSE   = sqrt((1/K) sum_k ||f_hat(x_k) - f(x_k)||^2) on the logits;
+  RelAcc = acc(argmax f_hat vs labels) / acc(argmax f vs labels);
+  Agree  = fraction of k with argmax f_hat(x_k) == argmax f(x_k).
+
+    python -m experiments.table1                  # cpu config (Fashion-MNIST), minutes
+    python -m experiments.table1 --config paper   # MNIST / CIFAR-10 / CIFAR-100 files needed
+    python -m experiments.table1 --smoke          # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+import letcc_jax as lc
+from experiments._io import environment, markdown_table, output_dir, print_config, write_json
+from experiments.configs import TABLE1
+from letcc_jax.data import calibration_split, load_dataset
+from letcc_jax.models import make_model, pure_apply
+
+SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
+METRICS = ("rmse", "mse", "relacc", "agreement")
+
+METRIC_NOTE = (
+    "Mean ± std over straggler draws pooled across evaluation batches (trials × batches "
+    "values per cell); exactly S of N workers straggle, uniformly at random.\n"
+    "RMSE = sqrt((1/K) Σ_k ||f̂(x_k) − f(x_k)||²) on the logits. "
+    "RelAcc = acc(argmax f̂ vs labels) / acc(argmax f vs labels); "
+    "Agree = share of inputs with argmax f̂ = argmax f. "
+    "Uncoded: an input with no surviving replica is estimated as 0 ('lost' = share of "
+    "trials losing at least one input). LeTCC: lam_enc = 0, lam_dec by select_lambda on a "
+    "disjoint calibration batch."
+)
+
+
+def load_data(name: str):
+    """The dataset ``name``, or SystemExit with a clear message when its files are missing."""
+    try:
+        return load_dataset(name, download=False)
+    except (FileNotFoundError, OSError) as exc:
+        raise SystemExit(
+            f"table1: dataset {name!r} is not available offline ({exc}). Put its standard files "
+            "under $LETCC_DATA (see letcc_jax.data) or use --config cpu."
+        ) from None
+
+
+def model_function(name: str, ds, untrained: bool = False):
+    """(f, test accuracy or None): f maps one flat (d,) image to logits.
+
+    ``untrained`` uses freshly initialised weights (seed 0): a fast stand-in for tests.
+    """
+    if untrained:
+        return pure_apply(make_model(name, ds.image_shape, ds.num_classes, seed=0)), None
+    from letcc_jax.train import get_trained_model
+
+    trained = get_trained_model(name, ds, progress=False)
+    return pure_apply(trained.model), trained.record.get("test_accuracy")
+
+
+def pool(results) -> dict:
+    """Mean and std of each metric over the per-trial values of several MonteCarloResults.
+
+    RelAcc is undefined (NaN) on a batch where f itself classifies nothing correctly; such
+    values are dropped and counted in ``relacc_undefined``.
+    """
+    out = {}
+    for name in METRICS:
+        values = np.concatenate([np.asarray(getattr(r, name), np.float64) for r in results])
+        finite = values[np.isfinite(values)]
+        out[f"{name}_mean"] = float(np.mean(finite)) if finite.size else float("nan")
+        out[f"{name}_std"] = float(np.std(finite)) if finite.size else float("nan")
+        if name == "relacc":
+            out["relacc_undefined"] = int(values.size - finite.size)
+    recovered = np.concatenate([np.asarray(r.recovered) for r in results])
+    out["failure_rate"] = float(np.mean(recovered < 1.0))
+    out["values"] = int(recovered.size)
+    return out
+
+
+def flat(images) -> jnp.ndarray:
+    return jnp.asarray(images.reshape(images.shape[0], -1))
+
+
+def run_setting(f, split, N, K, S, config, key):
+    """All schemes at one (N, K, S): rows with pooled metrics and LeTCC's chosen lam_dec."""
+    stragglers = lc.ExactStragglers(S)
+    k_cal, k_eval = jax.random.split(key)
+    search = lc.select_lambda(
+        f, lc.letcc(K, N), flat(split.x_cal[:K]), k_cal, lam_dec_grid=config["lam_dec_grid"],
+        trials=config["cal_trials"], stragglers=stragglers, progress=False,
+    )
+    schemes = {"letcc": search.scheme, **{n: lc.make_scheme(n, K, N) for n in SCHEMES[1:]}}
+    rows = []
+    for name, scheme in schemes.items():
+        results = []
+        for b in range(config["batches"]):
+            X = flat(split.x_eval[b * K:(b + 1) * K])
+            labels = jnp.asarray(split.y_eval[b * K:(b + 1) * K])
+            # same key per batch for every scheme: common straggler patterns across schemes
+            results.append(lc.monte_carlo(f, scheme, X, jax.random.fold_in(k_eval, b),
+                                          trials=config["trials"], stragglers=stragglers,
+                                          labels=labels))
+        row = {"N": N, "K": K, "S": S, "F": N - S, "scheme": name, **pool(results)}
+        if name == "letcc":
+            row["lam_dec"] = float(search.scheme.lam_dec)
+        rows.append(row)
+    return rows
+
+
+def run(config, untrained=False, progress=True):
+    rows, models = [], {}
+    key = jax.random.PRNGKey(config["seed"])
+    K_max = max(K for _, K, _ in config["settings"])
+    # every dataset first: a missing file fails before any model is trained
+    datasets = {name: load_data(name) for name in dict.fromkeys(config["models"].values())}
+    jobs = [(m, s) for m in config["models"] for s in config["settings"]]
+    bar = tqdm(jobs, desc="settings", disable=not progress)
+    for model, (N, K, S) in bar:
+        bar.set_postfix_str(f"{model} N={N} K={K} S={S}")
+        if model not in models:
+            ds_name = config["models"][model]
+            ds = datasets[ds_name]
+            split = calibration_split(ds, K_max, config["batches"] * K_max, seed=config["seed"])
+            f, acc = model_function(model, ds, untrained)
+            models[model] = {"dataset": ds_name, "test_accuracy": acc}
+        start = time.perf_counter()
+        setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K))
+        seconds = round(time.perf_counter() - start, 2)
+        rows += [{"model": model, "dataset": ds_name, **row, "setting_seconds": seconds}
+                 for row in setting]
+    return rows, models
+
+
+def tables(rows) -> tuple[str, str]:
+    """Markdown: RMSE per scheme, and RelAcc (Agree) per scheme, one row per setting."""
+    header = ["model", "N", "K", "survivors N−S"]
+    rmse_rows, acc_rows = [], []
+    keys = []
+    for r in rows:
+        k = (r["model"], r["N"], r["K"], r["S"])
+        if k not in keys:
+            keys.append(k)
+    for model, N, K, S in keys:
+        cells_r, cells_a = [], []
+        for name in SCHEMES:
+            r = next(r for r in rows if (r["model"], r["N"], r["K"], r["S"], r["scheme"])
+                     == (model, N, K, S, name))
+            cell = f"{r['rmse_mean']:.3g} ± {r['rmse_std']:.2g}"
+            if r["failure_rate"] > 0:
+                cell += f" ({100 * r['failure_rate']:.0f}% lost)"
+            if name == "letcc":
+                cell += f" [λ={r['lam_dec']:.0e}]"
+            cells_r.append(cell)
+            cells_a.append(f"{r['relacc_mean']:.3f} ± {r['relacc_std']:.2f} "
+                           f"({r['agreement_mean']:.3f})")
+        base = [model, N, K, N - S]
+        rmse_rows.append(base + cells_r)
+        acc_rows.append(base + cells_a)
+    names = {"letcc": "LeTCC", "bacc": "BACC", "lcc": "LCC", "uncoded": "uncoded"}
+    return (markdown_table(header + [names[s] for s in SCHEMES], rmse_rows),
+            markdown_table(header + [names[s] for s in SCHEMES], acc_rows))
+
+
+def write_csv(path: Path, rows) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["cpu", "paper"], default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
+    parser.add_argument("--untrained", action="store_true",
+                        help="randomly initialised models (no training, no cache): for tests")
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    name = "smoke" if args.smoke else args.config
+    config = dict(TABLE1[name])
+    print_config("table1", {**config, "name": name, "untrained": args.untrained})
+    start = time.perf_counter()
+    rows, models = run(config, untrained=args.untrained, progress=True)
+    seconds = time.perf_counter() - start
+    rmse_md, acc_md = tables(rows)
+    text = (f"## Table 1 ({name} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), mean ± std "
+            f"[LeTCC's lam_dec]\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax agreement)\n\n"
+            f"{acc_md}\n\nModels: {models}. Total time {seconds:.0f} s.\n")
+    print("\n" + text)
+    out = output_dir("table1", args.out)
+    write_json(out / "results.json", {"config": {**config, "name": name,
+                                                  "untrained": args.untrained},
+                                      "environment": environment(), "models": models,
+                                      "seconds": seconds, "rows": rows})
+    write_csv(out / "results.csv", rows)
+    (out / "table.md").write_text(text)
+    print(f"wrote {out}/results.json, results.csv, table.md")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
