@@ -43,25 +43,6 @@ def reinsch_values(t, y, lam):
     return y - a * (Q @ gamma)
 
 
-def smoothing_spline(t, y, alive, lam, x, use_scipy_fit=False):
-    """Mean-form natural cubic smoothing spline through the alive rows, evaluated at x,
-    linear outside the survivors' range. ``use_scipy_fit`` fits with scipy's
-    make_smoothing_spline (sum form, lam * |F|) instead of the Reinsch reference."""
-    t, y, x = (np.asarray(v, np.float64) for v in (t, y, x))
-    alive = np.asarray(alive, bool)
-    y = y.reshape(len(t), -1)
-    tF, yF = t[alive], y[alive]
-    n = len(tF)
-    if n == 1:
-        return np.repeat(yF, len(x), axis=0)
-    if use_scipy_fit and lam > 0 and n > 4:
-        spl = make_smoothing_spline(tF, yF, lam=n * lam)
-    else:
-        g = reinsch_values(tF, yF, lam)
-        spl = make_interp_spline(tF, g, k=min(3, n - 1), bc_type="natural" if n > 3 else None)
-    return _linear_extrapolate(spl, tF[0], tF[-1], x, spl(x))
-
-
 def berrut(nodes, values, x, weights_sign=None):
     """Berrut's rational interpolant with weights (-1)^i through (nodes, values), at x."""
     nodes, x = np.asarray(nodes, np.float64), np.asarray(x, np.float64)
@@ -93,12 +74,10 @@ def lagrange(nodes, values, x):
 
 
 def natural_smoothing_spline(t, y, alive, lam, x, use_scipy_fit=False):
-    """As ``smoothing_spline``, but the natural CUBIC spline for every |F| >= 2 survivors.
-
-    ``smoothing_spline`` above fits a quadratic (k = 2, no end conditions) through exactly
-    three survivors, which is not the natural cubic spline the minimiser is; scipy's
-    make_interp_spline(k=3, bc_type="natural") handles 2 and 3 points correctly.
-    """
+    """Mean-form natural cubic smoothing spline through the alive rows, evaluated at x,
+    linear outside the survivors' range. ``use_scipy_fit`` fits with scipy's
+    make_smoothing_spline (sum form, lam * |F|) instead of the Reinsch reference; scipy's
+    make_interp_spline(k=3, bc_type="natural") handles 2 and 3 points correctly."""
     t, y, x = (np.asarray(v, np.float64) for v in (t, y, x))
     alive = np.asarray(alive, bool)
     y = y.reshape(len(t), -1)
