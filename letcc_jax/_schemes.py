@@ -152,6 +152,20 @@ class Scheme:
         return self.alpha.astype(dtype), self.beta.astype(dtype)
 
 
+def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array, " n"]:
+    """``alive`` without the nodes that coincide with the previous alive node.
+
+    Distinct float64 nodes can round to the same value in a lower precision (Chebyshev
+    points near +-1 for N in the tens of thousands in float32); an interpolant through two
+    values at one point is undefined, so the first result at that point is kept.
+    """
+    n = nodes.shape[0]
+    last = jax.lax.cummax(jnp.where(alive, jnp.arange(n), -1))
+    prev = jnp.concatenate([jnp.full((1,), -1, last.dtype), last[:-1]])
+    same = (prev >= 0) & (nodes[jnp.maximum(prev, 0)] == nodes)
+    return alive & ~same
+
+
 @_pytree
 @dataclasses.dataclass(frozen=True)
 class LeTCC(Scheme):
@@ -176,7 +190,8 @@ class LeTCC(Scheme):
 
     def _decode(self, Y, alive):
         alpha, beta = self._nodes(Y.dtype)
-        return _spline.smooth(beta, Y, alive, jnp.asarray(self.lam_dec, Y.dtype), alpha)
+        lam = jnp.asarray(self.lam_dec, Y.dtype)
+        return _spline.smooth(beta, Y, _distinct(beta, alive), lam, alpha)
 
 
 @_pytree
@@ -196,7 +211,7 @@ class BACC(Scheme):
 
     def _decode(self, Y, alive):
         alpha, beta = self._nodes(Y.dtype)
-        w = bary.berrut_weights(alive, Y.dtype)
+        w = bary.berrut_weights(_distinct(beta, alive), Y.dtype)
         return bary.interpolation_matrix(beta, w, alpha) @ Y
 
 
@@ -228,7 +243,7 @@ class LCC(Scheme):
 
     def _decode(self, Y, alive):
         alpha, beta = self._nodes(Y.dtype)
-        w = bary.lagrange_weights(beta, alive)
+        w = bary.lagrange_weights(beta, _distinct(beta, alive))
         return bary.interpolation_matrix(beta, w, alpha) @ Y
 
 

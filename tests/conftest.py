@@ -36,7 +36,24 @@ def jit_encode():
     return jax.jit(lambda scheme, X: scheme.encode(X))
 
 
+DECODE_TRACES = []
+
+
+def _traced_decode(scheme, Y, alive):
+    DECODE_TRACES.append(type(scheme).__name__)  # runs only when jax traces (compiles)
+    return scheme.decode(Y, alive)
+
+
+_JIT_DECODE = jax.jit(_traced_decode)
+
+
 @pytest.fixture(scope="session")
 def jit_decode():
     """One jitted decoder shared by every test file (the scheme is a pytree argument)."""
-    return jax.jit(lambda scheme, Y, alive: scheme.decode(Y, alive))
+    return _JIT_DECODE
+
+
+@pytest.fixture
+def decode_traces():
+    """The log of jit_decode's traces: it grows exactly when jit_decode recompiles."""
+    return DECODE_TRACES

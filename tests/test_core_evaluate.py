@@ -44,9 +44,8 @@ def test_relacc_definition():
     labels = jnp.asarray([1, 1, 0, 0])
     rel, agreement = lc.relacc(estimate, target, labels)
     # accuracy of estimate 1/4, of target 3/4 -> RelAcc 1/3; argmaxes agree on 2 of 4.
-    # (rtol 1e-7: see test_relacc_follows_the_estimate_dtype for the dtype.)
-    np.testing.assert_allclose(float(rel), 1.0 / 3.0, rtol=1e-7, atol=0)
-    np.testing.assert_allclose(float(agreement), 0.5, rtol=1e-7, atol=0)
+    np.testing.assert_allclose(float(rel), 1.0 / 3.0, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(float(agreement), 0.5, rtol=1e-15, atol=0)
     rel0, _ = lc.relacc(estimate, target, jnp.asarray([0, 0, 0, 1]))  # target accuracy 0
     assert np.isnan(float(rel0))
 
@@ -70,8 +69,9 @@ def test_run_coded_decodes_the_pattern_it_reports(jit_encode, jit_decode):
     assert isinstance(result, lc.CodedResult)
     assert result.estimate.shape == (K, 3) and result.alive.shape == (N,)
     assert int(result.alive.sum()) == N - S
-    np.testing.assert_allclose(np.asarray(result.outputs),
-                               np.asarray(jax.vmap(f)(jit_encode(scheme, X))), rtol=1e-14, atol=1e-14)
+    honest = jax.vmap(f)(jit_encode(scheme, X))
+    np.testing.assert_allclose(np.asarray(result.outputs), np.asarray(honest), rtol=1e-14,
+                               atol=1e-14)
     np.testing.assert_allclose(np.asarray(result.estimate),
                                np.asarray(jit_decode(scheme, result.outputs, result.alive)),
                                rtol=1e-14, atol=1e-14)
@@ -134,11 +134,10 @@ def test_monte_carlo_trials_equal_a_loop_over_run_coded():
         assert int(mc.survivors[i]) == int(one.alive.sum()) == N - S
         acc = np.mean(np.argmax(est, 1) == np.asarray(labels))
         acc_ref = np.mean(np.argmax(target, 1) == np.asarray(labels))
-        # rtol 1e-7: RelAcc is float32 (test_relacc_follows_the_estimate_dtype)
-        np.testing.assert_allclose(float(mc.relacc[i]), acc / acc_ref, rtol=1e-7, atol=0)
+        np.testing.assert_allclose(float(mc.relacc[i]), acc / acc_ref, rtol=1e-12, atol=0)
         np.testing.assert_allclose(float(mc.agreement[i]),
                                    np.mean(np.argmax(est, 1) == np.argmax(target, 1)),
-                                   rtol=1e-7, atol=0)
+                                   rtol=1e-12, atol=0)
         assert float(mc.recovered[i]) == 1.0
     assert len(set(np.asarray(mc.mse).tolist())) == trials  # the trials really differ
     assert len(set(np.asarray(mc.relacc).tolist())) > 1  # and so does RelAcc

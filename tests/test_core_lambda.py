@@ -30,7 +30,8 @@ def test_select_lambda_picks_the_grid_minimum():
     # Every entry is the Monte Carlo loss of that pair, on the same random patterns.
     for i, lam_enc in enumerate(enc_grid):
         for j, lam_dec in enumerate(dec_grid):
-            candidate = scheme.replace(lam_enc=jnp.asarray(lam_enc), lam_dec=jnp.asarray(lam_dec))
+            candidate = scheme.replace(lam_enc=jnp.asarray(lam_enc, jnp.float64),
+                                       lam_dec=jnp.asarray(lam_dec, jnp.float64))
             mc = lc.monte_carlo(f, candidate, X, key, trials=trials, stragglers=stragglers,
                                 faults=faults)
             np.testing.assert_allclose(search.mse[i, j], float(np.mean(mc.mse)), rtol=1e-12,

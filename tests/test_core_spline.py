@@ -88,8 +88,8 @@ def test_smoothing_decoder_matches_scipy_make_smoothing_spline(pattern, lam, dty
 
 
 def test_mean_form_lambda_is_scipy_lambda_over_survivor_count(jit_decode):
-    """Doubling the survivor count at fixed mean-form lambda must match scipy with the
-    doubled sum-form lambda: the convention, not just one configuration."""
+    """At a fixed mean-form lambda, scipy's sum-form lambda must scale with the survivor
+    count (9, then 17 survivors): the convention, not just one configuration."""
     rng = np.random.default_rng(3)
     scheme = lc.letcc(K_SMALL, N_SMALL, lam_dec=1e-2)
     beta, alpha = np.asarray(scheme.beta), np.asarray(scheme.alpha)
@@ -100,6 +100,35 @@ def test_mean_form_lambda_is_scipy_lambda_over_survivor_count(jit_decode):
         inside = (alpha >= beta[alive].min()) & (alpha <= beta[alive].max())
         out = decode(jit_decode, scheme, Y, alive, np.float64)[:, 0]
         np.testing.assert_allclose(out[inside], spl(alpha[inside]), rtol=1e-10, atol=1e-10)
+
+
+def test_huge_lambda_gives_the_least_squares_line(dtype, jit_decode):
+    """lam -> infinity: the penalty forces u'' = 0, the fit is the least-squares line
+    through the survivors, and that line is also the extrapolation."""
+    scheme = lc.letcc(K_SMALL, N_SMALL, lam_dec=1e8)
+    beta, alpha = np.asarray(scheme.beta), np.asarray(scheme.alpha)
+    alive = masks(N_SMALL, np.random.default_rng(0))["random_and_ends"]
+    Y = np.random.default_rng(7).standard_normal((N_SMALL, 3)).astype(dtype)
+    A = np.stack([np.ones(alive.sum()), beta[alive]], 1)
+    coef = np.linalg.lstsq(A, Y[alive].astype(np.float64), rcond=None)[0]
+    line = np.stack([np.ones(K_SMALL), alpha], 1) @ coef
+    tol = {np.float32: 1e-4, np.float64: 1e-6}[dtype]  # the O(1/lam) distance dominates
+    assert_close(decode(jit_decode, scheme, Y, alive, dtype), line, tol)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1e-3, 1e-1])
+def test_encoder_matches_scipy(lam, dtype, jit_encode):
+    """The encoder fits all K data points (alpha) and evaluates at the N workers (beta),
+    which reach beyond the data range (+-1 vs Chebyshev-1 points): linear there."""
+    scheme = lc.letcc(K_SMALL, N_SMALL, lam_enc=lam)
+    alpha, beta = np.asarray(scheme.alpha), np.asarray(scheme.beta)
+    X = np.random.default_rng(6).standard_normal((K_SMALL, 3)).astype(dtype)
+    coded = jit_encode(scheme, jnp.asarray(X))
+    assert coded.dtype == dtype and coded.shape == (N_SMALL, 3)
+    expected = ref.natural_smoothing_spline(alpha, X, np.ones(K_SMALL, bool), lam, beta,
+                                            use_scipy_fit=True)
+    tol = TOL_INTERP[dtype] if lam == 0 else TOL_SCIPY_SMOOTH[dtype]
+    assert_close(np.asarray(coded, np.float64), expected, tol)
 
 
 def test_public_smoothing_spline_extrapolates_linearly(dtype):
@@ -136,17 +165,26 @@ def test_one_survivor_is_constant_and_none_is_zero():
 # ----------------------------------------------------------------------------- large N
 
 
-def large_case(N, K, seed):
-    """Chebyshev-2 workers, noisy smooth outputs, 20% random stragglers plus the first and
-    last 2% of workers dead (so the decoder extrapolates at both ends)."""
+def large_case(N, K, seed, pattern="random_ends"):
+    """Chebyshev-2 workers, noisy smooth outputs and a survivor pattern:
+    "random_ends": 20% random stragglers plus the first and last 2% of workers dead (the
+    decoder extrapolates a little at both ends); "gaps": the last 30% of workers and two
+    blocks of 5% inside dead (long gaps, far extrapolation on the right)."""
     rng = np.random.default_rng(seed)
     scheme = lc.letcc(K, N)
     beta, alpha = np.asarray(scheme.beta), np.asarray(scheme.alpha)
     Y = np.stack([np.sin(3 * beta), np.cos(5 * beta)], 1) + 0.1 * rng.standard_normal((N, 2))
-    alive = rng.permutation(N) >= N // 5
-    ends = max(3, N // 50)
-    alive[:ends] = alive[-ends:] = False
-    assert alpha.min() < beta[alive].min() and alpha.max() > beta[alive].max()
+    if pattern == "random_ends":
+        alive = rng.permutation(N) >= N // 5
+        ends = max(3, N // 50)
+        alive[:ends] = alive[-ends:] = False
+        assert alpha.min() < beta[alive].min()
+    else:
+        idx = np.arange(N)
+        block = N // 20
+        alive = (idx < 0.7 * N) & ~((idx >= N // 5) & (idx < N // 5 + block))
+        alive &= ~((idx >= N // 2) & (idx < N // 2 + block))
+    assert alpha.max() > beta[alive].max()
     return scheme, beta, alpha, Y, alive
 
 
@@ -156,12 +194,14 @@ TOL_LARGE_INTERP = {np.float32: 1e-4, np.float64: 1e-9}
 
 
 @pytest.mark.parametrize(
-    "N, dtype",
-    [(200, np.float64), (2000, np.float64), (2000, np.float32), (10_000, np.float64)],
-    ids=["200-float64", "2000-float64", "2000-float32", "10000-float64"],
+    "N, dtype, pattern",
+    [(200, np.float64, "random_ends"), (2000, np.float64, "random_ends"),
+     (2000, np.float32, "random_ends"), (10_000, np.float64, "random_ends"),
+     (2000, np.float64, "gaps"), (10_000, np.float64, "gaps")],
+    ids=lambda v: np.dtype(v).name if isinstance(v, type) else str(v),
 )
-def test_interpolating_decoder_large_N(N, dtype, jit_decode):
-    scheme, beta, alpha, Y, alive = large_case(N, N // 4, seed=N)
+def test_interpolating_decoder_large_N(N, dtype, pattern, jit_decode):
+    scheme, beta, alpha, Y, alive = large_case(N, N // 4, seed=N, pattern=pattern)
     expected = ref.natural_smoothing_spline(beta, Y, alive, 0.0, alpha)
     tol = TOL_LARGE_INTERP[dtype]
     assert_close(decode(jit_decode, scheme, Y.astype(dtype), alive, dtype), expected, tol)
@@ -189,7 +229,8 @@ TOL_LARGE_SMOOTH = {
 @pytest.mark.parametrize("N, lam", list(TOL_LARGE_SMOOTH))
 def test_smoothing_decoder_large_N_against_reinsch_and_exact(N, lam, jit_decode):
     scheme, beta, alpha, Y, alive = large_case(N, N // 4, seed=N)
-    out = decode(jit_decode, scheme.replace(lam_dec=jnp.asarray(lam)), Y, alive, np.float64)
+    scheme = scheme.replace(lam_dec=jnp.asarray(lam, np.float64))
+    out = decode(jit_decode, scheme, Y, alive, np.float64)
     tol = TOL_LARGE_SMOOTH[N, lam]
     lapack = ref.natural_smoothing_spline(beta, Y, alive, lam, alpha)
     assert_close(out, lapack, tol)
@@ -240,7 +281,20 @@ def test_float32_smoothing_decoder_is_not_destroyed_by_conditioning(jit_decode):
     # B-spline fit), or float64 internally where available, or at least a warning, is needed.
     N, lam = 2000, 1e-2
     scheme, beta, alpha, Y, alive = large_case(N, N // 4, seed=N)
-    scheme = scheme.replace(lam_dec=jnp.asarray(lam))
+    scheme = scheme.replace(lam_dec=jnp.asarray(lam, np.float64))
     expected = ref.natural_smoothing_spline(beta, Y, alive, lam, alpha)
     out = decode(jit_decode, scheme, Y.astype(np.float32), alive, np.float32)
     assert_close(out, expected, 1e-3)
+
+
+def test_float32_default_points_at_large_N_give_no_nan(jit_decode):
+    # See test_core_conformance.py::test_workers_that_coincide_in_float32_do_not_give_nan:
+    # with N = 20000 Chebyshev-2 workers two pairs of points coincide in float32.
+    N = 20_000
+    scheme = lc.letcc(16, N)
+    beta, alpha = np.asarray(scheme.beta), np.asarray(scheme.alpha)
+    assert np.unique(beta.astype(np.float32)).size < N  # the collision is real
+    Y = np.sin(3 * beta)[:, None].astype(np.float32)
+    out = decode(jit_decode, scheme, Y, np.ones(N, bool), np.float32)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out[:, 0], np.sin(3 * alpha), rtol=0, atol=1e-5)

@@ -2,6 +2,8 @@
 grad == central finite differences (float64), and no recompilation across survivor
 masks or smoothing parameters."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,28 +49,18 @@ def test_jit_equals_eager(scheme, jit_encode, jit_decode):
             np.testing.assert_allclose(np.asarray(eager), np.asarray(jitted), **TOL64)
 
 
-def test_vmap_over_masks_equals_loop(scheme, jit_decode):
-    _, Y = data(np.float64)
-    masks = np.concatenate([np.stack(list(MASKS.values())), random_masks(6, 1, scheme)])
-    batched = jax.jit(jax.vmap(lambda s, y, a: s.decode(y, a), in_axes=(None, None, 0)))(
-        scheme, jnp.asarray(Y), jnp.asarray(masks))
-    assert batched.shape == (len(masks), K, M)
-    for i, alive in enumerate(masks):
-        np.testing.assert_allclose(np.asarray(batched[i]),
-                                   np.asarray(jit_decode(scheme, jnp.asarray(Y), jnp.asarray(alive))),
-                                   **TOL64)
-
-
-def test_vmap_over_outputs_and_masks_equals_loop(scheme, jit_decode):
+def test_vmap_over_masks_and_outputs_equals_loop(scheme, jit_decode):
     rng = np.random.default_rng(2)
-    Ys = rng.standard_normal((4, N, M))
-    masks = random_masks(4, 3, scheme)
+    masks = np.concatenate([np.stack(list(MASKS.values())), random_masks(6, 1, scheme)])
+    Ys = rng.standard_normal((len(masks), N, M))
+    Ys[:, 0] = Ys[0, 0]  # ... and one output row shared by every pattern
     batched = jax.jit(jax.vmap(lambda s, y, a: s.decode(y, a), in_axes=(None, 0, 0)))(
         scheme, jnp.asarray(Ys), jnp.asarray(masks))
-    for i in range(4):
+    assert batched.shape == (len(masks), K, M)
+    for i, alive in enumerate(masks):
         np.testing.assert_allclose(
             np.asarray(batched[i]),
-            np.asarray(jit_decode(scheme, jnp.asarray(Ys[i]), jnp.asarray(masks[i]))), **TOL64)
+            np.asarray(jit_decode(scheme, jnp.asarray(Ys[i]), jnp.asarray(alive))), **TOL64)
 
 
 def test_vmap_over_smoothing_parameters_equals_loop(jit_decode):
@@ -77,12 +69,11 @@ def test_vmap_over_smoothing_parameters_equals_loop(jit_decode):
     base = lc.letcc(K, N)
     grid = jnp.asarray([0.0, 1e-4, 1e-2, 1.0])
     alive = jnp.asarray(MASKS["ends"])
-    batched = jax.jit(jax.vmap(lambda lam: base.replace(lam_dec=lam).decode(jnp.asarray(Y), alive)))(
-        grid)
+    Y = jnp.asarray(Y)
+    batched = jax.jit(jax.vmap(lambda lam: base.replace(lam_dec=lam).decode(Y, alive)))(grid)
     for i, lam in enumerate(grid):
-        np.testing.assert_allclose(np.asarray(batched[i]),
-                                   np.asarray(jit_decode(base.replace(lam_dec=lam), jnp.asarray(Y), alive)),
-                                   **TOL64)
+        single = jit_decode(base.replace(lam_dec=lam), Y, alive)
+        np.testing.assert_allclose(np.asarray(batched[i]), np.asarray(single), **TOL64)
     assert np.max(np.abs(np.asarray(batched[0] - batched[-1]))) > 1e-3  # lambda matters
 
 
@@ -99,8 +90,16 @@ def loss(scheme, X, Y, alive):
     return jnp.sum(W_OUT * scheme.decode(outputs, alive))
 
 
-loss_jit = jax.jit(loss)
-grad_jit = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+# One compilation per scheme: the finite differences reuse the value it returns.
+value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+
+
+def loss_jit(scheme, X, Y, alive):
+    return value_and_grad(scheme, X, Y, alive)[0]
+
+
+def grad_jit(scheme, X, Y, alive):
+    return value_and_grad(scheme, X, Y, alive)[1]
 
 
 def central_difference(fn, x, h):
@@ -121,8 +120,10 @@ def test_grad_matches_finite_differences(scheme):
     X, Y = data(np.float64, seed=6)
     alive = jnp.asarray(MASKS["ends"])
     g_scheme, g_X, g_Y = grad_jit(scheme, jnp.asarray(X), jnp.asarray(Y), alive)
-    fd_X = central_difference(lambda x: loss_jit(scheme, jnp.asarray(x), jnp.asarray(Y), alive), X, 1e-6)
-    fd_Y = central_difference(lambda y: loss_jit(scheme, jnp.asarray(X), jnp.asarray(y), alive), Y, 1e-6)
+    fd_X = central_difference(
+        lambda x: loss_jit(scheme, jnp.asarray(x), jnp.asarray(Y), alive), X, 1e-6)
+    fd_Y = central_difference(
+        lambda y: loss_jit(scheme, jnp.asarray(X), jnp.asarray(y), alive), Y, 1e-6)
     np.testing.assert_allclose(np.asarray(g_X), fd_X, **FD_TOL)
     np.testing.assert_allclose(np.asarray(g_Y), fd_Y, **FD_TOL)
     assert np.max(np.abs(fd_X)) > 1e-3 and np.max(np.abs(fd_Y)) > 1e-3  # not trivially zero
@@ -134,7 +135,8 @@ def test_grad_matches_finite_differences(scheme):
             h = 1e-4 * lam
 
             def at(value, field=field):
-                return loss_jit(scheme.replace(**{field: jnp.asarray(value)}), jnp.asarray(X),
+                lam_leaf = jnp.asarray(value, getattr(scheme, field).dtype)  # not weak-typed
+                return loss_jit(scheme.replace(**{field: lam_leaf}), jnp.asarray(X),
                                 jnp.asarray(Y), alive)
 
             fd = (float(at(lam + h)) - float(at(lam - h))) / (2 * h)
@@ -154,26 +156,26 @@ def test_grad_through_an_erased_row_is_finite_and_zero():
 
 # --------------------------------------------------------------------- recompilation
 
-TRACES = []
+
+FRESH_WIDTHS = itertools.count(50)  # output widths no other test uses
 
 
-@jax.jit
-def counted_decode(scheme, Y, alive):
-    TRACES.append(type(scheme).__name__)  # runs only when jax traces (compiles) again
-    return scheme.decode(Y, alive)
-
-
-def test_no_recompilation_across_masks(scheme):
+def test_no_recompilation_across_masks(scheme, jit_decode, decode_traces):
+    """conftest's jit_decode logs every trace; new masks (and, for LeTCC, new smoothing
+    parameters) must reuse the compiled decoder."""
     _, Y = data(np.float64)
     Y = jnp.asarray(Y)
-    counted_decode(scheme, Y, jnp.ones(N, bool))
-    traces, cached = len(TRACES), counted_decode._cache_size()
+    jit_decode(scheme, Y, jnp.ones(N, bool))
+    traces, cached = len(decode_traces), jit_decode._cache_size()
     masks = np.concatenate([np.stack(list(MASKS.values())), random_masks(10, 8, scheme)])
-    outs = [counted_decode(scheme, Y, jnp.asarray(alive)) for alive in masks]
-    assert len(TRACES) == traces and counted_decode._cache_size() == cached
+    outs = [jit_decode(scheme, Y, jnp.asarray(alive)) for alive in masks]
+    assert len(decode_traces) == traces and jit_decode._cache_size() == cached
     if isinstance(scheme, lc.LeTCC):  # new smoothing parameters are new leaf values only
-        outs += [counted_decode(scheme.replace(lam_dec=jnp.asarray(lam, scheme.lam_dec.dtype)), Y,
-                                jnp.asarray(masks[1]))
+        outs += [jit_decode(scheme.replace(lam_dec=jnp.asarray(lam, scheme.lam_dec.dtype)), Y,
+                            jnp.asarray(masks[1]))
                  for lam in (1e-6, 0.3)]
-        assert len(TRACES) == traces and counted_decode._cache_size() == cached
+        assert len(decode_traces) == traces and jit_decode._cache_size() == cached
     assert len({np.asarray(o).tobytes() for o in outs}) == len(outs)  # the masks mattered
+    # A new shape is a new compilation, and the log sees it.
+    jit_decode(scheme, jnp.ones((N, next(FRESH_WIDTHS))), jnp.ones(N, bool))
+    assert len(decode_traces) == traces + 1

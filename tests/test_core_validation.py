@@ -49,7 +49,8 @@ def test_lcc_degree_and_threshold():
     for degree in (0, -1, 1.5, "2"):
         with pytest.raises(ValueError, match="degree must be a positive int"):
             lc.lcc(K, N, degree=degree)
-    with pytest.raises(ValueError, match=r"recovery threshold \(K-1\)\*degree\+1 = 10; use N >= 10"):
+    threshold = r"recovery threshold \(K-1\)\*degree\+1 = 10; use N >= 10"
+    with pytest.raises(ValueError, match=threshold):
         lc.lcc(4, 9, degree=3)
     assert lc.lcc(4, 10, degree=3).min_survivors == 10
 
@@ -79,7 +80,8 @@ def scheme(request):
 def test_encode_non_finite_inputs(scheme, bad):
     X = np.ones((K, 3))
     X[2, 1] = bad
-    with pytest.raises(ValueError, match=r"X contains non-finite values \(first at indices \[\[2, 1\]\]\)"):
+    where = r"X contains non-finite values \(first at indices \[\[2, 1\]\]\)"
+    with pytest.raises(ValueError, match=where):
         scheme.encode(X)
 
 
@@ -220,7 +222,8 @@ def test_monte_carlo_trials(trials):
         lc.monte_carlo(f, lc.letcc(K, N), jnp.ones((K, 2)), jax.random.key(0), trials=trials)
 
 
-@pytest.mark.parametrize("labels", [jnp.zeros(K + 1, jnp.int32), jnp.zeros(K), jnp.zeros((K, 1), int)])
+@pytest.mark.parametrize("labels", [jnp.zeros(K + 1, jnp.int32), jnp.zeros(K),
+                                    jnp.zeros((K, 1), int)])
 def test_monte_carlo_labels(labels):
     with pytest.raises(ValueError, match=r"labels must be integers of shape \(K,\) = \(4,\)"):
         lc.monte_carlo(f, lc.letcc(K, N), jnp.ones((K, 2)), jax.random.key(0), trials=2,
