@@ -8,11 +8,15 @@ subprocesses), and the library itself never flips jax_enable_x64.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# Tests never download: a missing data file must fail loudly, not reach for the network.
+os.environ.setdefault("LETCC_OFFLINE", "1")
 
 DTYPES = (np.float32, np.float64)
 
