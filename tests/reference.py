@@ -43,20 +43,9 @@ def reinsch_values(t, y, lam):
     return y - a * (Q @ gamma)
 
 
-def berrut(nodes, values, x, weights_sign=None):
+def berrut(nodes, values, x):
     """Berrut's rational interpolant with weights (-1)^i through (nodes, values), at x."""
-    nodes, x = np.asarray(nodes, np.float64), np.asarray(x, np.float64)
-    values = np.asarray(values, np.float64).reshape(len(nodes), -1)
-    w = (-1.0) ** np.arange(len(nodes))
-    out = np.empty((len(x), values.shape[1]))
-    for e, xe in enumerate(x):
-        hit = np.nonzero(xe == nodes)[0]
-        if hit.size:
-            out[e] = values[hit[0]]
-            continue
-        c = w / (xe - nodes)
-        out[e] = c @ values / c.sum()
-    return out
+    return berrut_with_weights(nodes, values, x, (-1.0) ** np.arange(len(nodes)))
 
 
 def lagrange(nodes, values, x):
