@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jax
 
+from experiments._io import markdown_table  # noqa: F401  (re-exported for the scripts)
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -63,9 +65,3 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
