@@ -80,8 +80,8 @@ def throughput(N, K, S, m, lam, trials, scipy_trials, dtype=jnp.float64):
     }
 
 
-def decode_time(N, K, m, lam, dtype):
-    scheme = lc.letcc(K, N, lam_dec=lam)
+def decode_time(N, K, m, lam, dtype, solver="auto"):
+    scheme = lc.letcc(K, N, lam_dec=lam, solver=solver)
     Y = smooth_outputs(np.asarray(scheme.beta), m, dtype)
     alive = lc.ExactStragglers(N // 5).sample(jax.random.PRNGKey(1), N)
     decode = jax.jit(lambda Y, a: scheme.decode(Y, a))
@@ -131,15 +131,20 @@ def main():
         row = {"N": N}
         for name, dtype in (("float32", jnp.float32), ("float64", jnp.float64)):
             row[name + "_ms"] = 1e3 * decode_time(N, 50, 10, 1e-6, dtype)
+            row[name + "_reinsch_ms"] = 1e3 * decode_time(N, 50, 10, 1e-6, dtype, "reinsch")
+        row["float64_interp_ms"] = 1e3 * decode_time(N, 50, 10, 0.0, jnp.float64)
         timing.append(row)
-    print("\n## Single decode time after compilation (K=50, m=10, S=N/5, lam_dec=1e-6)\n")
+    print("\n## Single decode time after compilation (K=50, m=10, S=N/5)\n")
     print(markdown_table(
-        ["N", "float32 ms", "float64 ms", "float64 us per worker"],
+        ["N", "lam=1e-6 float32 ms", "lam=1e-6 float64 ms", "float64 us per worker",
+         "solver=reinsch float32 ms", "solver=reinsch float64 ms", "lam=0 float64 ms"],
         [[r["N"], f"{r['float32_ms']:.3f}", f"{r['float64_ms']:.3f}",
-          f"{1e3 * r['float64_ms'] / r['N']:.3f}"] for r in timing],
+          f"{1e3 * r['float64_ms'] / r['N']:.3f}", f"{r['float32_reinsch_ms']:.3f}",
+          f"{r['float64_reinsch_ms']:.3f}", f"{r['float64_interp_ms']:.3f}"] for r in timing],
     ))
 
-    errors = [{"N": N, **{f"lam={lam:g}": float32_error(N, 20, 10, lam) for lam in (0.0, 1e-6)}}
+    lams = (0.0, 1e-6) if args.smoke else (0.0, 1e-6, 1e-4, 1e-2, 1.0)
+    errors = [{"N": N, **{f"lam={lam:g}": float32_error(N, 20, 10, lam) for lam in lams}}
               for N in err_sizes]
     print("\n## float32 decode vs float64 decode of the same data (K=20, m=10, S=N/5)\n")
     keys = [k for k in errors[0] if k != "N"]

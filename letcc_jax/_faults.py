@@ -25,8 +25,25 @@ __all__ = [
 
 
 def _random_subset(key, N: int, count: int) -> Bool[Array, " N"]:
-    """A uniformly random subset of ``count`` of the N workers, as a mask."""
-    return jax.random.permutation(key, N) < count
+    """A uniformly random subset of ``count`` of the N workers, as a mask.
+
+    The first min(count, N - count) steps of a Fisher-Yates shuffle pick the smaller side:
+    O(N + min(count, N - count)) work, with no sort (sorting N random keys per pattern,
+    as ``jax.random.permutation`` does, cost a third of a Monte Carlo decode).
+    """
+    picks = min(count, N - count)
+    if picks == 0:
+        return jnp.full((N,), count == N)
+    steps = jnp.arange(picks)
+    targets = jax.random.randint(key, (picks,), steps, N)
+
+    def swap(perm, i_j):
+        i, j = i_j
+        return perm.at[i].set(perm[j]).at[j].set(perm[i]), None
+
+    perm, _ = jax.lax.scan(swap, jnp.arange(N), (steps, targets))
+    chosen = jnp.zeros((N,), bool).at[perm[:picks]].set(True)
+    return chosen if picks == count else ~chosen
 
 
 @dataclasses.dataclass(frozen=True)

@@ -175,23 +175,27 @@ class LeTCC(Scheme):
     the worker points. Decoder: the smoothing spline through the survivors (beta_n, y_n)
     with ``lam_dec``, evaluated at the data points. Lambdas are in mean form (see
     ``letcc_jax.smoothing_spline``); 0 means interpolation. Costs O(N m) per decode.
+    ``solver`` (static) picks the spline solver: ``"auto"``, ``"sris"`` or ``"reinsch"``
+    (see ``letcc_jax.smoothing_spline``).
     """
 
     lam_enc: Float[Array, ""] = 0.0
     lam_dec: Float[Array, ""] = 0.0
+    solver: str = _static(default="auto")
 
     name: ClassVar[str] = "letcc"
 
     def _encode(self, X):
         alpha, beta = self._nodes(X.dtype)
         return _spline.smooth(
-            alpha, X, jnp.ones((self.K,), bool), jnp.asarray(self.lam_enc, X.dtype), beta
+            alpha, X, jnp.ones((self.K,), bool), jnp.asarray(self.lam_enc, X.dtype), beta,
+            method=self.solver,
         )
 
     def _decode(self, Y, alive):
         alpha, beta = self._nodes(Y.dtype)
         lam = jnp.asarray(self.lam_dec, Y.dtype)
-        return _spline.smooth(beta, Y, _distinct(beta, alive), lam, alpha)
+        return _spline.smooth(beta, Y, _distinct(beta, alive), lam, alpha, method=self.solver)
 
 
 @_pytree
@@ -303,7 +307,13 @@ def _nodes(points, K, N):
 
 
 def letcc(
-    K: int, N: int, *, lam_enc: float = 0.0, lam_dec: float = 0.0, points: PointsSpec = "chebyshev"
+    K: int,
+    N: int,
+    *,
+    lam_enc: float = 0.0,
+    lam_dec: float = 0.0,
+    points: PointsSpec = "chebyshev",
+    solver: str = "auto",
 ) -> LeTCC:
     """LeTCC with smoothing-spline encoder and decoder (mean-form lambdas, 0 = interpolate).
 
@@ -314,12 +324,19 @@ def letcc(
       lam_dec: decoder smoothing parameter (>= 0); grows with output noise, see
         ``select_lambda`` and ``gcv``.
       points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
+      solver: ``"auto"`` (default: Reinsch for lam = 0, the square-root information
+        smoother for lam > 0), ``"sris"`` or ``"reinsch"``. Reinsch's normal equations are
+        faster for one very large decode but lose accuracy as N * lam grows (see
+        ``letcc_jax.smoothing_spline``).
     """
     _check_sizes(K, N, "letcc")
     check_lambda(lam_enc, "lam_enc")
     check_lambda(lam_dec, "lam_dec")
+    if solver not in _spline.METHODS:
+        raise ValueError(f"letcc: solver must be one of {_spline.METHODS}, got {solver!r}.")
     alpha, beta = _nodes(points, K, N)
-    return LeTCC(alpha, beta, jnp.asarray(lam_enc, alpha.dtype), jnp.asarray(lam_dec, alpha.dtype))
+    return LeTCC(alpha, beta, jnp.asarray(lam_enc, alpha.dtype), jnp.asarray(lam_dec, alpha.dtype),
+                 solver=solver)
 
 
 def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
