@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import json
 import platform
@@ -32,6 +33,15 @@ def output_dir(name: str, root: str | Path = "results") -> Path:
 
 def write_json(path: Path, payload) -> Path:
     path.write_text(json.dumps(payload, indent=2, default=float))
+    return path
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
     return path
 
 

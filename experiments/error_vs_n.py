@@ -4,26 +4,28 @@ K is fixed; the stragglers are either a fixed fraction of N or a fixed count S. 
 smooth synthetic function of a 1-D input (d = 1, f(x) = (sin 3x, tanh 2x)) and LeNet-5 on
 Fashion-MNIST images. Worker outputs are noiseless or carry N(0, sigma^2) noise, sigma
 relative to the RMS of f on the evaluation inputs. LeTCC's lam_dec is re-tuned for every
-(N, S, sigma) on a calibration batch (grid search, lam_enc = 0); the reported error is on a
-disjoint evaluation batch. MSE per trial = (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2; the plot
-shows its mean over straggler draws. Slopes: least squares of log MSE on log N over the
-large-N half. Theory (arXiv 2406.00300 v2): noiseless O(S^3 N^-3), noisy O(S^(8/5) N^(-3/5)).
+(N, S, sigma) by grid search (lam_enc = 0) on the mean loss over ``cal_batches`` calibration
+batches of K inputs; the reported error is on ``batches`` disjoint evaluation batches. (One
+calibration batch of 8 images was not enough: its own approximation error decided, and it
+picked lam_dec = 0 where smoothing helped the evaluation images.) MSE per trial =
+(1/K) sum_k ||f_hat(x_k) - f(x_k)||^2; the plot shows its mean over straggler draws and
+evaluation batches. Slopes: least squares of log MSE on log N over the large-N half, shown in
+the legend. Theory (arXiv 2406.00300 v2): noiseless O(S^3 N^-3), noisy O(S^(8/5) N^(-3/5)).
 
     python -m experiments.error_vs_n            # cpu config
     python -m experiments.error_vs_n --smoke    # seconds
 
 Implementation note: ``letcc_jax.select_lambda`` / ``monte_carlo`` take the straggler model
 and the noise as static arguments, which here would mean one compilation per (N, S, sigma)
-(about 10 s each on two cores, hundreds of them). Instead f runs once per (scheme, N) on the
-calibration and evaluation batches, and one jitted decoder per (scheme, N) evaluates every
-lam_dec on the grid, every straggler mask and every noise draw, with masks, noise and sigma
-as data: the same loss and the same common-random-numbers grid search, without recompiling.
+(about 10 s each on two cores, hundreds of them). Instead f runs once per N on each
+calibration and evaluation batch, and a few jitted functions per N evaluate every lam_dec on
+the grid, every straggler mask and every noise draw, with masks, noise and sigma as data: the
+same loss and the same common-random-numbers grid search, without recompiling.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import time
 
@@ -33,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._io import environment, output_dir, print_config, write_json
+from experiments._io import environment, output_dir, print_config, write_csv, write_json
 from experiments.configs import ERROR_VS_N
 from experiments.table1 import load_data, model_function
 
@@ -55,9 +57,9 @@ def fit_slope(N, mse) -> float:
 
 
 @functools.partial(jax.jit, static_argnames="f")
-def _outputs(f, scheme, X):
-    """f on the coded inputs (N, m) and on the inputs themselves (K, m)."""
-    return jax.vmap(f)(scheme.encode(X)), jax.vmap(f)(X)
+def _outputs(f, schemes, X):
+    """f on each scheme's coded inputs ((N, m) each) and on the inputs themselves (K, m)."""
+    return tuple(jax.vmap(f)(s.encode(X)) for s in schemes), jax.vmap(f)(X)
 
 
 @jax.jit
@@ -73,9 +75,14 @@ def _grid_mse(scheme, Y, truth, masks, noise, sigma, lams):
 
 
 @jax.jit
-def _bacc_mse(scheme, Y, truth, masks, noise, sigma):
-    return jax.vmap(lambda alive, z: lc.mse(scheme.decode(Y + sigma * z, alive), truth))(
-        masks, noise)
+def _trial_mse(schemes, Ys, truth, masks, noise, sigma):
+    """(T,) per-trial MSE of each scheme as it is (LeTCC at its chosen lam_dec, BACC)."""
+
+    def per_trial(scheme, Y):
+        return jax.vmap(lambda alive, z: lc.mse(scheme.decode(Y + sigma * z, alive), truth))(
+            masks, noise)
+
+    return tuple(per_trial(s, Y) for s, Y in zip(schemes, Ys))
 
 
 def straggler_masks(rng, trials: int, N: int, S: int) -> np.ndarray:
@@ -85,19 +92,21 @@ def straggler_masks(rng, trials: int, N: int, S: int) -> np.ndarray:
 
 
 def inputs(name, config, untrained):
-    """(f, X_cal, X_eval) for the function ``name``; calibration and evaluation disjoint."""
-    K = config["K"]
+    """(f, X_cal, X_eval): calibration (cal_batches, K, d) and evaluation (batches, K, d)
+    inputs, disjoint."""
+    K, n_cal, n_eval = config["K"], config["cal_batches"], config["batches"]
     if name == "synthetic":
         keys = jax.random.split(jax.random.PRNGKey(config["seed"]))
-        X_cal, X_eval = (jax.random.uniform(k, (K, 1), minval=-1.0, maxval=1.0) for k in keys)
-        return synthetic, X_cal, X_eval
+        return (synthetic,
+                *(jax.random.uniform(k, (n, K, 1), minval=-1.0, maxval=1.0)
+                  for k, n in zip(keys, (n_cal, n_eval))))
     from letcc_jax.data import calibration_split
 
     ds = load_data("fashion_mnist")
-    split = calibration_split(ds, K, K, seed=config["seed"])
-    f, _ = model_function(name, ds, untrained)
-    flat = lambda a: jnp.asarray(a.reshape(a.shape[0], -1))  # noqa: E731
-    return f, flat(split.x_cal), flat(split.x_eval)
+    split = calibration_split(ds, n_cal * K, n_eval * K, seed=config["seed"])
+    f, _ = model_function(name, ds, untrained, train=config.get("train"))
+    batched = lambda a, n: jnp.asarray(a.reshape(n, K, -1))  # noqa: E731
+    return f, batched(split.x_cal, n_cal), batched(split.x_eval, n_eval)
 
 
 def run(config, untrained=False, progress=True):
@@ -113,11 +122,11 @@ def run(config, untrained=False, progress=True):
         f, X_cal, X_eval = loaded[fn]
         start = time.perf_counter()
         letcc, bacc = lc.letcc(K, N), lc.bacc(K, N)
-        Y_cal, truth_cal = _outputs(f, letcc, X_cal)
-        Y_eval, truth_eval = _outputs(f, letcc, X_eval)
-        Yb_eval, _ = _outputs(f, bacc, X_eval)
-        rms = float(jnp.sqrt(jnp.mean(truth_eval ** 2)))
-        m = truth_eval.shape[1]
+        # [((Y_letcc, Y_bacc), truth)] per batch: (N, m), (N, m), (K, m)
+        cal = [_outputs(f, (letcc, bacc), X) for X in X_cal]
+        ev = [_outputs(f, (letcc, bacc), X) for X in X_eval]
+        rms = float(jnp.sqrt(jnp.mean(jnp.stack([t for _, t in ev]) ** 2)))
+        m = ev[0][1].shape[1]
         for regime in ("S_fraction", "S_fixed"):
             S = (int(round(config["S_fraction"] * N)) if regime == "S_fraction"
                  else config["S_fixed"])
@@ -129,20 +138,23 @@ def run(config, untrained=False, progress=True):
             noise = jnp.asarray(rng.standard_normal((T, N, m)), jnp.float32)
             for rel in config["rel_sigmas"]:
                 sigma = jnp.float32(rel * rms)
-                cal = np.asarray(_grid_mse(letcc, Y_cal, truth_cal, cal_masks, cal_noise,
-                                           sigma, lams)).mean(axis=1)
-                best = int(np.nanargmin(cal))
-                # the whole grid again (same shapes: no recompilation); keep the chosen row
-                ev = np.asarray(_grid_mse(letcc, Y_eval, truth_eval, masks, noise, sigma,
-                                          lams))[best]
-                evb = np.asarray(_bacc_mse(bacc, Yb_eval, truth_eval, masks, noise, sigma))
+                loss = np.mean([np.asarray(_grid_mse(letcc, Ys[0], truth, cal_masks, cal_noise,
+                                                     sigma, lams)).mean(axis=1)
+                                for Ys, truth in cal], axis=0)
+                best = int(np.nanargmin(loss))
+                tuned = letcc.replace(lam_dec=lams[best])
+                # the same masks and noise for every evaluation batch and both schemes
+                err, err_b = (np.concatenate(e) for e in zip(*(
+                    _trial_mse((tuned, bacc), Ys, truth, masks, noise, sigma)
+                    for Ys, truth in ev)))
                 common = {"function": fn, "N": N, "K": K, "S": S, "regime": regime,
-                          "rel_sigma": rel, "sigma": float(sigma), "trials": T}
+                          "rel_sigma": rel, "sigma": float(sigma), "trials": T,
+                          "batches": len(ev)}
                 rows.append({**common, "scheme": "letcc",
                              "lam_dec": config["lam_dec_grid"][best],
-                             "mse_mean": float(ev.mean()), "mse_std": float(ev.std())})
+                             "mse_mean": float(err.mean()), "mse_std": float(err.std())})
                 rows.append({**common, "scheme": "bacc", "lam_dec": None,
-                             "mse_mean": float(evb.mean()), "mse_std": float(evb.std())})
+                             "mse_mean": float(err_b.mean()), "mse_std": float(err_b.std())})
         for r in rows[-4 * len(config["rel_sigmas"]):]:
             r["seconds_for_N"] = round(time.perf_counter() - start, 2)
     return rows
@@ -160,6 +172,12 @@ def curves(rows):
 def slopes(rows) -> list[dict]:
     return [{"function": k[0], "regime": k[1], "scheme": k[2], "rel_sigma": k[3],
              "slope": fit_slope(N, mse)} for k, (N, mse) in curves(rows).items()]
+
+
+def curve_label(scheme: str, rel_sigma: float, N, mse) -> str:
+    """Legend entry of one curve, with its fitted slope: 'LeTCC σ/rms=0 (slope -3.0)'."""
+    name = {"letcc": "LeTCC", "bacc": "BACC"}[scheme]
+    return f"{name} σ/rms={rel_sigma:g} (slope {fit_slope(N, mse):.1f})"
 
 
 def plot(rows, out) -> list:
@@ -180,19 +198,21 @@ def plot(rows, out) -> list:
                 ax.loglog(N, mse, marker="o" if scheme == "letcc" else "s",
                           color=plt.cm.viridis(sigmas.index(rel) / max(len(sigmas), 2)),
                           linestyle="-" if scheme == "letcc" else "--", ms=3,
-                          label=f"{'LeTCC' if scheme == 'letcc' else 'BACC'} σ/rms={rel:g}")
+                          label=curve_label(scheme, rel, N, mse))
             N_all, mse_ref = data[(fn, regime, "letcc", sigmas[0])]
             anchor = N_all[len(N_all) // 2]
             y0 = mse_ref[len(N_all) // 2]
             grid = np.array([N_all.min(), N_all.max()], float)
-            for power, label in ((-3.0, "N^-3"), (-0.6, "N^-3/5")):
+            for power, label in ((-3.0, "N^-3 (theory, noiseless)"),
+                                 (-0.6, "N^-3/5 (theory, noisy)")):
                 ax.loglog(grid, y0 * (grid / anchor) ** power, color="grey", lw=0.8,
                           linestyle=":" if power == -3 else "-.", label=label)
             S_note = "S = fraction of N" if regime == "S_fraction" else "S fixed"
             ax.set(title=f"{fn}: {S_note}", xlabel="N (workers)")
             ax.grid(True, which="both", alpha=0.3)
-        axes[0].set_ylabel("mean MSE over straggler draws")
-        axes[1].legend(fontsize=7, ncol=2)
+        axes[0].set_ylabel("mean MSE over straggler draws and batches")
+        for ax in axes:  # the slopes differ between the panels
+            ax.legend(fontsize=6.5, ncol=2, loc="upper right")
         fig.tight_layout()
         path = out / f"error_vs_n_{fn}.png"
         fig.savefig(path, dpi=120)
@@ -201,8 +221,26 @@ def plot(rows, out) -> list:
     return paths
 
 
+def report(rows, config, seconds, out) -> list[dict]:
+    """Prints the fitted slopes; writes results.json, results.csv and the plots to ``out``."""
+    fitted = slopes(rows)
+    print(f"\nSlopes of log mean-MSE vs log N over the large-N half (theory: noiseless "
+          f"{THEORY['noiseless']}, noisy {THEORY['noisy']} at fixed S):")
+    for s in fitted:
+        print(f"  {s['function']:>9} {s['regime']:>10} {s['scheme']:>5} "
+              f"σ/rms={s['rel_sigma']:<6g} slope {s['slope']:+.2f}")
+    write_json(out / "results.json", {"config": config, "environment": environment(),
+                                      "seconds": seconds, "slopes": fitted, "rows": rows})
+    write_csv(out / "results.csv", rows)
+    paths = plot(rows, out)
+    print(f"error_vs_n: {seconds:.0f} s; wrote {out}/results.json, results.csv, "
+          + ", ".join(p.name for p in paths))
+    return fitted
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=[c for c in ERROR_VS_N if c != "smoke"], default="cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
     parser.add_argument("--untrained", action="store_true",
                         help="randomly initialised LeNet-5 (no training, no cache): for tests")
@@ -210,32 +248,15 @@ def main(argv=None):
                         help="restrict to these f (default: the config's)")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    name = "smoke" if args.smoke else "cpu"
+    name = "smoke" if args.smoke else args.config
     config = dict(ERROR_VS_N[name])
     if args.functions:
         config["functions"] = args.functions
-    print_config("error_vs_n", {**config, "name": name, "untrained": args.untrained})
+    config |= {"name": name, "untrained": args.untrained}
+    print_config("error_vs_n", config)
     start = time.perf_counter()
     rows = run(config, untrained=args.untrained)
-    seconds = time.perf_counter() - start
-    fitted = slopes(rows)
-    print(f"\nSlopes of log mean-MSE vs log N over the large-N half (theory: noiseless "
-          f"{THEORY['noiseless']}, noisy {THEORY['noisy']} at fixed S):")
-    for s in fitted:
-        print(f"  {s['function']:>9} {s['regime']:>10} {s['scheme']:>5} "
-              f"σ/rms={s['rel_sigma']:<6g} slope {s['slope']:+.2f}")
-    out = output_dir("error_vs_n", args.out)
-    write_json(out / "results.json", {"config": {**config, "name": name,
-                                                  "untrained": args.untrained},
-                                      "environment": environment(), "seconds": seconds,
-                                      "slopes": fitted, "rows": rows})
-    with (out / "results.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    paths = plot(rows, out)
-    print(f"total {seconds:.0f} s; wrote {out}/results.json, results.csv, "
-          + ", ".join(p.name for p in paths))
+    fitted = report(rows, config, time.perf_counter() - start, output_dir("error_vs_n", args.out))
     return rows, fitted
 
 

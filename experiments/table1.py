@@ -20,9 +20,8 @@ Metrics (per trial, DESIGN.md section 4):
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +29,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._io import environment, markdown_table, output_dir, print_config, write_json
+from experiments._io import (environment, markdown_table, output_dir, print_config, write_csv,
+                             write_json)
 from experiments.configs import TABLE1
 from letcc_jax.data import calibration_split, load_dataset
 from letcc_jax.models import make_model, pure_apply
@@ -61,16 +61,21 @@ def load_data(name: str):
         ) from None
 
 
-def model_function(name: str, ds, untrained: bool = False):
+def model_function(name: str, ds, untrained: bool = False, progress: bool = False,
+                   train: dict | None = None):
     """(f, test accuracy or None): f maps one flat (d,) image to logits.
 
+    The model is trained on first use and then loaded from the checkpoint cache
+    (``letcc_jax.train.get_trained_model``); ``train`` overrides fields of its default
+    ``TrainConfig`` (e.g. ``{"epochs": 3}``), ``progress`` shows training progress bars.
     ``untrained`` uses freshly initialised weights (seed 0): a fast stand-in for tests.
     """
     if untrained:
         return pure_apply(make_model(name, ds.image_shape, ds.num_classes, seed=0)), None
-    from letcc_jax.train import get_trained_model
+    from letcc_jax.train import DEFAULT_CONFIGS, get_trained_model
 
-    trained = get_trained_model(name, ds, progress=False)
+    config = dataclasses.replace(DEFAULT_CONFIGS[name], **train) if train else None
+    trained = get_trained_model(name, ds, config, progress=progress)
     return pure_apply(trained.model), trained.record.get("test_accuracy")
 
 
@@ -138,7 +143,7 @@ def run(config, untrained=False, progress=True):
             ds_name = config["models"][model]
             ds = datasets[ds_name]
             split = calibration_split(ds, K_max, config["batches"] * K_max, seed=config["seed"])
-            f, acc = model_function(model, ds, untrained)
+            f, acc = model_function(model, ds, untrained, train=config.get("train"))
             models[model] = {"dataset": ds_name, "test_accuracy": acc}
         start = time.perf_counter()
         setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K))
@@ -178,41 +183,35 @@ def tables(rows) -> tuple[str, str]:
             markdown_table(header + [names[s] for s in SCHEMES], acc_rows))
 
 
-def write_csv(path: Path, rows) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+def report(rows, models, config, seconds, out) -> str:
+    """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``."""
+    rmse_md, acc_md = tables(rows)
+    text = (f"## Table 1 ({config['name']} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), "
+            f"mean ± std [LeTCC's lam_dec]\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax "
+            f"agreement)\n\n{acc_md}\n\nModels: {models}. Time {seconds:.0f} s.\n")
+    print("\n" + text)
+    write_json(out / "results.json", {"config": config, "environment": environment(),
+                                      "models": models, "seconds": seconds, "rows": rows})
+    write_csv(out / "results.csv", rows)
+    (out / "table.md").write_text(text)
+    print(f"table1: wrote {out}/results.json, results.csv, table.md")
+    return text
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=["cpu", "paper"], default="cpu")
+    parser.add_argument("--config", choices=[c for c in TABLE1 if c != "smoke"], default="cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
     parser.add_argument("--untrained", action="store_true",
                         help="randomly initialised models (no training, no cache): for tests")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     name = "smoke" if args.smoke else args.config
-    config = dict(TABLE1[name])
-    print_config("table1", {**config, "name": name, "untrained": args.untrained})
+    config = dict(TABLE1[name]) | {"name": name, "untrained": args.untrained}
+    print_config("table1", config)
     start = time.perf_counter()
     rows, models = run(config, untrained=args.untrained, progress=True)
-    seconds = time.perf_counter() - start
-    rmse_md, acc_md = tables(rows)
-    text = (f"## Table 1 ({name} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), mean ± std "
-            f"[LeTCC's lam_dec]\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax agreement)\n\n"
-            f"{acc_md}\n\nModels: {models}. Total time {seconds:.0f} s.\n")
-    print("\n" + text)
-    out = output_dir("table1", args.out)
-    write_json(out / "results.json", {"config": {**config, "name": name,
-                                                  "untrained": args.untrained},
-                                      "environment": environment(), "models": models,
-                                      "seconds": seconds, "rows": rows})
-    write_csv(out / "results.csv", rows)
-    (out / "table.md").write_text(text)
-    print(f"wrote {out}/results.json, results.csv, table.md")
+    report(rows, models, config, time.perf_counter() - start, output_dir("table1", args.out))
     return rows
 
 

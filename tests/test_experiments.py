@@ -1,5 +1,5 @@
-"""The experiment CLIs at smoke size (untrained models: no training, no checkpoint cache),
-and their helpers on hand-computed cases."""
+"""The experiment CLIs and the demo at smoke size (untrained models: no training, no
+checkpoint cache), and their helpers on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import letcc_jax as lc
-from experiments import error_vs_n, table1
+from experiments import configs, demo, error_vs_n, table1
 from letcc_jax.data import load_fashion_mnist
 
 
@@ -46,6 +46,13 @@ def test_fit_slope_ignores_non_positive_values():
                                rtol=1e-12, atol=0)
 
 
+def test_curve_label_shows_the_fitted_slope():
+    N = np.logspace(1, 3, 7)
+    assert error_vs_n.curve_label("letcc", 0.0, N, 2.0 * N ** -3.0) == "LeTCC σ/rms=0 (slope -3.0)"
+    assert (error_vs_n.curve_label("bacc", 1e-2, N, N ** -0.6)
+            == "BACC σ/rms=0.01 (slope -0.6)")
+
+
 def test_straggler_masks_have_exactly_S_stragglers():
     masks = error_vs_n.straggler_masks(np.random.default_rng(0), 50, 13, 4)
     assert masks.shape == (50, 13)
@@ -76,23 +83,14 @@ def test_pool_concatenates_trials_across_batches():
 
 
 # ----------------------------------------------------------------- smoke runs
-@needs_data
-def test_table1_smoke(tmp_path):
-    rows = table1.main(["--smoke", "--untrained", "--out", str(tmp_path)])
-    out = tmp_path / "table1"
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md"}
-    payload = json.loads((out / "results.json").read_text())
-    assert payload["config"]["untrained"] and "jax" in payload["environment"]
-    assert [r["scheme"] for r in rows] == table1.SCHEMES * len(payload["config"]["settings"])
-    with (out / "results.csv").open() as fh:
-        assert len(list(csv.DictReader(fh))) == len(rows)
-    text = (out / "table.md").read_text()
-    assert "RelAcc = acc(argmax" in text and "| LeTCC | BACC | LCC | uncoded |" in text
-    for r in rows:
-        assert r["values"] == payload["config"]["trials"] * payload["config"]["batches"]
-        assert np.isfinite(r["rmse_mean"]) and r["rmse_std"] >= 0
-    letcc = next(r for r in rows if r["scheme"] == "letcc")
-    assert letcc["lam_dec"] in payload["config"]["lam_dec_grid"]
+def test_configs_keep_the_demo_comparable_and_fast():
+    # low redundancy is in Table 1; the demo's rows use the cpu config's trials and batches
+    assert {(30, 20, 6), (40, 20, 10)} <= set(configs.TABLE1["cpu"]["settings"])
+    demo, cpu = configs.TABLE1["demo"], configs.TABLE1["cpu"]
+    assert set(demo["models"]) == {"lenet5"}
+    assert all(demo[k] == cpu[k] for k in ("trials", "batches", "cal_trials", "seed"))
+    assert configs.ERROR_VS_N["demo"]["functions"] == ["lenet5"]
+    assert configs.ERROR_VS_N["demo"]["train"] == demo["train"]  # one trained model
 
 
 def test_error_vs_n_smoke(tmp_path):
@@ -105,6 +103,7 @@ def test_error_vs_n_smoke(tmp_path):
     assert (out / "error_vs_n_synthetic.png").stat().st_size > 0
     expected = len(config["N"]) * 2 * len(config["rel_sigmas"]) * 2
     assert len(rows) == expected
+    assert all(r["batches"] == config["batches"] for r in rows)
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == expected
     assert len(fitted) == expected // len(config["N"])
@@ -114,3 +113,40 @@ def test_error_vs_n_smoke(tmp_path):
         assert 0 < r["S"] < r["N"]
         if r["scheme"] == "letcc":
             assert r["lam_dec"] in config["lam_dec_grid"]
+
+
+@needs_data
+def test_demo_smoke(tmp_path, capsys):
+    # the demo runs Table 1 and error-vs-N on LeNet-5 through the experiments' own code, so
+    # this also covers their LeNet-5 paths and Table 1's output files
+    table_rows, curve_rows = demo.main(["--smoke", "--untrained", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "| model | N | K | survivors N−S | LeTCC | BACC | LCC | uncoded |" in printed
+    assert "slope" in printed and "demo:" in printed
+
+    out = tmp_path / "demo" / "table1"
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md"}
+    payload = json.loads((out / "results.json").read_text())
+    config = payload["config"]
+    assert config["untrained"] and "jax" in payload["environment"]
+    assert [r["scheme"] for r in table_rows] == table1.SCHEMES * len(config["settings"])
+    with (out / "results.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == len(table_rows)
+    assert "RelAcc = acc(argmax" in (out / "table.md").read_text()
+    for r in table_rows:
+        assert r["model"] == "lenet5"
+        assert r["values"] == config["trials"] * config["batches"]
+        assert np.isfinite(r["rmse_mean"]) and r["rmse_std"] >= 0
+    letcc = next(r for r in table_rows if r["scheme"] == "letcc")
+    assert letcc["lam_dec"] in config["lam_dec_grid"]
+
+    assert (tmp_path / "demo" / "error_vs_n" / "error_vs_n_lenet5.png").stat().st_size > 0
+    assert {r["function"] for r in curve_rows} == {"lenet5"}
+    assert all(np.isfinite(r["mse_mean"]) for r in curve_rows)
+
+
+def test_demo_synthetic_smoke(tmp_path, capsys):
+    rows = demo.main(["--synthetic", "--smoke", "--out", str(tmp_path)])
+    assert "| N | K | S | letcc | bacc | lcc | uncoded |" in capsys.readouterr().out
+    assert len(rows) == len(table1.SCHEMES)
+    assert (tmp_path / "demo" / "synthetic" / "table.md").read_text().count("\n") == 3
