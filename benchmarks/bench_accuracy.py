@@ -61,7 +61,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    sizes = [200, 1000] if args.smoke else [200, 2000, 10000, 100000]
+    sizes = [200, 1000] if args.smoke else [200, 2000, 10000]
     lams = [0.0, 1e-6] if args.smoke else [0.0, 1e-8, 1e-6, 1e-4, 1e-2, 1.0]
     rows = [case(N, lam) for N in sizes for lam in lams]
     print("## float64 knot values vs a 50-digit reference (Chebyshev workers, N/5 random stragglers)\n")

@@ -116,8 +116,7 @@ ERROR_VS_N = {
 TUNING = {
     "cpu": {
         "functions": ["sincos", "tanh_net", "lenet5"],
-        "settings": {"sincos": [(20, 5, 6), (50, 10, 15)], "tanh_net": [(50, 10, 15)],
-                     "lenet5": [(20, 5, 6)]},
+        "settings": {"sincos": [(20, 5, 6)], "tanh_net": [(50, 10, 15)], "lenet5": [(20, 5, 6)]},
         # noise sigma relative to the RMS of f's outputs
         "rel_sigmas": [0.0, 1e-1],
         "repeats": 3,

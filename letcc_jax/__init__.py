@@ -42,6 +42,16 @@ from ._schemes import (
     uncoded,
 )
 from ._spline import smooth as smoothing_spline
+from .tuning import (
+    ResidualLeTCC,
+    TuningResult,
+    expected_loss,
+    grid_search,
+    node_logits,
+    ordered_nodes,
+    residual_letcc,
+    tune,
+)
 
 try:
     __version__ = version("letcc_jax")
@@ -63,22 +73,30 @@ __all__ = [
     "LeTCC",
     "MonteCarloResult",
     "NoStragglers",
+    "ResidualLeTCC",
     "SCHEMES",
     "Scheme",
+    "TuningResult",
     "Uncoded",
     "bacc",
     "chebyshev_first",
     "chebyshev_second",
     "equispaced",
+    "expected_loss",
     "gcv",
+    "grid_search",
     "lcc",
     "letcc",
     "make_scheme",
     "monte_carlo",
     "mse",
+    "node_logits",
+    "ordered_nodes",
     "relacc",
+    "residual_letcc",
     "run_coded",
     "select_lambda",
     "smoothing_spline",
+    "tune",
     "uncoded",
 ]

@@ -1,0 +1,284 @@
+"""Tuned and learned LeTCC against grid-searched LeTCC and BACC, on held-out data.
+
+For every function f, (N, K, S) setting and noise level, each of ``repeats`` independent
+trials draws fresh calibration inputs (``batches`` batches of K) and disjoint evaluation
+inputs (as many batches of K), then fits on the calibration inputs only:
+
+- LeTCC (grid): lam_enc = 0, lam_dec by Monte Carlo grid search (``letcc_jax.tuning.
+  grid_search``: ``select_lambda`` averaged over the calibration batches); Chebyshev nodes.
+- LeTCC (GCV): lam_dec by generalised cross-validation on one noisy round of calibration
+  outputs (noisy settings only; GCV needs noise).
+- LeTCC (tuned): alpha, beta, lam_enc, lam_dec by ``letcc_jax.tuning.tune`` (Adam on the
+  Monte Carlo loss, fresh straggler patterns each step), started from the grid's choice.
+- LeTCC + residual: the same, plus a learned (N, K) residual of the encoder matrix.
+- BACC: Berrut both ways, nothing to fit.
+
+Every scheme is then scored on the evaluation inputs under the same held-out straggler
+patterns and noise draws (a key never used in fitting): MSE = mean over evaluation batches
+and patterns of (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2. Tables show mean ± std of that MSE
+over the repeats; "tuned/grid" is the per-repeat ratio, mean ± std. Exactly S of N workers
+straggle, uniformly at random; noise is N(0, sigma^2) on every worker output with sigma
+relative to the RMS of f's outputs.
+
+    python -m experiments.tuning              # cpu config, minutes on two cores
+    python -m experiments.tuning --smoke      # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+import letcc_jax as lc
+from experiments._io import (environment, markdown_table, output_dir, print_config, write_csv,
+                             write_json)
+from experiments.configs import TUNING
+from experiments.demo import random_network, tanh_network
+from experiments.error_vs_n import synthetic
+from experiments.table1 import load_data, model_function
+from letcc_jax import tuning
+
+SCHEMES = ["bacc", "grid", "gcv", "tuned", "residual"]
+LABELS = {"bacc": "BACC", "grid": "LeTCC (grid)", "gcv": "LeTCC (GCV)",
+          "tuned": "LeTCC (tuned)", "residual": "LeTCC + residual"}
+LEARN = ("alpha", "beta", "lam_enc", "lam_dec")
+
+METRIC_NOTE = (
+    "Held-out MSE = mean over evaluation batches and held-out straggler patterns of "
+    "(1/K) Σ_k ||f̂(x_k) − f(x_k)||²; mean ± std over independent repeats (fresh "
+    "calibration and evaluation inputs, fresh patterns). Exactly S of N workers straggle; "
+    "σ is relative to the RMS of f's outputs. tuned/grid: per-repeat ratio of held-out "
+    "MSE, mean ± std. ✓: tuned beats grid by more than the larger of the two stds."
+)
+
+
+class Function:
+    """A test function f with a way to draw its inputs.
+
+    ``draw(repeat, K, n_cal, n_eval)`` returns disjoint (n_cal, K, d) and (n_eval, K, d)
+    batches for one repeat; ``rms`` is the RMS of f's outputs on fixed reference inputs.
+    """
+
+    REFERENCE = 10**6  # the repeat index of the reference inputs, never a real repeat
+
+    def __init__(self, name, f, draw):
+        self.name, self.f, self.draw = name, f, draw
+        reference, _ = draw(self.REFERENCE, 64, 4, 1)
+        outputs = jax.vmap(f)(reference.reshape(-1, reference.shape[-1]))
+        self.rms = float(jnp.sqrt(jnp.mean(outputs**2)))
+
+
+def make_function(name: str, seed: int, untrained: bool = False) -> Function:
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), sum(map(ord, name)))
+
+    def draw_random(sample, d):
+        def draw(repeat, K, n_cal, n_eval):
+            X = sample(jax.random.fold_in(key, repeat), ((n_cal + n_eval) * K, d))
+            X = X.reshape(n_cal + n_eval, K, d)
+            return X[:n_cal], X[n_cal:]
+        return draw
+
+    if name == "sincos":  # (sin 3x, tanh 2x) of a 1-D input, x uniform in [-1, 1]
+        uniform = functools.partial(jax.random.uniform, minval=-1.0, maxval=1.0)
+        return Function(name, synthetic, draw_random(uniform, 1))
+    if name == "tanh_net":  # a random two-layer tanh network R^8 -> R^4, Gaussian inputs
+        f = functools.partial(tanh_network, random_network(key, 8, 32, 4))
+        return Function(name, f, draw_random(jax.random.normal, 8))
+    if name == "lenet5":  # LeNet-5 on Fashion-MNIST test images
+        from letcc_jax.data import calibration_split
+
+        ds = load_data("fashion_mnist")
+        f, _ = model_function(name, ds, untrained)
+
+        def draw(repeat, K, n_cal, n_eval):
+            split = calibration_split(ds, n_cal * K, n_eval * K, seed=seed + 1000 + repeat)
+            return (jnp.asarray(split.x_cal.reshape(n_cal, K, -1)),
+                    jnp.asarray(split.x_eval.reshape(n_eval, K, -1)))
+
+        return Function(name, f, draw)
+    raise ValueError(f"unknown function {name!r}; choose sincos, tanh_net or lenet5.")
+
+
+@functools.partial(jax.jit, static_argnames="f")
+def _worker_outputs(f, scheme, X):
+    """(N, C m): f on the coded inputs of every batch of X (C, K, d), columns stacked."""
+    Y = jax.vmap(lambda x: jax.vmap(f)(scheme.encode(x)))(X)  # (C, N, m)
+    return jnp.concatenate(list(Y), axis=1)
+
+
+def gcv_lambda(f, scheme, X_cal, key, stragglers, faults, grid) -> float:
+    """lam_dec by GCV on one noisy round of every calibration batch (columns stacked)."""
+    k_mask, k_noise = jax.random.split(key)
+    Y = _worker_outputs(f, scheme, X_cal)
+    for k, fault in zip(jax.random.split(k_noise, len(faults)), faults):
+        Y = fault.apply(k, Y)
+    lam, _ = lc.gcv(scheme, Y, stragglers.sample(k_mask, scheme.N), grid)
+    return lam
+
+
+def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
+    """Every scheme at one (f, N, K, S, sigma) for one repeat: a list of rows."""
+    stragglers = lc.ExactStragglers(S)
+    faults = (lc.GaussianNoise(rel * fn.rms),) if rel > 0 else ()
+    batches = config["batches"][fn.name]
+    X_cal, X_eval = fn.draw(repeat, K, batches, batches)
+    k_grid, k_gcv, k_tune, k_eval = jax.random.split(key, 4)
+    common = dict(stragglers=stragglers, faults=faults)
+    seconds, schemes = {}, {"bacc": lc.bacc(K, N)}
+
+    start = time.perf_counter()
+    search = tuning.grid_search(fn.f, lc.letcc(K, N), X_cal, k_grid, trials=config["cal_trials"],
+                                lam_dec_grid=config["lam_dec_grid"], progress=False, **common)
+    schemes["grid"] = search.scheme
+    seconds["grid"] = time.perf_counter() - start
+    if faults:
+        start = time.perf_counter()
+        lam = gcv_lambda(fn.f, search.scheme, X_cal, k_gcv, stragglers, faults,
+                         [v for v in config["lam_dec_grid"] if v > 0])
+        schemes["gcv"] = search.scheme.replace(lam_dec=jnp.asarray(lam, X_cal.dtype))
+        seconds["gcv"] = time.perf_counter() - start
+    for name, learn in (("tuned", LEARN), ("residual", LEARN + ("residual",))):
+        start = time.perf_counter()
+        result = tuning.tune(fn.f, search.scheme, X_cal, k_tune, learn=learn,
+                             steps=config["steps"], trials=config["cal_trials"],
+                             validation_trials=config["eval_trials"], progress=False, **common)
+        schemes[name] = result.scheme
+        seconds[name] = time.perf_counter() - start
+
+    rows = []
+    for name, scheme in schemes.items():
+        # one key for every scheme: the same held-out patterns and noise draws
+        mse = float(tuning.expected_loss(fn.f, scheme, X_eval, k_eval,
+                                         trials=config["eval_trials"], **common))
+        row = {"function": fn.name, "N": N, "K": K, "S": S, "rel_sigma": rel,
+               "sigma": rel * fn.rms, "repeat": repeat, "scheme": name, "mse": mse,
+               "fit_seconds": round(seconds.get(name, 0.0), 2)}
+        if isinstance(scheme, lc.LeTCC):
+            row["lam_enc"] = float(scheme.lam_enc)
+            row["lam_dec"] = float(scheme.lam_dec)
+        rows.append(row)
+    return rows
+
+
+def run(config, untrained=False, progress=True):
+    key = jax.random.PRNGKey(config["seed"])
+    functions = {}
+    jobs = [(name, setting, rel, repeat)
+            for name in config["functions"] for setting in config["settings"][name]
+            for rel in config["rel_sigmas"] for repeat in range(config["repeats"])]
+    rows = []
+    bar = tqdm(jobs, desc="tuning experiment", disable=not progress)
+    for name, (N, K, S), rel, repeat in bar:
+        bar.set_postfix_str(f"{name} N={N} K={K} S={S} σ={rel:g} repeat {repeat}")
+        if name not in functions:
+            functions[name] = make_function(name, config["seed"], untrained)
+        job_key = jax.random.fold_in(jax.random.fold_in(key, N * 1000 + K), repeat)
+        rows += run_repeat(functions[name], N, K, S, rel, repeat, config, job_key)
+    return rows
+
+
+def summarise(rows) -> list[dict]:
+    """Mean and std over repeats per (function, N, K, S, sigma, scheme), and the paired
+    tuned/grid ratio."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["function"], r["N"], r["K"], r["S"], r["rel_sigma"]), {}).setdefault(
+            r["scheme"], []).append(r)
+    out = []
+    for (fn, N, K, S, rel), by_scheme in groups.items():
+        entry = {"function": fn, "N": N, "K": K, "S": S, "rel_sigma": rel}
+        for name, group in by_scheme.items():
+            values = np.array([r["mse"] for r in sorted(group, key=lambda r: r["repeat"])])
+            entry[f"{name}_mean"], entry[f"{name}_std"] = float(values.mean()), float(values.std())
+            entry[f"{name}_values"] = values.tolist()
+        ratio = np.array(entry["tuned_values"]) / np.array(entry["grid_values"])
+        entry["tuned_over_grid_mean"], entry["tuned_over_grid_std"] = (float(ratio.mean()),
+                                                                       float(ratio.std()))
+        entry["tuned_beats_grid"] = bool(entry["grid_mean"] - entry["tuned_mean"]
+                                         > max(entry["grid_std"], entry["tuned_std"]))
+        out.append(entry)
+    return out
+
+
+def table(summary) -> str:
+    header = ["f", "N", "K", "S", "σ/rms"] + [LABELS[s] for s in SCHEMES] + ["tuned/grid"]
+    body = []
+    for e in summary:
+        cells = [f"{e[f'{s}_mean']:.3g} ± {e[f'{s}_std']:.2g}" if f"{s}_mean" in e else "—"
+                 for s in SCHEMES]
+        mark = " ✓" if e["tuned_beats_grid"] else ""
+        ratio = f"{e['tuned_over_grid_mean']:.2f} ± {e['tuned_over_grid_std']:.2f}{mark}"
+        body.append([e["function"], e["N"], e["K"], e["S"], f"{e['rel_sigma']:g}"] + cells
+                    + [ratio])
+    return markdown_table(header, body)
+
+
+def plot(summary, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(summary) + 2), 4.0))
+    width = 0.8 / len(SCHEMES)
+    for i, name in enumerate(SCHEMES):
+        x = np.arange(len(summary)) + (i - (len(SCHEMES) - 1) / 2) * width
+        mean = np.array([e.get(f"{name}_mean", np.nan) for e in summary])
+        std = np.array([e.get(f"{name}_std", np.nan) for e in summary])
+        ax.bar(x, mean, width, yerr=std, label=LABELS[name], capsize=2)
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(summary)))
+    ax.set_xticklabels([f"{e['function']}\nN={e['N']} S={e['S']}\nσ={e['rel_sigma']:g}"
+                        for e in summary], fontsize=7)
+    ax.set_ylabel("held-out MSE (mean ± std over repeats)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "tuning.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["cpu"], default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
+    parser.add_argument("--untrained", action="store_true",
+                        help="randomly initialised LeNet-5 (no training, no cache): for tests")
+    parser.add_argument("--functions", nargs="+", choices=["sincos", "tanh_net", "lenet5"],
+                        help="restrict to these f (default: the config's)")
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    name = "smoke" if args.smoke else args.config
+    config = dict(TUNING[name])
+    if args.functions:
+        config["functions"] = args.functions
+    print_config("tuning", {**config, "name": name, "untrained": args.untrained})
+    start = time.perf_counter()
+    rows = run(config, untrained=args.untrained)
+    seconds = time.perf_counter() - start
+    summary = summarise(rows)
+    md = table(summary)
+    text = (f"## Tuned and learned LeTCC ({name} config)\n\n{METRIC_NOTE}\n\n{md}\n\n"
+            f"Total time {seconds:.0f} s.\n")
+    print("\n" + text)
+    out = output_dir("tuning", args.out)
+    write_json(out / "results.json", {"config": {**config, "name": name,
+                                                  "untrained": args.untrained},
+                                      "environment": environment(), "seconds": seconds,
+                                      "summary": summary, "rows": rows})
+    write_csv(out / "results.csv", rows)
+    (out / "table.md").write_text(text)
+    path = plot(summary, out)
+    print(f"wrote {out}/results.json, results.csv, table.md, {path.name}")
+    return rows, summary
+
+
+if __name__ == "__main__":
+    main()

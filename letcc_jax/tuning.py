@@ -1,0 +1,468 @@
+"""Tuning LeTCC end to end by differentiating the Monte Carlo loss, and a learned encoder.
+
+The paper's loss E_F[(1/K) sum_k ||f_hat(x_k) - f(x_k)||^2] is differentiable in every
+leaf of a LeTCC scheme: the node positions alpha and beta, and the two smoothing
+parameters. ``tune`` minimises it with optax on a calibration set, drawing fresh straggler
+patterns (and fault draws) at every step, and keeps the parameters that score best on a
+fixed set of validation patterns. Grid search (``select_lambda``, here averaged over
+calibration batches by ``grid_search``) and GCV (``letcc_jax.gcv``) stay the baselines.
+
+Parametrisation (unconstrained -> valid scheme):
+
+- Nodes: n ordered points in [-1, 1] are the cumulative sums of positive gaps, and the gaps
+  are a softmax of logits, so any logits give strictly increasing nodes and the softmax
+  keeps the total length fixed. Free ends: n + 1 gaps (the two margins included), nodes
+  strictly inside (-1, 1). Pinned ends: n - 1 gaps between -1 and +1.
+- Default: alpha free, beta pinned at +-1. The loss is invariant under a common affine map
+  t -> a t + b of alpha and beta (natural cubic splines map to natural cubic splines, and
+  the roughness penalty scales by a^3, which the lambdas absorb), so two of the K + N
+  node degrees of freedom would be a flat direction; pinning beta's end points removes
+  exactly that redundancy, and loses no scheme whose data points lie between its end
+  workers. Every built-in point set has beta_1 = -1, beta_N = 1 already.
+- Lambdas: lam = exp(rho). A lambda of 0 (interpolation) starts at a value too small to
+  change the fit (1e-3 h_min^3 / n, h_min the smallest node gap), from where the optimiser
+  can still move it up or further down.
+
+``ResidualLeTCC`` is the learned variant: a LeTCC encoder plus a learned linear residual,
+encode(X) = (E + R) X with R of shape (N, K), trained jointly with the nodes and lambdas.
+It stays a linear code (any input mixing is still a fixed combination of the K inputs), so
+it runs through ``monte_carlo``, ``run_coded`` and the real workers unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, ClassVar, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+from tqdm.auto import tqdm
+
+from ._evaluate import _check_inputs, _monte_carlo
+from ._faults import NoStragglers
+from ._lambda import LambdaSearch, select_lambda
+from ._schemes import LeTCC, _pytree
+from ._validation import check_finite, float_array, is_concrete
+
+__all__ = [
+    "LEARNABLE",
+    "ResidualLeTCC",
+    "TuningResult",
+    "expected_loss",
+    "grid_search",
+    "node_logits",
+    "ordered_nodes",
+    "residual_letcc",
+    "tune",
+]
+
+#: What ``tune`` can learn.
+LEARNABLE = ("alpha", "beta", "lam_enc", "lam_dec", "residual")
+
+
+# ------------------------------------------------------------------ parametrisation
+
+
+def ordered_nodes(logits: Float[Array, " G"], pin_ends: bool = False) -> Float[Array, " n"]:
+    """Strictly increasing nodes in [-1, 1] from unconstrained logits (softmax of the gaps).
+
+    Args:
+      logits: (n + 1,) with free ends (the nodes lie strictly inside (-1, 1)); (n - 1,)
+        with pinned ends (the first node is exactly -1, the last exactly +1).
+      pin_ends: which of the two.
+
+    Returns:
+      (n,) nodes, ascending. Adding a constant to the logits does not change them.
+    """
+    logits = jnp.asarray(logits)
+    inner = -1.0 + 2.0 * jnp.cumsum(jax.nn.softmax(logits))[:-1]
+    if not pin_ends:
+        return inner
+    one = jnp.ones((1,), inner.dtype)
+    return jnp.concatenate([-one, inner, one])
+
+
+def node_logits(nodes: Float[Array, " n"], pin_ends: bool = False) -> Float[Array, " G"]:
+    """The inverse of ``ordered_nodes``: the centred logits (mean 0) of ``nodes``.
+
+    Raises:
+      ValueError: (on concrete input) if the nodes are not strictly increasing inside
+        [-1, 1], if ``pin_ends`` and the ends are not exactly -1 and +1, or if not
+        ``pin_ends`` and a node lies on -1 or +1.
+    """
+    nodes = float_array(nodes, "nodes")
+    if nodes.ndim != 1 or nodes.shape[0] < 2:
+        raise ValueError(
+            f"nodes must be a 1-D array of at least 2 points, got shape {nodes.shape}."
+        )
+    if is_concrete(nodes):
+        _check_nodes(np.asarray(nodes, np.float64), pin_ends)
+    edges = nodes if pin_ends else jnp.concatenate([-jnp.ones(1, nodes.dtype), nodes,
+                                                    jnp.ones(1, nodes.dtype)])
+    log_gaps = jnp.log(jnp.diff(edges))
+    return log_gaps - jnp.mean(log_gaps)
+
+
+def _check_nodes(values, pin_ends):
+    if not np.all(np.diff(values) > 0):
+        raise ValueError("nodes must be strictly increasing.")
+    if pin_ends and (values[0] != -1.0 or values[-1] != 1.0):
+        raise ValueError(
+            f"pinned ends need nodes[0] = -1 and nodes[-1] = 1, got {values[0]} and "
+            f"{values[-1]}; use free ends (pin_ends=False) for these nodes."
+        )
+    if not pin_ends and (values[0] <= -1.0 or values[-1] >= 1.0):
+        raise ValueError(
+            f"free ends need every node strictly inside (-1, 1), got [{values[0]}, "
+            f"{values[-1]}]; use pinned ends (pin_ends=True) when the ends are -1 and 1."
+        )
+
+
+def _negligible_lambda(nodes) -> float:
+    """A mean-form lambda that changes a smoothing spline on ``nodes`` by ~1e-3 relative.
+
+    At node gap h the penalty weighs about n lam / h^3 against the data term (Reinsch's
+    form R + n lam Q^T Q with R ~ h and Q^T Q ~ 1/h^2).
+    """
+    nodes = np.asarray(nodes, np.float64)
+    return 1e-3 * float(np.min(np.diff(nodes))) ** 3 / nodes.size
+
+
+# ------------------------------------------------------------------ learned encoder
+
+
+@_pytree
+@dataclasses.dataclass(frozen=True)
+class ResidualLeTCC(LeTCC):
+    """LeTCC whose encoder matrix carries a learned residual: encode(X) = (E + R) X.
+
+    ``residual`` is (N, K), a leaf; the decoder is LeTCC's. Build one with
+    ``residual_letcc`` and learn R with ``tune(..., learn=(..., "residual"))``.
+    """
+
+    residual: Float[Array, "N K"] = None
+
+    name: ClassVar[str] = "letcc+residual"
+
+    def _encode(self, X):
+        return super()._encode(X) + self.residual.astype(X.dtype) @ X
+
+
+def residual_letcc(scheme: LeTCC, residual: Float[Array, "N K"] | None = None) -> ResidualLeTCC:
+    """``scheme`` with a residual added to its encoder matrix (zero by default)."""
+    if not isinstance(scheme, LeTCC):
+        raise TypeError(f"residual_letcc extends a LeTCC scheme, got {type(scheme).__name__}.")
+    if residual is None:
+        residual = jnp.zeros((scheme.N, scheme.K), scheme.alpha.dtype)
+    residual = float_array(residual, "residual")
+    if residual.shape != (scheme.N, scheme.K):
+        raise ValueError(
+            f"residual must have shape (N, K) = ({scheme.N}, {scheme.K}), got {residual.shape}."
+        )
+    return ResidualLeTCC(**_letcc_fields(scheme), residual=residual)
+
+
+def _letcc_fields(scheme: LeTCC) -> dict:
+    return {field.name: getattr(scheme, field.name) for field in dataclasses.fields(LeTCC)}
+
+
+# ------------------------------------------------------------------ the loss
+
+
+def _batches(X, K: int):
+    """Calibration inputs as (C, K, d) batches; a single (K, d) batch becomes C = 1."""
+    X = float_array(X, "X_cal")
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3 or X.shape[1] != K:
+        raise ValueError(
+            f"X_cal must have shape (K, d) or (C, K, d) with K = {K}, got {X.shape}. "
+            "Flatten each input to a vector first."
+        )
+    check_finite(X, "X_cal")
+    return X
+
+
+@functools.partial(jax.jit, static_argnames=("f", "trials", "stragglers", "faults"))
+def _expected_loss(f, scheme, X, key, trials, stragglers, faults):
+    labels = jnp.zeros((scheme.K,), jnp.int32)
+
+    def one_batch(x, k):
+        result = _monte_carlo(f, scheme, x, k, labels, trials, stragglers, faults, False,
+                              min(64, trials))
+        return jnp.mean(result.mse)
+
+    return jnp.mean(jax.vmap(one_batch)(X, jax.random.split(key, X.shape[0])))
+
+
+def expected_loss(
+    f: Callable,
+    scheme: LeTCC,
+    X_cal: Float[Array, "C K d"],
+    key: jax.Array,
+    *,
+    trials: int = 32,
+    stragglers=NoStragglers(),
+    faults: Sequence = (),
+) -> Float[Array, ""]:
+    """Monte Carlo estimate of the paper's loss, averaged over calibration batches.
+
+    Exactly ``monte_carlo``'s mean MSE for each (K, d) batch of ``X_cal``, batch c using
+    the c-th key of ``jax.random.split(key, C)``; differentiable in every leaf of
+    ``scheme`` (``jax.grad`` of this function is what ``tune`` follows).
+    """
+    X = _batches(X_cal, scheme.K)
+    _check_inputs(f, scheme, X[0], stragglers)
+    _check_trials(trials, "trials")
+    return _expected_loss(f, scheme, X, key, trials, stragglers, tuple(faults))
+
+
+def grid_search(
+    f: Callable,
+    scheme: LeTCC,
+    X_cal: Float[Array, "C K d"],
+    key: jax.Array,
+    **options,
+) -> LambdaSearch:
+    """``select_lambda`` on several calibration batches: the same grid, the same key (common
+    random numbers) for every batch, the loss tables averaged, the best pair kept.
+
+    ``options`` go to ``select_lambda`` (``lam_enc_grid``, ``lam_dec_grid``, ``trials``,
+    ``stragglers``, ``faults``, ``progress``).
+    """
+    X = _batches(X_cal, scheme.K)
+    searches = [select_lambda(f, scheme, x, key, **options) for x in X]
+    mse = np.mean([s.mse for s in searches], axis=0)
+    i, j = np.unravel_index(np.nanargmin(mse), mse.shape)
+    first = searches[0]
+    dtype = scheme.alpha.dtype
+    best = scheme.replace(lam_enc=jnp.asarray(first.lam_enc[i], dtype),
+                          lam_dec=jnp.asarray(first.lam_dec[j], dtype))
+    return LambdaSearch(best, first.lam_enc, first.lam_dec, mse)
+
+
+# ------------------------------------------------------------------ tuning
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """How the parameters map to a scheme and how they are optimised (hashable: a static
+    argument of the jitted step). What is learned is data (``train``), so every choice of
+    ``learn`` shares one compiled step."""
+
+    pin_alpha_ends: bool
+    pin_beta_ends: bool
+    learning_rate: float
+    lambda_learning_rate: float
+    residual_learning_rate: float
+    residual_l2: float
+
+
+def _init_params(scheme: ResidualLeTCC, learn: tuple, spec: _Spec) -> dict:
+    """Unconstrained starting values; the ones not learned are placeholders of the right
+    shape (the step's shapes must not depend on ``learn``)."""
+    dtype = scheme.alpha.dtype
+    params = {"residual": scheme.residual}
+    for name, nodes, pin in (("alpha", scheme.alpha, spec.pin_alpha_ends),
+                             ("beta", scheme.beta, spec.pin_beta_ends)):
+        size = nodes.shape[0] + (-1 if pin else 1)
+        params[name] = node_logits(nodes, pin) if name in learn else jnp.zeros(size, dtype)
+    for name, nodes in (("lam_enc", scheme.alpha), ("lam_dec", scheme.beta)):
+        lam = max(float(getattr(scheme, name)), _negligible_lambda(nodes))
+        params[name] = jnp.log(jnp.asarray(lam, dtype))
+    return params
+
+
+def _scheme(template: ResidualLeTCC, params: dict, train: dict, spec: _Spec) -> ResidualLeTCC:
+    """``template`` with every field flagged in ``train`` replaced by its value under
+    ``params``; the other fields keep the template's values exactly (and get no gradient)."""
+    values = {
+        "alpha": ordered_nodes(params["alpha"], spec.pin_alpha_ends),
+        "beta": ordered_nodes(params["beta"], spec.pin_beta_ends),
+        "lam_enc": jnp.exp(params["lam_enc"]),
+        "lam_dec": jnp.exp(params["lam_dec"]),
+        "residual": params["residual"],
+    }
+    return template.replace(**{name: jnp.where(train[name], value, getattr(template, name))
+                               for name, value in values.items()})
+
+
+def _optimizer(spec: _Spec):
+    try:
+        import optax  # optional dependency (the "models" extra): only tuning needs it
+    except ImportError as exc:
+        raise ImportError(
+            "letcc_jax.tune needs optax: pip install optax (or letcc_jax[models])."
+        ) from exc
+    rates = {"alpha": spec.learning_rate, "beta": spec.learning_rate,
+             "lam_enc": spec.lambda_learning_rate, "lam_dec": spec.lambda_learning_rate,
+             "residual": spec.residual_learning_rate}
+    return optax.multi_transform({name: optax.adam(rate) for name, rate in rates.items()},
+                                 {name: name for name in rates})
+
+
+def _objective(params, train, template, X, key, scale, f, trials, stragglers, faults, spec):
+    scheme = _scheme(template, params, train, spec)
+    loss = _expected_loss(f, scheme, X, key, trials, stragglers, faults) / scale
+    return loss + spec.residual_l2 * jnp.sum(scheme.residual**2)
+
+
+@functools.partial(jax.jit, static_argnames=("f", "trials", "stragglers", "faults", "spec"))
+def _step(params, opt_state, train, template, X, key, scale, f, trials, stragglers, faults,
+          spec):
+    loss, grads = jax.value_and_grad(_objective)(params, train, template, X, key, scale, f,
+                                                 trials, stragglers, faults, spec)
+    updates, opt_state = _optimizer(spec).update(grads, opt_state, params)
+    return jax.tree.map(jnp.add, params, updates), opt_state, loss
+
+
+def _plain(scheme: ResidualLeTCC) -> LeTCC:
+    return LeTCC(**_letcc_fields(scheme))
+
+
+class TuningResult(NamedTuple):
+    """Result of ``tune``.
+
+    Attributes:
+      scheme: the tuned scheme: the parameters with the lowest validation loss (the
+        initial scheme counts, so validation never gets worse than the start).
+      initial: the scheme tuning started from, as parametrised (a learned lambda of 0
+        starts at a negligible positive value); a ``ResidualLeTCC`` when a residual is
+        learned.
+      loss: (steps,) training loss per step, relative to the initial validation loss,
+        each on fresh straggler patterns (plus ``residual_l2 * ||R||^2`` for a residual).
+      validation_steps: (V,) steps at which the validation loss was measured (0 = start).
+      validation: (V,) Monte Carlo loss on the fixed validation patterns, absolute.
+      best_step: the step whose parameters ``scheme`` holds.
+    """
+
+    scheme: LeTCC
+    initial: LeTCC
+    loss: np.ndarray
+    validation_steps: np.ndarray
+    validation: np.ndarray
+    best_step: int
+
+
+def _check_trials(value, name):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def tune(
+    f: Callable,
+    scheme: LeTCC,
+    X_cal: Float[Array, "C K d"],
+    key: jax.Array,
+    *,
+    stragglers=NoStragglers(),
+    faults: Sequence = (),
+    learn: Sequence[str] = ("alpha", "beta", "lam_enc", "lam_dec"),
+    steps: int = 200,
+    trials: int = 32,
+    validation_trials: int = 128,
+    validate_every: int = 10,
+    learning_rate: float = 0.02,
+    lambda_learning_rate: float = 0.1,
+    residual_learning_rate: float = 3e-3,
+    residual_l2: float = 1e-3,
+    pin_alpha_ends: bool = False,
+    pin_beta_ends: bool = True,
+    progress: bool = True,
+) -> TuningResult:
+    """Tune a LeTCC scheme by Adam on the Monte Carlo loss over a calibration set.
+
+    Each step draws ``trials`` fresh straggler patterns (and fault draws) per calibration
+    batch and follows the gradient of the mean loss, relative to the starting loss (so the
+    learning rates do not depend on the scale of f). Every ``validate_every`` steps the
+    loss is measured on one fixed set of ``validation_trials`` patterns, on the same
+    calibration inputs; the best parameters are returned. Evaluate the result on held-out
+    inputs and a different key.
+
+    Args:
+      f: one input (d,) -> one output (m,), differentiable in its input; hashable.
+      scheme: the starting LeTCC scheme (e.g. the result of ``select_lambda``).
+      X_cal: calibration inputs, (K, d) or C batches (C, K, d).
+      key: PRNG key; the training patterns and the validation patterns come from
+        different sub-keys.
+      stragglers: straggler model, e.g. ``ExactStragglers(S)``.
+      faults: output fault models, e.g. ``(GaussianNoise(sigma),)``.
+      learn: any of ``LEARNABLE``; ``"residual"`` turns the scheme into a
+        ``ResidualLeTCC`` (zero residual at the start).
+      steps: optimiser steps.
+      trials: straggler patterns per batch per step.
+      validation_trials: patterns of the fixed validation set.
+      validate_every: steps between validations.
+      learning_rate: Adam's rate for the node logits.
+      lambda_learning_rate: Adam's rate for log lambda.
+      residual_learning_rate: Adam's rate for the residual.
+      residual_l2: weight of the ridge penalty ||R||_F^2 on the residual.
+      pin_alpha_ends, pin_beta_ends: keep the first and last node at -1 and +1 (see the
+        module docstring for why beta's are pinned by default).
+      progress: show a progress bar.
+
+    Returns:
+      A ``TuningResult``.
+    """
+    if not isinstance(scheme, LeTCC):
+        raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    learn = tuple(dict.fromkeys(learn))
+    unknown = [name for name in learn if name not in LEARNABLE]
+    if unknown or not learn:
+        raise ValueError(f"learn must name some of {LEARNABLE}, got {learn!r}.")
+    for value, name in ((steps, "steps"), (trials, "trials"),
+                        (validation_trials, "validation_trials"),
+                        (validate_every, "validate_every")):
+        _check_trials(value, name)
+    rates = (learning_rate, lambda_learning_rate, residual_learning_rate)
+    if not all(np.isfinite(r) and r > 0 for r in rates):
+        raise ValueError(f"learning rates must be finite and > 0, got {rates}.")
+    if not (np.isfinite(residual_l2) and residual_l2 >= 0):
+        raise ValueError(f"residual_l2 must be finite and >= 0, got {residual_l2!r}.")
+    X = _batches(X_cal, scheme.K)
+    _check_inputs(f, scheme, X[0], stragglers)
+    with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)
+    # Tuning always runs on a ResidualLeTCC (zero, frozen residual unless learned).
+    template = scheme if isinstance(scheme, ResidualLeTCC) else residual_letcc(scheme)
+    spec = _Spec(bool(pin_alpha_ends), bool(pin_beta_ends), float(learning_rate),
+                 float(lambda_learning_rate), float(residual_learning_rate),
+                 float(residual_l2))
+    params = _init_params(template, learn, spec)
+    train = {name: jnp.asarray(name in learn) for name in LEARNABLE}
+    faults = tuple(faults)
+    k_train, k_val = jax.random.split(key)
+
+    def validate(p):
+        candidate = _scheme(template, p, train, spec)
+        candidate = candidate if with_residual else _plain(candidate)
+        return candidate, float(_expected_loss(f, candidate, X, k_val, validation_trials,
+                                               stragglers, faults))
+
+    best, best_loss = validate(params)
+    if not np.isfinite(best_loss):
+        raise ValueError(
+            f"the starting scheme's loss on the calibration set is {best_loss}; check f and "
+            "the calibration inputs (f must be finite on the coded inputs)."
+        )
+    initial = best
+    scale = jnp.asarray(best_loss if best_loss > 0 else 1.0, X.dtype)
+    val_steps, val_losses, losses, best_step = [0], [best_loss], [], 0
+    opt_state = _optimizer(spec).init(params)
+    bar = tqdm(range(1, steps + 1), desc="tuning", disable=not progress, leave=False)
+    for step in bar:
+        params, opt_state, loss = _step(params, opt_state, train, template, X,
+                                         jax.random.fold_in(k_train, step), scale, f, trials,
+                                         stragglers, faults, spec)
+        losses.append(float(loss))
+        if step % validate_every == 0 or step == steps:
+            candidate, value = validate(params)
+            val_steps.append(step)
+            val_losses.append(value)
+            if value < best_loss:
+                best, best_loss, best_step = candidate, value, step
+            bar.set_postfix(validation=f"{value:.3g}")
+    return TuningResult(best, initial, np.asarray(losses), np.asarray(val_steps),
+                        np.asarray(val_losses), best_step)
