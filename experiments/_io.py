@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime
 import json
@@ -53,3 +54,25 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def print_config(name: str, config: dict) -> None:
     print(f"{name} config: " + json.dumps(config, default=str))
+
+
+def parse_experiment_args(argv, description: str, configs: dict, *, untrained_help: str,
+                          functions: list[str] | None = None):
+    """The experiments' shared command line: ``--config`` (any entry of ``configs`` but
+    "smoke"), ``--smoke``, ``--untrained``, ``--out`` and, given ``functions``, a
+    ``--functions`` restriction. Returns ``(args, name, config)``: the chosen config's name
+    and a copy of it, with ``functions`` overridden when the flag is given."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", choices=[c for c in configs if c != "smoke"], default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
+    parser.add_argument("--untrained", action="store_true", help=untrained_help)
+    if functions:
+        parser.add_argument("--functions", nargs="+", choices=functions,
+                            help="restrict to these f (default: the config's)")
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    name = "smoke" if args.smoke else args.config
+    config = dict(configs[name])
+    if functions and args.functions:
+        config["functions"] = args.functions
+    return args, name, config

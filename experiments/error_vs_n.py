@@ -25,7 +25,6 @@ same loss and the same common-random-numbers grid search, without recompiling.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
@@ -35,7 +34,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._io import environment, output_dir, print_config, write_csv, write_json
+from experiments._io import (environment, output_dir, parse_experiment_args, print_config,
+                             write_csv, write_json)
 from experiments.configs import ERROR_VS_N
 from experiments.table1 import load_data, model_function
 
@@ -239,19 +239,9 @@ def report(rows, config, seconds, out) -> list[dict]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=[c for c in ERROR_VS_N if c != "smoke"], default="cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
-    parser.add_argument("--untrained", action="store_true",
-                        help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    parser.add_argument("--functions", nargs="+", choices=["synthetic", "lenet5"],
-                        help="restrict to these f (default: the config's)")
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args(argv)
-    name = "smoke" if args.smoke else args.config
-    config = dict(ERROR_VS_N[name])
-    if args.functions:
-        config["functions"] = args.functions
+    args, name, config = parse_experiment_args(
+        argv, __doc__.splitlines()[0], ERROR_VS_N, functions=["synthetic", "lenet5"],
+        untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
     config |= {"name": name, "untrained": args.untrained}
     print_config("error_vs_n", config)
     start = time.perf_counter()

@@ -19,7 +19,6 @@ Metrics (per trial, DESIGN.md section 4):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
@@ -29,8 +28,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._io import (environment, markdown_table, output_dir, print_config, write_csv,
-                             write_json)
+from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
+                             print_config, write_csv, write_json)
 from experiments.configs import TABLE1
 from letcc_jax.data import calibration_split, load_dataset
 from letcc_jax.models import make_model, pure_apply
@@ -199,15 +198,10 @@ def report(rows, models, config, seconds, out) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=[c for c in TABLE1 if c != "smoke"], default="cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
-    parser.add_argument("--untrained", action="store_true",
-                        help="randomly initialised models (no training, no cache): for tests")
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args(argv)
-    name = "smoke" if args.smoke else args.config
-    config = dict(TABLE1[name]) | {"name": name, "untrained": args.untrained}
+    args, name, config = parse_experiment_args(
+        argv, __doc__.splitlines()[0], TABLE1,
+        untrained_help="randomly initialised models (no training, no cache): for tests")
+    config |= {"name": name, "untrained": args.untrained}
     print_config("table1", config)
     start = time.perf_counter()
     rows, models = run(config, untrained=args.untrained, progress=True)

@@ -26,7 +26,6 @@ relative to the RMS of f's outputs.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
@@ -36,8 +35,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._io import (environment, markdown_table, output_dir, print_config, write_csv,
-                             write_json)
+from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
+                             print_config, write_csv, write_json)
 from experiments.configs import TUNING
 from experiments.demo import random_network, tanh_network
 from experiments.error_vs_n import synthetic
@@ -246,19 +245,9 @@ def plot(summary, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=["cpu"], default="cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
-    parser.add_argument("--untrained", action="store_true",
-                        help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    parser.add_argument("--functions", nargs="+", choices=["sincos", "tanh_net", "lenet5"],
-                        help="restrict to these f (default: the config's)")
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args(argv)
-    name = "smoke" if args.smoke else args.config
-    config = dict(TUNING[name])
-    if args.functions:
-        config["functions"] = args.functions
+    args, name, config = parse_experiment_args(
+        argv, __doc__.splitlines()[0], TUNING, functions=["sincos", "tanh_net", "lenet5"],
+        untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
     print_config("tuning", {**config, "name": name, "untrained": args.untrained})
     start = time.perf_counter()
     rows = run(config, untrained=args.untrained)
