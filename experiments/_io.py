@@ -6,12 +6,26 @@ import argparse
 import csv
 import datetime
 import json
+import os
 import platform
 import sys
 from pathlib import Path
 
 import jax
 import numpy as np
+
+
+def use_every_core() -> None:
+    """One JAX CPU device per core, so that ``lc.monte_carlo`` shares its trials between
+    them (per-trial results do not depend on it). Leaves an explicit choice alone
+    (``jax_num_cpu_devices`` or XLA_FLAGS), and is a no-op once JAX has run anything, e.g.
+    when an experiment's ``main`` is called from a test."""
+    if jax.config.jax_num_cpu_devices > 0 or "device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except RuntimeError:
+        pass  # JAX is already running: keep its devices
 
 
 def environment() -> dict:
@@ -62,6 +76,7 @@ def parse_experiment_args(argv, description: str, configs: dict, *, untrained_he
     "smoke"), ``--smoke``, ``--untrained``, ``--out`` and, given ``functions``, a
     ``--functions`` restriction. Returns ``(args, name, config)``: the chosen config's name
     and a copy of it, with ``functions`` overridden when the flag is given."""
+    use_every_core()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", choices=[c for c in configs if c != "smoke"], default="cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")

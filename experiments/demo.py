@@ -29,7 +29,8 @@ import jax.numpy as jnp
 
 import letcc_jax as lc
 from experiments import error_vs_n, table1
-from experiments._io import environment, markdown_table, output_dir, print_config, write_json
+from experiments._io import (environment, markdown_table, output_dir, print_config,
+                             use_every_core, write_json)
 from experiments.configs import ERROR_VS_N, TABLE1
 
 SYNTHETIC_SETTINGS = [(20, 5, 4), (50, 10, 10), (100, 20, 20), (200, 50, 40)]
@@ -79,6 +80,7 @@ def synthetic(settings, trials, seed, out):
 
 
 def main(argv=None):
+    use_every_core()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
     parser.add_argument("--untrained", action="store_true",

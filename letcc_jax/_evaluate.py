@@ -161,26 +161,43 @@ def run_coded(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("f", "trials", "stragglers", "faults", "with_labels", "batch_size")
+    jax.jit,
+    static_argnames=("f", "trials", "stragglers", "faults", "with_labels", "batch_size", "devices"),
 )
-def _monte_carlo(f, scheme, X, key, labels, trials, stragglers, faults, with_labels, batch_size):
+def _monte_carlo(f, scheme, X, key, labels, trials, stragglers, faults, with_labels, batch_size,
+                 devices=()):
     truth = _outputs(f, X)
     Y = _outputs(f, scheme.encode(X))
 
-    def trial(k):
-        k_mask, k_fault = jax.random.split(k)
-        Yt = _apply_faults(k_fault, Y, faults)
-        alive = scheme.effective_mask(Yt, stragglers.sample(k_mask, scheme.N))
-        est = scheme._decode(jnp.where(alive[:, None], Yt, 0.0), alive)
-        err = mse(est, truth)
-        if with_labels:
-            rel, agree = relacc(est, truth, labels)
-        else:
-            rel = agree = jnp.full((), jnp.nan, err.dtype)
-        rec = jnp.mean(scheme.recovered(alive).astype(err.dtype))
-        return MonteCarloResult(err, jnp.sqrt(err), rec, jnp.sum(alive), rel, agree)
+    def trials_on(keys, scheme, Y, truth, labels):
+        def trial(k):
+            k_mask, k_fault = jax.random.split(k)
+            Yt = _apply_faults(k_fault, Y, faults)
+            alive = scheme.effective_mask(Yt, stragglers.sample(k_mask, scheme.N))
+            est = scheme._decode(jnp.where(alive[:, None], Yt, 0.0), alive)
+            err = mse(est, truth)
+            if with_labels:
+                rel, agree = relacc(est, truth, labels)
+            else:
+                rel = agree = jnp.full((), jnp.nan, err.dtype)
+            rec = jnp.mean(scheme.recovered(alive).astype(err.dtype))
+            return MonteCarloResult(err, jnp.sqrt(err), rec, jnp.sum(alive), rel, agree)
 
-    return jax.lax.map(trial, jax.random.split(key, trials), batch_size=batch_size)
+        batch = None if batch_size is None else min(batch_size, keys.shape[0])
+        return jax.lax.map(trial, keys, batch_size=batch)
+
+    keys = jax.random.split(key, trials)
+    if len(devices) <= 1:
+        return trials_on(keys, scheme, Y, truth, labels)
+    # Trial i always gets key i, so the result does not depend on the number of devices;
+    # the last device's share is padded with repeats of the last key, then cut off.
+    per = -(-trials // len(devices))
+    padded = keys[jnp.minimum(jnp.arange(per * len(devices)), trials - 1)]
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("trials",))
+    spec = jax.sharding.PartitionSpec
+    out = jax.shard_map(trials_on, mesh=mesh, in_specs=(spec("trials"), spec(), spec(), spec(), spec()),
+                        out_specs=spec("trials"), check_vma=False)(padded, scheme, Y, truth, labels)
+    return jax.tree.map(lambda v: v[:trials], out)
 
 
 def monte_carlo(
@@ -194,11 +211,13 @@ def monte_carlo(
     faults: Sequence = (),
     labels: Int[Array, " K"] | None = None,
     batch_size: int | None = 64,
+    devices: Sequence[jax.Device] | None = None,
 ) -> MonteCarloResult:
     """Monte Carlo estimate of the paper's loss over random straggler patterns.
 
     One jitted call: f runs on X and on the coded inputs once; then ``trials`` patterns
-    (and fault draws) are decoded in vmapped batches of ``batch_size``.
+    (and fault draws) are decoded in vmapped batches of ``batch_size``, spread over
+    ``devices``. Trial i's pattern depends only on ``key`` and i, never on the devices.
 
     Args:
       f: one input (d,) -> one output (m,); hashable (static argument).
@@ -211,6 +230,11 @@ def monte_carlo(
       labels: optional (K,) integer labels, to report RelAcc.
       batch_size: trials decoded per vmapped batch; moderate batches keep the working set
         in cache (64 measured fastest on CPU); None = all at once.
+      devices: devices to share the trials between (each decodes its share); None = every
+        local device of the default backend. A CPU is one device unless JAX is told
+        otherwise: ``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before
+        the first JAX computation makes one per core (trials are independent, so this
+        scales with cores).
 
     Returns:
       ``MonteCarloResult`` with per-trial metrics; ``.summary()`` gives mean and std.
@@ -225,7 +249,12 @@ def monte_carlo(
             raise ValueError(f"labels must be integers of shape (K,) = ({scheme.K},), got {labels.shape} {labels.dtype}.")
     else:
         labels = jnp.zeros((scheme.K,), jnp.int32)
-    batch = None if batch_size is None else min(batch_size, trials)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices: give at least one device (or None for all local devices).")
     return _monte_carlo(
-        f, scheme, X, key, labels, trials, stragglers, tuple(faults), with_labels, batch
+        f, scheme, X, key, labels, trials, stragglers, tuple(faults), with_labels, batch_size,
+        devices=devices if len(devices) > 1 else (),
     )

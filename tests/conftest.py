@@ -61,3 +61,16 @@ def jit_decode():
 def decode_traces():
     """The log of jit_decode's traces: it grows exactly when jit_decode recompiles."""
     return DECODE_TRACES
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Each program XLA compiles for the CPU keeps a few memory mappings; the whole suite
+    compiles thousands, and one process holding all of them reaches the kernel's limit on
+    mappings per process (vm.max_map_count, 65530 by default), where XLA's compiler
+    crashes. Programs are rarely shared between modules, so this costs little.
+    """
+    yield
+    jax.clear_caches()

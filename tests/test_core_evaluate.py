@@ -209,3 +209,52 @@ def test_noise_increases_error():
                                           labels=LABELS).mse))
              for fault in faults]
     assert means[1] > 2 * means[0], means  # the noise variance 0.09 dominates the error
+
+
+def test_monte_carlo_over_two_devices_equals_one_device():
+    """Trials shared between two CPU devices (a fresh interpreter with jax_num_cpu_devices
+    = 2) give the same per-trial results as one device, also when the trial count does not
+    divide evenly; noise faults and RelAcc included."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import jax
+        jax.config.update("jax_num_cpu_devices", 2)
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp, numpy as np
+        import letcc_jax as lc
+        assert len(jax.devices()) == 2
+        W = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+        def f(x):
+            return jnp.tanh(x @ W)
+        X = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+        labels = jnp.arange(6) % 4
+        for trials in (7, 64):
+            kw = dict(trials=trials, stragglers=lc.ExactStragglers(5), labels=labels,
+                      faults=(lc.GaussianNoise(0.01),), batch_size=4)
+            scheme = lc.letcc(6, 20, lam_dec=1e-4)
+            both = lc.monte_carlo(f, scheme, X, jax.random.PRNGKey(2), **kw)
+            one = lc.monte_carlo(f, scheme, X, jax.random.PRNGKey(2), devices=jax.devices()[:1], **kw)
+            assert both.mse.shape == (trials,)
+            for a, b in zip(both, one):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=0)
+        print("ok")
+    """)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_monte_carlo_rejects_bad_batch_size_and_empty_devices():
+    f = lambda x: x  # noqa: E731
+    X = jnp.ones((4, 2))
+    scheme = lc.letcc(4, 8)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        lc.monte_carlo(f, scheme, X, jax.random.PRNGKey(0), batch_size=0)
+    with pytest.raises(ValueError, match="at least one device"):
+        lc.monte_carlo(f, scheme, X, jax.random.PRNGKey(0), devices=[])
