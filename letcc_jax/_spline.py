@@ -94,13 +94,16 @@ def _take(a, idx):
 
 
 def _compact(alive: Bool[Array, " n"]):
-    """Permutation that moves survivors to the front, keeping their order (O(n))."""
+    """Permutation that moves survivors to the front, keeping their order (O(n)); with the
+    survivor count and, per knot, the number of survivors up to it minus one (its place
+    among the survivors, for a survivor)."""
     n = alive.shape[0]
     alive_i = alive.astype(jnp.int32)
     count = jnp.sum(alive_i)
-    pos = jnp.where(alive, jnp.cumsum(alive_i) - 1, count + jnp.cumsum(1 - alive_i) - 1)
+    rank = jnp.cumsum(alive_i) - 1
+    pos = jnp.where(alive, rank, count + jnp.cumsum(1 - alive_i) - 1)
     order = jnp.zeros((n,), jnp.int32).at[pos].set(jnp.arange(n, dtype=jnp.int32))
-    return order, count
+    return order, count, rank
 
 
 def fit(
@@ -121,14 +124,14 @@ def fit(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     n, m = y.shape
     dtype = y.dtype
-    alive_i = alive.astype(jnp.int32)
-    count = jnp.sum(alive_i)
+    count = jnp.sum(alive.astype(jnp.int32))
     y0 = jnp.where(alive[:, None], y, 0.0)
     if n < 2:
         return SplineFit(t, y0, jnp.zeros_like(y0))
     ok = count >= 2
+    a = count.astype(dtype) * lam
     if method == "reinsch":
-        g, slope = _reinsch_all(t, y0, alive, count.astype(dtype) * lam)
+        g, slope = _reinsch_all(t, y0, alive, a)
     else:
         blocked = method == "blocked" or (
             method == "auto" and n >= BLOCKED_MIN_N and dtype == jnp.float64)
@@ -136,11 +139,11 @@ def fit(
         # With fewer than two survivors the curve is a constant (or zero): solve a
         # well-posed stand-in problem instead, so that no branch ever sees a singular one.
         w = jnp.where(ok, alive, True).astype(dtype)
-        a = jnp.where(ok, count.astype(dtype) * lam, 1.0)
+        a_w = jnp.where(ok, a, 1.0)
         g, slope = lax.cond(
             lam > 0,
-            lambda: smoother(t, w[:, None] * y0, w, a),
-            lambda: _reinsch_all(t, y0, alive, count.astype(dtype) * lam),
+            lambda: smoother(t, w[:, None] * y0, w, a_w),
+            lambda: _reinsch_all(t, y0, alive, a),
         )
     single = jnp.sum(y0, axis=0)  # the only survivor's row when count == 1, else unused
     g = jnp.where(ok, g, jnp.where(count == 1, single, 0.0))
@@ -167,7 +170,7 @@ def _reinsch_all(t, y0, alive, a):
     knot (the stragglers' knots lie on its cubic pieces or its linear ends)."""
     n, m = y0.shape
     dtype = y0.dtype
-    order, count = _compact(alive)
+    order, count, rank = _compact(alive)
     idx = jnp.arange(n)
     real = idx < count
     last = jnp.maximum(count - 1, 0)
@@ -176,8 +179,7 @@ def _reinsch_all(t, y0, alive, a):
     tc = jnp.where(real, _take(t, order), t_last + (idx - count + 1).astype(dtype))
     yc = jnp.where(real[:, None], _take(y0, order), 0.0)
     gc, sc = _reinsch(tc, yc, count, a)
-    rank = jnp.cumsum(alive.astype(jnp.int32)) - 1  # survivors strictly before, per knot
-    j = jnp.clip(rank, 0, jnp.maximum(count - 2, 0))
+    j = jnp.clip(rank, 0, jnp.maximum(count - 2, 0))  # the survivor at or before each knot
     value, deriv = _hermite(_take(tc, j), _take(tc, j + 1), _take(gc, j), _take(gc, j + 1),
                             _take(sc, j), _take(sc, j + 1), t)
     t_lo, t_hi = tc[0], _take(tc, last)
