@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from scipy.interpolate import make_smoothing_spline  # noqa: E402
 
 import letcc_jax as lc  # noqa: E402
+from letcc_jax.core import spline  # noqa: E402
 from _common import machine, markdown_table, write_json  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -42,7 +43,7 @@ def case(N, lam, seed=0):
     tF, yF = t[alive], y[alive]
     exact = reinsch_mp(tF, yF, lam, dps=50)[0][:, 0]
     def ours(method):
-        spline = lc._spline.fit(jnp.asarray(t), jnp.asarray(y[:, None]), jnp.asarray(alive),
+        spline = spline.fit(jnp.asarray(t), jnp.asarray(y[:, None]), jnp.asarray(alive),
                                 jnp.asarray(lam), method=method)
         return np.asarray(spline.g)[alive, 0]  # the fit at every knot; survivors' values
 
@@ -71,11 +72,11 @@ def blocked_vs_sequential(N, lam, seed=0):
     y = jnp.asarray(np.stack([np.sin(3 * np.asarray(t)), np.cos(2 * np.asarray(t))], 1)
                     + 0.1 * rng.standard_normal((N, 2)))
     x = jnp.asarray(lc.chebyshev_first(50))
-    fit = jax.jit(lc._spline.fit, static_argnames="method")
+    fit = jax.jit(spline.fit, static_argnames="method")
     out = {}
     for method in ("sris", "blocked"):
         spline = fit(t, y, jnp.asarray(alive), jnp.asarray(lam), method=method)
-        out[method] = (np.asarray(lc._spline.evaluate(spline, x)), np.asarray(spline.slope))
+        out[method] = (np.asarray(spline.evaluate(spline, x)), np.asarray(spline.slope))
     (v0, s0), (v1, s1) = out["sris"], out["blocked"]
     return {"N": N, "lam": lam, "values": float(np.max(np.abs(v1 - v0)) / np.max(np.abs(v0))),
             "slopes": float(np.max(np.abs(s1 - s0)) / np.max(np.abs(s0)))}

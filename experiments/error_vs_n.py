@@ -100,7 +100,7 @@ def inputs(name, config, untrained):
         return (synthetic,
                 *(jax.random.uniform(k, (n, K, 1), minval=-1.0, maxval=1.0)
                   for k, n in zip(keys, (n_cal, n_eval))))
-    from letcc_jax.data import calibration_split
+    from letcc_jax.zoo.data import calibration_split
 
     ds = load_data("fashion_mnist")
     split = calibration_split(ds, n_cal * K, n_eval * K, seed=config["seed"])

@@ -31,8 +31,8 @@ import letcc_jax as lc
 from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
                              print_config, write_csv, write_json)
 from experiments.configs import TABLE1
-from letcc_jax.data import calibration_split, load_dataset
-from letcc_jax.models import make_model, pure_apply
+from letcc_jax.zoo.data import calibration_split, load_dataset
+from letcc_jax.zoo.models import make_model, pure_apply
 
 SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
 METRICS = ("rmse", "mse", "relacc", "agreement")
@@ -56,7 +56,7 @@ def load_data(name: str):
     except (FileNotFoundError, OSError) as exc:
         raise SystemExit(
             f"table1: dataset {name!r} is not available offline ({exc}). Put its standard files "
-            "under $LETCC_DATA (see letcc_jax.data) or use --config cpu."
+            "under $LETCC_DATA (see letcc_jax.zoo.data) or use --config cpu."
         ) from None
 
 
@@ -65,13 +65,13 @@ def model_function(name: str, ds, untrained: bool = False, progress: bool = Fals
     """(f, test accuracy or None): f maps one flat (d,) image to logits.
 
     The model is trained on first use and then loaded from the checkpoint cache
-    (``letcc_jax.train.get_trained_model``); ``train`` overrides fields of its default
+    (``letcc_jax.zoo.train.get_trained_model``); ``train`` overrides fields of its default
     ``TrainConfig`` (e.g. ``{"epochs": 3}``), ``progress`` shows training progress bars.
     ``untrained`` uses freshly initialised weights (seed 0): a fast stand-in for tests.
     """
     if untrained:
         return pure_apply(make_model(name, ds.image_shape, ds.num_classes, seed=0)), None
-    from letcc_jax.train import DEFAULT_CONFIGS, get_trained_model
+    from letcc_jax.zoo.train import DEFAULT_CONFIGS, get_trained_model
 
     config = dataclasses.replace(DEFAULT_CONFIGS[name], **train) if train else None
     trained = get_trained_model(name, ds, config, progress=progress)

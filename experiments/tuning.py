@@ -4,11 +4,10 @@ For every function f, (N, K, S) setting and noise level, each of ``repeats`` ind
 trials draws fresh calibration inputs (``batches`` batches of K) and disjoint evaluation
 inputs (as many batches of K), then fits on the calibration inputs only:
 
-- LeTCC (grid): lam_enc = 0, lam_dec by Monte Carlo grid search (``letcc_jax.tuning.
-  grid_search``: ``select_lambda`` averaged over the calibration batches); Chebyshev nodes.
+- LeTCC (grid): lam_enc = 0, lam_dec by Monte Carlo grid search (``letcc_jax.grid_search``: ``select_lambda`` averaged over the calibration batches); Chebyshev nodes.
 - LeTCC (GCV): lam_dec by generalised cross-validation on one noisy round of calibration
   outputs (noisy settings only; GCV needs noise).
-- LeTCC (tuned): alpha, beta, lam_enc, lam_dec by ``letcc_jax.tuning.tune`` (Adam on the
+- LeTCC (tuned): alpha, beta, lam_enc, lam_dec by ``letcc_jax.tune`` (Adam on the
   Monte Carlo loss, fresh straggler patterns each step), started from the grid's choice.
 - LeTCC + residual: the same, plus a learned (N, K) residual of the encoder matrix.
 - BACC: Berrut both ways, nothing to fit.
@@ -41,7 +40,7 @@ from experiments.configs import TUNING
 from experiments.demo import random_network, tanh_network
 from experiments.error_vs_n import synthetic
 from experiments.table1 import load_data, model_function
-from letcc_jax import tuning
+import letcc_jax as lc
 
 SCHEMES = ["bacc", "grid", "gcv", "tuned", "residual"]
 LABELS = {"bacc": "BACC", "grid": "LeTCC (grid)", "gcv": "LeTCC (GCV)",
@@ -90,7 +89,7 @@ def make_function(name: str, seed: int, untrained: bool = False) -> Function:
         f = functools.partial(tanh_network, random_network(key, 8, 32, 4))
         return Function(name, f, draw_random(jax.random.normal, 8))
     if name == "lenet5":  # LeNet-5 on Fashion-MNIST test images
-        from letcc_jax.data import calibration_split
+        from letcc_jax.zoo.data import calibration_split
 
         ds = load_data("fashion_mnist")
         f, _ = model_function(name, ds, untrained)
@@ -132,7 +131,7 @@ def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
     seconds, schemes = {}, {"bacc": lc.bacc(K, N)}
 
     start = time.perf_counter()
-    search = tuning.grid_search(fn.f, lc.letcc(K, N), X_cal, k_grid, trials=config["cal_trials"],
+    search = lc.grid_search(fn.f, lc.letcc(K, N), X_cal, k_grid, trials=config["cal_trials"],
                                 lam_dec_grid=config["lam_dec_grid"], progress=False, **common)
     schemes["grid"] = search.scheme
     seconds["grid"] = time.perf_counter() - start
@@ -144,7 +143,7 @@ def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
         seconds["gcv"] = time.perf_counter() - start
     for name, learn in (("tuned", LEARN), ("residual", LEARN + ("residual",))):
         start = time.perf_counter()
-        result = tuning.tune(fn.f, search.scheme, X_cal, k_tune, learn=learn,
+        result = lc.tune(fn.f, search.scheme, X_cal, k_tune, learn=learn,
                              steps=config["steps"], trials=config["cal_trials"],
                              validation_trials=config["eval_trials"], progress=False, **common)
         schemes[name] = result.scheme
@@ -153,7 +152,7 @@ def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
     rows = []
     for name, scheme in schemes.items():
         # one key for every scheme: the same held-out patterns and noise draws
-        mse = float(tuning.expected_loss(fn.f, scheme, X_eval, k_eval,
+        mse = float(lc.expected_loss(fn.f, scheme, X_eval, k_eval,
                                          trials=config["eval_trials"], **common))
         row = {"function": fn.name, "N": N, "K": K, "S": S, "rel_sigma": rel,
                "sigma": rel * fn.rms, "repeat": repeat, "scheme": name, "mse": mse,

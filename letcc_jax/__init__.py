@@ -16,8 +16,8 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._evaluate import CodedResult, MonteCarloResult, monte_carlo, mse, relacc, run_coded
-from ._faults import (
+from .sim._evaluate import CodedResult, MonteCarloResult, monte_carlo, mse, relacc, run_coded
+from .sim._models import (
     Adversaries,
     BernoulliStragglers,
     ExactStragglers,
@@ -26,9 +26,9 @@ from ._faults import (
     LatencyStragglers,
     NoStragglers,
 )
-from ._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
-from ._points import chebyshev_first, chebyshev_second, equispaced
-from ._schemes import (
+from .sim._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
+from .core._points import chebyshev_first, chebyshev_second, equispaced
+from .core._schemes import (
     BACC,
     LCC,
     SCHEMES,
@@ -41,8 +41,9 @@ from ._schemes import (
     make_scheme,
     uncoded,
 )
-from ._spline import smooth as smoothing_spline
-from .tuning import (
+from .core.spline import smooth as smoothing_spline
+from .sim._tuning import (
+    LEARNABLE,
     ResidualLeTCC,
     TuningResult,
     expected_loss,
@@ -68,6 +69,7 @@ __all__ = [
     "FailedWorkers",
     "GaussianNoise",
     "LCC",
+    "LEARNABLE",
     "LambdaSearch",
     "LatencyStragglers",
     "LeTCC",

@@ -7,7 +7,7 @@ import pytest
 from scipy import linalg
 
 import letcc_jax as lc
-from letcc_jax._banded import solve_spd_pentadiagonal
+from letcc_jax.core._banded import solve_spd_pentadiagonal
 
 import reference as ref
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import letcc_jax as lc
-from letcc_jax._points import resolve_points
+from letcc_jax.core._points import resolve_points
 
 RTOL, ATOL = 0.0, 4e-16  # float64 only: the points are NumPy float64 by design
 

@@ -13,6 +13,7 @@ import pytest
 from scipy.interpolate import make_smoothing_spline
 
 import letcc_jax as lc
+from letcc_jax.core import spline
 
 import reference as ref
 
@@ -242,7 +243,7 @@ def test_both_solvers_match_the_reference_where_reinsch_is_well_conditioned(lam,
     alive = rng.permutation(N) >= 12
     x = np.linspace(-1.1, 1.1, 23)
     expected = ref.natural_smoothing_spline(t, y, alive, lam, x)
-    for method in lc._spline.METHODS:  # at lam = 0 every method interpolates with Reinsch
+    for method in spline.METHODS:  # at lam = 0 every method interpolates with Reinsch
         tol = 1e-11 if dtype == np.float64 else 5e-3 if method == "reinsch" else 2e-5
         out = jax.jit(lc.smoothing_spline, static_argnames="method")(
             jnp.asarray(t, dtype), jnp.asarray(y, dtype), jnp.asarray(alive),
@@ -323,15 +324,15 @@ def test_auto_picks_the_two_level_smoother_only_for_large_float64_fits(monkeypat
     two-level one in float64 from there on (checked by which one traces)."""
     calls = []
     for name in ("_sris", "_sris_blocked"):
-        real = getattr(lc._spline, name)
-        monkeypatch.setattr(lc._spline, name,
+        real = getattr(spline, name)
+        monkeypatch.setattr(spline, name,
                             lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
-    big = lc._spline.BLOCKED_MIN_N
+    big = spline.BLOCKED_MIN_N
     for n, dtype, expected in ((big - 1, np.float64, "_sris"), (big, np.float32, "_sris"),
                                (big, np.float64, "_sris_blocked")):
         calls.clear()
         t = jnp.linspace(-1.0, 1.0, n, dtype=dtype)
-        jax.eval_shape(lambda y: lc._spline.fit(t, y, jnp.ones(n, bool), jnp.asarray(1e-3, dtype)),
+        jax.eval_shape(lambda y: spline.fit(t, y, jnp.ones(n, bool), jnp.asarray(1e-3, dtype)),
                        jax.ShapeDtypeStruct((n, 1), dtype))
         assert calls == [expected], (n, dtype, calls)
 
@@ -346,7 +347,7 @@ def test_fit_reports_the_spline_at_every_knot():
     y = jnp.asarray(rng.standard_normal((N, 2)))
     alive = jnp.asarray((rng.random(N) > 0.4) & (np.arange(N) > 2))
     for lam, method in ((0.0, "auto"), (1e-3, "sris"), (1e-3, "blocked"), (1e-3, "reinsch")):
-        spline = lc._spline.fit(t, y, alive, jnp.asarray(lam), method)
+        spline = spline.fit(t, y, alive, jnp.asarray(lam), method)
         assert spline.g.shape == spline.slope.shape == (N, 2)
         expected = ref.natural_smoothing_spline(np.asarray(t), np.asarray(y), np.asarray(alive),
                                                 lam, np.asarray(t))

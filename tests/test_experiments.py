@@ -11,7 +11,7 @@ import pytest
 
 import letcc_jax as lc
 from experiments import configs, demo, error_vs_n, table1
-from letcc_jax.data import load_fashion_mnist
+from letcc_jax.zoo.data import load_fashion_mnist
 
 
 def _fashion_mnist_available():

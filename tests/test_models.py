@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from letcc_jax import models, train
-from letcc_jax.data import Dataset
+from letcc_jax.zoo import models, train
+from letcc_jax.zoo.data import Dataset
 
 # Small versions of every model. The tests share one input shape and class count, so that
 # parameter shapes repeat and the (slow) compilation of their random initialisers is reused.

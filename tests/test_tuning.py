@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import letcc_jax as lc
-from letcc_jax import tuning
+from letcc_jax.sim import _tuning as tuning
 
 import reference as ref
 

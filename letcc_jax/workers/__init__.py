@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._schemes import Scheme
+from ..core._schemes import Scheme
 from ._base import Backend, NotEnoughResults, Timings, WorkerResult
 from ._faults import InjectedFault, WorkerFaults
 from ._local import ShardedBackend, VmapBackend

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._schemes import Scheme
+from ..core._schemes import Scheme
 from .._validation import check_finite, check_mask, check_matrix, float_array
 from ._faults import WorkerFaults
 

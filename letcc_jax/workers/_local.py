@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .._evaluate import _outputs
+from ..sim._evaluate import _outputs
 from ._base import Answers, Backend, Round
 
 __all__ = ["ShardedBackend", "VmapBackend"]

@@ -32,8 +32,8 @@ import optax
 from flax import nnx, serialization
 from tqdm import tqdm
 
-from letcc_jax.data import Dataset, load_dataset
-from letcc_jax.models import make_model
+from letcc_jax.zoo.data import Dataset, load_dataset
+from letcc_jax.zoo.models import make_model
 
 __all__ = [
     "DEFAULT_CONFIGS",
@@ -308,8 +308,8 @@ def get_trained_model(name: str, dataset: str | Dataset = "fashion_mnist",
     """The model ``name`` trained on ``dataset``: trained on first use, then loaded from cache.
 
     Args:
-        name: a key of :data:`letcc_jax.models.MODELS` (``"lenet5"``, ``"repvgg"``, ``"vit"``).
-        dataset: a dataset name for :func:`letcc_jax.data.load_dataset`, or a :class:`Dataset`.
+        name: a key of :data:`letcc_jax.zoo.models.MODELS` (``"lenet5"``, ``"repvgg"``, ``"vit"``).
+        dataset: a dataset name for :func:`letcc_jax.zoo.data.load_dataset`, or a :class:`Dataset`.
         config: hyper-parameters; default ``DEFAULT_CONFIGS[name]``.
         progress: show progress bars while training.
         retrain: train again even if a checkpoint exists, and overwrite it.

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
-from ._banded import solve_spd_pentadiagonal
+from .._banded import solve_spd_pentadiagonal
 
 __all__ = ["SplineFit", "fit", "evaluate", "smooth", "METHODS"]
 

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from . import _barycentric as bary
-from . import _spline
+from . import spline as _spline
 from ._points import PointsSpec, resolve_points
-from ._validation import (
+from .._validation import (
     check_finite,
     check_lambda,
     check_mask,

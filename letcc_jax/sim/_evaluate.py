@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._faults import NoStragglers
-from ._schemes import Scheme
-from ._validation import check_finite, check_matrix, float_array, is_concrete
+from ._models import NoStragglers
+from ..core._schemes import Scheme
+from .._validation import check_finite, check_matrix, float_array, is_concrete
 
 __all__ = ["CodedResult", "MonteCarloResult", "run_coded", "monte_carlo", "mse", "relacc"]
 

@@ -42,10 +42,10 @@ from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
 from ._evaluate import _check_inputs, _monte_carlo
-from ._faults import NoStragglers
+from ._models import NoStragglers
 from ._lambda import LambdaSearch, select_lambda
-from ._schemes import LeTCC, _pytree
-from ._validation import check_finite, float_array, is_concrete
+from ..core._schemes import LeTCC, _pytree
+from .._validation import check_finite, float_array, is_concrete
 
 __all__ = [
     "LEARNABLE",

@@ -11,11 +11,11 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 from tqdm.auto import tqdm
 
-from . import _spline
+from ..core import spline as _spline
 from ._evaluate import _check_inputs, _monte_carlo
-from ._faults import NoStragglers
-from ._schemes import LeTCC
-from ._validation import check_mask, check_matrix, float_array
+from ._models import NoStragglers
+from ..core._schemes import LeTCC
+from .._validation import check_mask, check_matrix, float_array
 
 __all__ = ["DEFAULT_LAMBDA_GRID", "LambdaSearch", "select_lambda", "gcv"]
 
