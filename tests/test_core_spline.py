@@ -323,13 +323,13 @@ def test_auto_picks_the_two_level_smoother_only_for_large_float64_fits(monkeypat
     """"auto" runs the sequential smoother below BLOCKED_MIN_N knots and in float32, the
     two-level one in float64 from there on (checked by which one traces)."""
     calls = []
-    for name in ("_sris", "_sris_blocked"):
+    for name in ("sris", "sris_blocked"):  # the solvers as ``fit`` looks them up
         real = getattr(spline, name)
         monkeypatch.setattr(spline, name,
                             lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     big = spline.BLOCKED_MIN_N
-    for n, dtype, expected in ((big - 1, np.float64, "_sris"), (big, np.float32, "_sris"),
-                               (big, np.float64, "_sris_blocked")):
+    for n, dtype, expected in ((big - 1, np.float64, "sris"), (big, np.float32, "sris"),
+                               (big, np.float64, "sris_blocked")):
         calls.clear()
         t = jnp.linspace(-1.0, 1.0, n, dtype=dtype)
         jax.eval_shape(lambda y: spline.fit(t, y, jnp.ones(n, bool), jnp.asarray(1e-3, dtype)),
@@ -347,18 +347,18 @@ def test_fit_reports_the_spline_at_every_knot():
     y = jnp.asarray(rng.standard_normal((N, 2)))
     alive = jnp.asarray((rng.random(N) > 0.4) & (np.arange(N) > 2))
     for lam, method in ((0.0, "auto"), (1e-3, "sris"), (1e-3, "blocked"), (1e-3, "reinsch")):
-        spline = spline.fit(t, y, alive, jnp.asarray(lam), method)
-        assert spline.g.shape == spline.slope.shape == (N, 2)
+        curve = spline.fit(t, y, alive, jnp.asarray(lam), method)
+        assert curve.g.shape == curve.slope.shape == (N, 2)
         expected = ref.natural_smoothing_spline(np.asarray(t), np.asarray(y), np.asarray(alive),
                                                 lam, np.asarray(t))
-        assert_close(np.asarray(spline.g), expected, 1e-11, err_msg=method)
+        assert_close(np.asarray(curve.g), expected, 1e-11, err_msg=method)
         # slopes: against central differences of the reference curve
         d = 1e-6
         slope = (ref.natural_smoothing_spline(np.asarray(t), np.asarray(y), np.asarray(alive), lam,
                                               np.asarray(t) + d)
                  - ref.natural_smoothing_spline(np.asarray(t), np.asarray(y), np.asarray(alive), lam,
                                                 np.asarray(t) - d)) / (2 * d)
-        assert_close(np.asarray(spline.slope), slope, 1e-6, err_msg=method)
+        assert_close(np.asarray(curve.slope), slope, 1e-6, err_msg=method)
 
 
 def test_unknown_solver_is_a_clear_error():

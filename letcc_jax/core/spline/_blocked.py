@@ -1,0 +1,221 @@
+"""The square-root information smoother in two levels, O(sqrt(n)) sequential steps deep.
+
+The knots are cut into blocks of L intervals that share their end knots (separators).
+Inside every block at once (vmapped), a sweep of Givens rotations eliminates the L - 1
+interior states while keeping the block's first separator as an unknown: what is left is
+the square-root information on the block's two separators. A sequential sweep of the same
+kind over the separators (the reduced chain) solves for them, and every block then
+substitutes back for its interior. The same orthogonal transformations of the same
+least-squares problem as the sequential smoother (``_sris``), in a different elimination
+order.
+
+The rotations act on a few rows with many structural zeros; ``_qr`` unrolls them at trace
+time and spends no work on the zeros.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Float
+
+from ._lsq import givens, interval_rows, safe_inv
+
+__all__ = ["sris_blocked"]
+
+
+def _mul(coef, x):
+    """``coef * x`` where x may be a right-hand side with a trailing column axis; None is 0."""
+    if x is None:
+        return None
+    return (coef if coef.ndim == x.ndim else coef[..., None]) * x
+
+
+def _add(x, y):
+    return y if x is None else x if y is None else x + y
+
+
+def _qr(rows, ncols):
+    """Givens QR of a few rows with known zeros, unrolled at trace time.
+
+    Each row is a list of ``ncols`` coefficients and a right-hand side (last entry); an
+    entry is an array or None for a structural zero, so no work is spent on zeros. Returns
+    the rows triangularised on the ``ncols`` columns (row k is None left of column k);
+    rows past ``ncols`` are residuals.
+    """
+    rows = [list(r) for r in rows]
+    for k in range(ncols):
+        for r in range(k + 1, len(rows)):
+            if rows[r][k] is None:
+                continue
+            if rows[k][k] is None:
+                rows[k], rows[r] = rows[r], rows[k]
+                continue
+            c, s, rho = givens(rows[k][k], rows[r][k])
+            top, bot = [None] * (ncols + 1), [None] * (ncols + 1)
+            top[k] = rho
+            for col in range(k + 1, ncols + 1):
+                x, y = rows[k][col], rows[r][col]
+                top[col] = _add(_mul(c, x), _mul(s, y))
+                bot[col] = _add(_mul(-s, x), _mul(c, y))
+            rows[k], rows[r] = top, bot
+    return rows
+
+
+def _dense(entries, like):
+    """Structural zeros (None) as arrays shaped like ``like`` (a trace-time list)."""
+    return [jnp.zeros_like(like) if v is None else v for v in entries]
+
+
+def _block_size(n):
+    """Knots per block of the two-level smoother: about sqrt(n), balancing the two levels."""
+    return max(2, int(math.ceil(math.sqrt(n))))
+
+
+def _blocks(v, nb, L, start, stop):
+    """Columns ``start:stop`` of ``v`` cut into ``nb`` blocks of ``L`` knots (leading axis
+    the block): block b's knot j is b L + j."""
+    return v[: nb * L].reshape((nb, L) + v.shape[1:])[:, start:stop]
+
+
+def _eliminate_step(zero, zm, carry, inputs):
+    """Absorb interior knot j of a block: its observation and the interval j -> j+1.
+
+    The carry holds the upper triangle on [x_j, s_b] (flattened, 10 entries) and its four
+    right-hand sides; what comes out are the two rows that give x_j from (x_{j+1}, s_b),
+    for the substitution, and the carry moves to [x_{j+1}, s_b]. ``zero``/``zm``: a scalar
+    and an (m,) row of zeros.
+    """
+    flat, z = carry
+    wj, yj, Wj, cj, ej = inputs
+    R = [[flat[0], flat[1], flat[2], flat[3]], [None, flat[4], flat[5], flat[6]],
+         [None, None, flat[7], flat[8]], [None, None, None, flat[9]]]
+    # Columns: x_j (g, s), x_{j+1} (g, s), s_b (g, s); then the right-hand side.
+    rows = [[R[k][0], R[k][1], None, None, R[k][2], R[k][3], z[k]] for k in range(4)]
+    rows += [[wj, None, None, None, None, None, yj],
+             [Wj, cj, -Wj, cj, None, None, None],
+             [None, -ej, None, ej, None, None, None]]
+    rows = _qr(rows, 6)
+    nxt = [rows[2 + k][2 + k:6] for k in range(4)]
+    flat = _dense([v for row in nxt for v in row], zero)
+    z = _dense([rows[2 + k][6] for k in range(4)], zm)
+    back = (_dense(rows[0][:6] + rows[1][1:6], zero), _dense([rows[0][6], rows[1][6]], zm))
+    return (flat, z), back
+
+
+def _eliminate(zero, zm, first, interior):
+    """One block: eliminate its interior, keep (next state, first separator).
+
+    ``first``: the (W, c, e) rows of the block's first interval; ``interior``: per interior
+    knot its weight, weighted value, and the rows of the interval after it. Returns the
+    triangle on [s_{b+1}, s_b] with its right-hand sides, and every interior knot's
+    substitution rows.
+    """
+    W0, c0, e0 = first
+    # The first interval's rows on (s_b, x_1), as a carry on [x_1, s_b].
+    R = [[-W0, c0, W0, c0], [None, e0, zero, -e0], [None, None, zero, zero],
+         [None, None, None, zero]]
+    carry = ([v for row in R for v in row if v is not None], [zm, zm, zm, zm])
+    (flat, z), back = lax.scan(functools.partial(_eliminate_step, zero, zm), carry, interior)
+    return (flat, z), back
+
+
+def _close(v):
+    """``v`` with a zero block appended: the empty block that closes the reduced chain."""
+    return jnp.concatenate([v, jnp.zeros((1,) + v.shape[1:], v.dtype)])
+
+
+def _reduce_step(zero, zm, carry, inputs):
+    """One separator of the reduced chain: the carried triangle on s_b, its observation and
+    block b's rows on [s_{b+1}, s_b], triangularised on [s_b, s_{b+1}]."""
+    (p00, p01, p11), (z0, z1) = carry
+    wb, yb, f, zb = inputs
+    rows = [[p00, p01, None, None, z0], [None, p11, None, None, z1],
+            [wb, None, None, None, yb],
+            [f[2], f[3], f[0], f[1], zb[0]], [f[5], f[6], None, f[4], zb[1]],
+            [f[7], f[8], None, None, zb[2]], [None, f[9], None, None, zb[3]]]
+    rows = _qr(rows, 4)
+    carry = ((rows[2][2], rows[2][3], rows[3][3]), (rows[2][4], rows[3][4]))
+    back = (_dense(rows[0][:4] + rows[1][1:4], zero), _dense([rows[0][4], rows[1][4]], zm))
+    return carry, back
+
+
+def _solve2(T, z, nxt):
+    """The state from two triangular rows [T00 T01 | T0.], [0 T11 | T1.] (flattened as
+    T00, T01, T0., T11, T1.) and right-hand sides z, given the known states ``nxt``."""
+    k = len(nxt)
+    row0, row1 = T[: 2 + k], T[2 + k:]
+    s = safe_inv(row1[0]) * (z[1] - sum(row1[1 + q] * nxt[q] for q in range(k)))
+    g = safe_inv(row0[0]) * (z[0] - row0[1] * s - sum(row0[2 + q] * nxt[q] for q in range(k)))
+    return g, s
+
+
+def _reduce_back(nxt, inputs):
+    """One separator of the reduced chain's back substitution."""
+    T, z = inputs
+    x = _solve2(T, z, nxt)
+    return x, x
+
+
+def _substitute_step(left, nxt, inputs):
+    """One interior knot of a block's back substitution, given the next knot's state and
+    the block's first separator ``left``."""
+    T, z = inputs
+    x = _solve2(T, z, (nxt[0], nxt[1], left[0], left[1]))
+    return x, x
+
+
+def _substitute(back, right, left):
+    """One block: its interior states from its substitution rows and both separators."""
+    _, x = lax.scan(functools.partial(_substitute_step, left), right, back, reverse=True)
+    return x
+
+
+def sris_blocked(
+    t: Float[Array, " n"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
+) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
+    """Knot values and slopes by the two-level square-root information smoother (module
+    docstring). ``w`` are the observation weights (square roots), ``yw = w y``, ``a > 0``."""
+    n, m = yw.shape
+    dtype = yw.dtype
+    L = _block_size(n)
+    nb = -(-(n - 1) // L)  # blocks
+    n_pad = nb * L + 1
+    W, c, e = interval_rows(t, a)
+    pad = n_pad - n
+    # Padding knots are tied to the last knot (rows x_{i+1} - x_i = 0: W = 1, c = 0,
+    # e = -1), which adds no information on the real knots and keeps every state pinned.
+    tie = (jnp.arange(n_pad - 1) >= n - 1)
+    W = jnp.where(tie, 1.0, jnp.pad(W[:-1], (0, pad)))
+    c = jnp.where(tie, 0.0, jnp.pad(c[:-1], (0, pad)))
+    e = jnp.where(tie, -1.0, jnp.pad(e[:-1], (0, pad)))
+    w = jnp.pad(w, (0, pad))
+    yw = jnp.pad(yw, ((0, pad), (0, 0)))
+
+    # Interior knots of block b are b L + j, j = 1..L-1; intervals b L + j - 1 -> b L + j
+    # for j = 1..L.
+    interior = tuple(_blocks(v, nb, L, 1, L) for v in (w, yw, W, c, e))
+    first = tuple(_blocks(v, nb, L, 0, 1)[:, 0] for v in (W, c, e))
+    zero, zm = jnp.zeros((), dtype), jnp.zeros((m,), dtype)
+    (flat, zsep), back = jax.vmap(_eliminate, in_axes=(None, None, 0, 0))(
+        zero, zm, first, interior)
+
+    # The reduced chain on the separators s_0..s_nb. Block b's rows on [s_{b+1}, s_b]
+    # (upper triangular) become rows on [s_b, s_{b+1}]; a last empty block closes the chain.
+    flat = [_close(v) for v in flat]
+    zsep = [_close(v) for v in zsep]
+    sep = (w[::L], yw[::L], flat, zsep)
+    _, (Tr, zr) = lax.scan(functools.partial(_reduce_step, zero, zm),
+                           ((zero, zero, zero), (zm, zm)), sep)
+    _, (gs, ss) = lax.scan(_reduce_back, (zm, zm), (Tr, zr), reverse=True)
+
+    gi, si = jax.vmap(_substitute)(back, (gs[1:], ss[1:]), (gs[:-1], ss[:-1]))
+    g = jnp.concatenate([gs[:-1, None], gi], axis=1).reshape(nb * L, m)
+    slope = jnp.concatenate([ss[:-1, None], si], axis=1).reshape(nb * L, m)
+    g = jnp.concatenate([g, gs[-1:]])[:n]
+    slope = jnp.concatenate([slope, ss[-1:]])[:n]
+    return g, slope

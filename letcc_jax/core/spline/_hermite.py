@@ -1,0 +1,59 @@
+"""The form every solver returns: values and slopes at the knots, cubic Hermite between them,
+linear outside; and its evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+__all__ = ["SplineFit", "evaluate", "hermite", "take"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SplineFit:
+    """The cubic spline through the knots ``t`` (all of them, survivors or not) with values
+    ``g`` and slopes ``slope`` there: cubic Hermite on every interval, linear outside."""
+
+    t: Float[Array, " n"]
+    g: Float[Array, "n m"]
+    slope: Float[Array, "n m"]
+
+
+def take(a, idx):
+    """``a[idx]`` along the first axis for indices known to be in range (no clamping)."""
+    return a.at[idx].get(mode="promise_in_bounds")
+
+
+def hermite(t0, t1, g0, g1, s0, s1, x):
+    """Value and derivative at ``x`` of the cubic Hermite piece on [t0, t1] (rows of
+    ``g``/``s`` are (E, m); knots and x are (E,)). A zero-length piece is its left end."""
+    h = t1 - t0
+    h = jnp.where(h > 0, h, 1.0)[:, None]
+    u = (x - t0)[:, None] / h
+    secant = (g1 - g0) / h
+    A, B = s0 - secant, s1 - secant
+    # The chord plus a correction vanishing at both knots.
+    value = g0 + u * (g1 - g0) + h * u * (1.0 - u) * ((1.0 - u) * A - u * B)
+    deriv = secant + (1.0 - u) * (1.0 - 3.0 * u) * A - u * (2.0 - 3.0 * u) * B
+    return value, deriv
+
+
+def evaluate(spline: SplineFit, x: Float[Array, " E"]) -> Float[Array, "E m"]:
+    """Evaluate a fitted spline at ``x``: cubic inside the knot range, linear outside."""
+    t, g, slope = spline.t, spline.g, spline.slope
+    x = x.astype(t.dtype)
+    n = t.shape[0]
+    if n < 2:
+        return jnp.broadcast_to(g[0], (x.shape[0],) + g.shape[1:])
+    # When t and x are shared by many fits (vmap over survivor masks), this search runs
+    # once and each fit costs a gather.
+    j = jnp.clip(jnp.searchsorted(t, x, side="right") - 1, 0, n - 2)
+    cubic, _ = hermite(t[j], t[j + 1], take(g, j), take(g, j + 1),
+                       take(slope, j), take(slope, j + 1), x)
+    left = g[0] + slope[0] * (x - t[0])[:, None]
+    right = g[-1] + slope[-1] * (x - t[-1])[:, None]
+    return jnp.where((x < t[0])[:, None], left, jnp.where((x > t[-1])[:, None], right, cubic))
