@@ -43,9 +43,9 @@ def case(N, lam, seed=0):
     tF, yF = t[alive], y[alive]
     exact = reinsch_mp(tF, yF, lam, dps=50)[0][:, 0]
     def ours(method):
-        spline = spline.fit(jnp.asarray(t), jnp.asarray(y[:, None]), jnp.asarray(alive),
-                                jnp.asarray(lam), method=method)
-        return np.asarray(spline.g)[alive, 0]  # the fit at every knot; survivors' values
+        fitted = spline.fit(jnp.asarray(t), jnp.asarray(y[:, None]), jnp.asarray(alive),
+                            jnp.asarray(lam), method=method)
+        return np.asarray(fitted.g)[alive, 0]  # the fit at every knot; survivors' values
 
     lapack = reinsch_values(tF, yF[:, None], lam)[:, 0]
     scale = np.max(np.abs(exact))
@@ -75,8 +75,8 @@ def blocked_vs_sequential(N, lam, seed=0):
     fit = jax.jit(spline.fit, static_argnames="method")
     out = {}
     for method in ("sris", "blocked"):
-        spline = fit(t, y, jnp.asarray(alive), jnp.asarray(lam), method=method)
-        out[method] = (np.asarray(spline.evaluate(spline, x)), np.asarray(spline.slope))
+        fitted = fit(t, y, jnp.asarray(alive), jnp.asarray(lam), method=method)
+        out[method] = (np.asarray(spline.evaluate(fitted, x)), np.asarray(fitted.slope))
     (v0, s0), (v1, s1) = out["sris"], out["blocked"]
     return {"N": N, "lam": lam, "values": float(np.max(np.abs(v1 - v0)) / np.max(np.abs(v0))),
             "slopes": float(np.max(np.abs(s1 - s0)) / np.max(np.abs(s0)))}

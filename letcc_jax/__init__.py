@@ -16,43 +16,39 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .sim._evaluate import CodedResult, MonteCarloResult, monte_carlo, mse, relacc, run_coded
-from .sim._models import (
-    Adversaries,
-    BernoulliStragglers,
-    ExactStragglers,
-    FailedWorkers,
-    GaussianNoise,
-    LatencyStragglers,
-    NoStragglers,
-)
-from .sim._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
 from .core._points import chebyshev_first, chebyshev_second, equispaced
+from .core._round import CodedResult, MonteCarloResult, mse, relacc
 from .core._schemes import (
     BACC,
     LCC,
     SCHEMES,
+    BarycentricScheme,
     LeTCC,
+    ResidualLeTCC,
     Scheme,
     Uncoded,
     bacc,
     lcc,
     letcc,
     make_scheme,
+    residual_letcc,
     uncoded,
 )
-from .core.spline import smooth as smoothing_spline
-from .sim._tuning import (
-    LEARNABLE,
-    ResidualLeTCC,
-    TuningResult,
-    expected_loss,
-    grid_search,
-    node_logits,
-    ordered_nodes,
-    residual_letcc,
-    tune,
+from .core._smoothing import smoothing_spline
+from .sim._evaluate import expected_loss, monte_carlo, run_coded
+from .sim._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
+from .sim._models import (
+    Adversaries,
+    BernoulliStragglers,
+    ExactStragglers,
+    FailedWorkers,
+    FaultModel,
+    GaussianNoise,
+    LatencyStragglers,
+    NoStragglers,
+    StragglerModel,
 )
+from .sim._tuning import LEARNABLE, TuningResult, node_logits, ordered_nodes, tune
 
 try:
     __version__ = version("letcc_jax")
@@ -62,11 +58,13 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "Adversaries",
     "BACC",
+    "BarycentricScheme",
     "BernoulliStragglers",
     "CodedResult",
     "DEFAULT_LAMBDA_GRID",
     "ExactStragglers",
     "FailedWorkers",
+    "FaultModel",
     "GaussianNoise",
     "LCC",
     "LEARNABLE",
@@ -78,6 +76,7 @@ __all__ = [
     "ResidualLeTCC",
     "SCHEMES",
     "Scheme",
+    "StragglerModel",
     "TuningResult",
     "Uncoded",
     "bacc",
@@ -86,7 +85,6 @@ __all__ = [
     "equispaced",
     "expected_loss",
     "gcv",
-    "grid_search",
     "lcc",
     "letcc",
     "make_scheme",

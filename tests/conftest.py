@@ -17,6 +17,8 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 # Tests never download: a missing data file must fail loudly, not reach for the network.
 os.environ.setdefault("LETCC_OFFLINE", "1")
+# Tests count compilations: the experiments' on-disk cache of compiled programs stays off.
+os.environ["LETCC_JAX_XLA_CACHE"] = "0"
 
 DTYPES = (np.float32, np.float64)
 

@@ -14,12 +14,13 @@ import letcc_jax as lc
 
 K, N, D, M = 4, 12, 2, 3
 
-SCHEMES = {
-    "letcc": lambda: lc.letcc(K, N),
+RESIDUAL = 0.1 * np.random.default_rng(9).standard_normal((N, K))
+
+# Every registered scheme with its defaults, plus variants with non-default leaves.
+SCHEMES = {name: functools.partial(lc.make_scheme, name, K, N) for name in lc.SCHEMES} | {
     "letcc_smoothing": lambda: lc.letcc(K, N, lam_enc=1e-3, lam_dec=1e-2),
-    "bacc": lambda: lc.bacc(K, N),
-    "lcc": lambda: lc.lcc(K, N),
-    "uncoded": lambda: lc.uncoded(K, N),
+    "letcc+residual_random": lambda: lc.residual_letcc(K, N, residual=RESIDUAL, lam_enc=1e-3,
+                                                      lam_dec=1e-3),
 }
 
 # Masks every scheme can decode: at least K survivors and, for replication (worker n holds
@@ -52,7 +53,8 @@ def data(dtype, seed=0):
 
 
 def test_table_covers_every_registered_scheme():
-    assert set(lc.SCHEMES) == {"letcc", "bacc", "lcc", "uncoded"}
+    assert set(lc.SCHEMES) == {"letcc", "letcc+residual", "bacc", "lcc", "uncoded"}
+    assert set(lc.SCHEMES) <= set(SCHEMES)
     for name in lc.SCHEMES:
         made = lc.make_scheme(name, K, N)
         assert isinstance(made, lc.Scheme) and made.name == name
@@ -133,7 +135,7 @@ def test_non_finite_rows_are_erasures(scheme, bad, dtype, jit_decode):
 
 def test_too_few_survivors_raise_saying_how_many(scheme):
     Y = jnp.ones((N, M))
-    need = {"letcc": 2, "bacc": 2, "lcc": K, "uncoded": K}[scheme.name]
+    need = {"letcc": 2, "letcc+residual": 2, "bacc": 2, "lcc": K, "uncoded": K}[scheme.name]
     assert scheme.min_survivors == need
     alive = np.zeros(N, bool)
     if scheme.name == "uncoded":
@@ -173,7 +175,8 @@ def test_schemes_are_immutable_pytrees(scheme):
     np.testing.assert_array_equal(np.asarray(scheme.beta) * 0.5, np.asarray(moved.beta))
     if isinstance(scheme, lc.LeTCC):
         names = {f.name for f in dataclasses.fields(scheme)}
-        assert {"lam_enc", "lam_dec"} <= names and len(leaves) == 4
+        assert {"lam_enc", "lam_dec"} <= names
+        assert len(leaves) == 4 + isinstance(scheme, lc.ResidualLeTCC)
 
 
 # Workers whose float64 points round to the same float32 value (Chebyshev points near

@@ -4,6 +4,7 @@ Statistical checks use many vmapped draws and loose bounds (about 5 standard dev
 or a chi-square statistic far in the tail), so they fail on a real bias, not by chance.
 """
 
+import dataclasses
 import math
 
 import jax
@@ -153,12 +154,57 @@ def test_failed_workers_are_erasures(jit_decode):
                                    atol=1e-13)
 
 
-def test_models_are_hashable_static_configuration():
-    models = [lc.NoStragglers(), lc.ExactStragglers(2), lc.BernoulliStragglers(0.1),
-              lc.LatencyStragglers(3), lc.GaussianNoise(0.1), lc.Adversaries(1),
-              lc.FailedWorkers(1)]
-    assert len(set(models)) == len(models)  # hashable, and equal only to themselves
-    assert lc.ExactStragglers(2) == lc.ExactStragglers(2)
-    assert hash(lc.Adversaries(2, 0.5)) == hash(lc.Adversaries(2, 0.5))
+MODELS = {
+    "none": (lc.NoStragglers(), []),
+    "exact": (lc.ExactStragglers(2), []),
+    "bernoulli": (lc.BernoulliStragglers(0.1), [0.1]),
+    "latency": (lc.LatencyStragglers(3, shift=0.5, rate=2.0, slow=1, slowdown=4.0), [0.5, 2.0, 4.0]),
+    "noise": (lc.GaussianNoise(0.1), [0.1]),
+    "adversaries": (lc.Adversaries(1, magnitude=2.0, mode="flip"), [2.0]),
+    "failed": (lc.FailedWorkers(1), []),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_are_pytrees_with_numeric_leaves_and_static_sizes(name):
+    model, values = MODELS[name]
+    leaves, treedef = jax.tree.flatten(model)
+    assert leaves == values  # every numeric parameter is a leaf (sweepable, differentiable)
+    rebuilt = jax.tree.unflatten(treedef, leaves)
+    assert type(rebuilt) is type(model)
+    for field in dataclasses.fields(model):
+        assert getattr(rebuilt, field.name) == getattr(model, field.name), field.name
     with pytest.raises(Exception):
-        models[1].S = 3
+        model.S = 3  # immutable
+    # Sizes are static: they are part of the structure, so a different size is a
+    # different structure (a new compilation), a different value is not.
+    if name == "exact":
+        assert jax.tree.structure(lc.ExactStragglers(3)) != treedef
+    if values:
+        other = jax.tree.unflatten(treedef, [2 * v for v in values])
+        assert jax.tree.structure(other) == treedef
+
+
+def test_new_parameter_values_do_not_recompile():
+    traces = []
+
+    @jax.jit
+    def draw(model, key):
+        traces.append(1)
+        return model.apply(key, jnp.ones((N, 2)))
+
+    for sigma in (0.1, 0.2, 0.3):
+        draw(lc.GaussianNoise(sigma), jax.random.key(0))
+    assert len(traces) == 1
+
+
+def test_gradients_through_model_parameters():
+    """A parameter is a differentiable leaf: d/dsigma of the mean squared noise is 2 sigma
+    times the mean squared standard normal draw."""
+    key = jax.random.key(3)
+
+    def power(sigma):
+        return jnp.mean(lc.GaussianNoise(sigma).apply(key, jnp.zeros((N, 400))) ** 2)
+
+    z2 = float(power(1.0))
+    np.testing.assert_allclose(float(jax.grad(power)(0.3)), 2 * 0.3 * z2, rtol=1e-12, atol=0)

@@ -21,19 +21,19 @@ def test_select_lambda_picks_the_grid_minimum():
     stragglers, faults, trials = lc.ExactStragglers(S), (lc.GaussianNoise(SIGMA),), TRIALS
     enc_grid, dec_grid = (0.0, 1e-3), (0.0, 1e-6, 1e-4, 1e-2, 1.0)
     search = lc.select_lambda(f, scheme, X, key, lam_enc_grid=enc_grid, lam_dec_grid=dec_grid,
-                              trials=trials, stragglers=stragglers, faults=faults,
-                              progress=False)
+                              trials=trials, stragglers=stragglers, faults=faults)
     assert isinstance(search, lc.LambdaSearch)
     np.testing.assert_array_equal(search.lam_enc, enc_grid)
     np.testing.assert_array_equal(search.lam_dec, dec_grid)
     assert search.mse.shape == (2, 5) and np.all(np.isfinite(search.mse))
-    # Every entry is the Monte Carlo loss of that pair, on the same random patterns.
+    # Every entry is the Monte Carlo loss of that pair, on the same random patterns: one
+    # (K, d) batch is C = 1, whose key is the first of jax.random.split(key, 1).
     for i, lam_enc in enumerate(enc_grid):
         for j, lam_dec in enumerate(dec_grid):
             candidate = scheme.replace(lam_enc=jnp.asarray(lam_enc, jnp.float64),
                                        lam_dec=jnp.asarray(lam_dec, jnp.float64))
-            mc = lc.monte_carlo(f, candidate, X, key, trials=trials, stragglers=stragglers,
-                                faults=faults)
+            mc = lc.monte_carlo(f, candidate, X, jax.random.split(key, 1)[0], trials=trials,
+                                stragglers=stragglers, faults=faults)
             np.testing.assert_allclose(search.mse[i, j], float(np.mean(mc.mse)), rtol=1e-12,
                                        atol=0)
     i, j = np.unravel_index(np.argmin(search.mse), search.mse.shape)

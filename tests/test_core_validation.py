@@ -145,10 +145,10 @@ def test_validation_under_jit_checks_shapes_not_values(scheme):
         (lambda: lc.BernoulliStragglers(np.nan), r"p must be in \[0, 1\)"),
         (lambda: lc.LatencyStragglers(0), "wait_for must be an int >= 1"),
         (lambda: lc.LatencyStragglers(2.0), "wait_for must be an int >= 1"),
-        (lambda: lc.LatencyStragglers(3, shift=-1.0), "need shift >= 0"),
-        (lambda: lc.LatencyStragglers(3, rate=0.0), "rate > 0"),
-        (lambda: lc.LatencyStragglers(3, slowdown=0.0), "slowdown > 0"),
-        (lambda: lc.LatencyStragglers(3, slow=-1), "slow >= 0"),
+        (lambda: lc.LatencyStragglers(3, shift=-1.0), "shift must be >= 0"),
+        (lambda: lc.LatencyStragglers(3, rate=0.0), "rate must be > 0"),
+        (lambda: lc.LatencyStragglers(3, slowdown=0.0), "slowdown must be > 0"),
+        (lambda: lc.LatencyStragglers(3, slow=-1), "slow must be an int >= 0"),
         (lambda: lc.GaussianNoise(-0.1), "sigma must be >= 0"),
         (lambda: lc.GaussianNoise(np.nan), "sigma must be >= 0"),
         (lambda: lc.Adversaries(-1), "count must be an int >= 0"),
@@ -236,15 +236,14 @@ def test_monte_carlo_labels(labels):
 def test_select_lambda_validation():
     X, key = jnp.ones((K, 2)), jax.random.key(0)
     with pytest.raises(TypeError, match="select_lambda tunes a LeTCC scheme, got BACC"):
-        lc.select_lambda(f, lc.bacc(K, N), X, key, progress=False)
+        lc.select_lambda(f, lc.bacc(K, N), X, key)
     for grid in ([], [0.1, -1.0], [np.nan], [np.inf]):
         with pytest.raises(ValueError, match="lam_dec_grid must be a non-empty sequence"):
-            lc.select_lambda(f, lc.letcc(K, N), X, key, lam_dec_grid=grid, progress=False)
+            lc.select_lambda(f, lc.letcc(K, N), X, key, lam_dec_grid=grid)
         with pytest.raises(ValueError, match="lam_enc_grid must be a non-empty sequence"):
-            lc.select_lambda(f, lc.letcc(K, N), X, key, lam_enc_grid=grid, progress=False)
+            lc.select_lambda(f, lc.letcc(K, N), X, key, lam_enc_grid=grid)
     with pytest.raises(ValueError, match="letcc needs at least 2 survivors"):
-        lc.select_lambda(f, lc.letcc(K, N), X, key, stragglers=lc.ExactStragglers(N - 1),
-                         progress=False)
+        lc.select_lambda(f, lc.letcc(K, N), X, key, stragglers=lc.ExactStragglers(N - 1))
 
 
 def test_gcv_validation():

@@ -18,7 +18,7 @@ from jaxtyping import Array, Bool, Float
 def berrut_weights(mask: Bool[Array, " n"], dtype) -> Float[Array, " n"]:
     """(-1)^rank over the selected nodes, rank counted among selected nodes only."""
     rank = jnp.cumsum(mask.astype(jnp.int32)) - 1
-    return jnp.where(mask, 1.0 - 2.0 * (rank % 2), 0.0).astype(dtype)
+    return jnp.where(mask, 1 - 2 * (rank % 2), 0).astype(dtype)
 
 
 def lagrange_weights(nodes: Float[Array, " n"], mask: Bool[Array, " n"]) -> Float[Array, " n"]:
@@ -32,7 +32,7 @@ def lagrange_weights(nodes: Float[Array, " n"], mask: Bool[Array, " n"]) -> Floa
     off = mask[None, :] & ~jnp.eye(n, dtype=bool)
     log_abs = -jnp.sum(jnp.where(off, jnp.log(jnp.abs(jnp.where(off, diff, 1.0))), 0.0), axis=1)
     negatives = jnp.sum(off & (diff < 0), axis=1)
-    sign = 1.0 - 2.0 * (negatives % 2)
+    sign = (1 - 2 * (negatives % 2)).astype(nodes.dtype)
     log_abs = jnp.where(mask, log_abs, -jnp.inf)
     scale = jnp.max(log_abs)
     return jnp.where(mask, sign * jnp.exp(log_abs - scale), 0.0).astype(nodes.dtype)
@@ -55,5 +55,6 @@ def interpolation_matrix(
     c = jnp.where(active, weights[None, :] / safe, 0.0)
     den = jnp.sum(c, axis=1, keepdims=True)
     rows = c / jnp.where(den == 0, 1.0, den)
-    unit = hit / jnp.maximum(jnp.sum(hit, axis=1, keepdims=True), 1)
-    return jnp.where(jnp.any(hit, axis=1, keepdims=True), unit.astype(x.dtype), rows)
+    hits = hit.astype(x.dtype)
+    unit = hits / jnp.maximum(jnp.sum(hits, axis=1, keepdims=True), 1.0)
+    return jnp.where(jnp.any(hit, axis=1, keepdims=True), unit, rows)

@@ -5,8 +5,18 @@ inputs (N, d), and ``decode`` maps the N worker outputs (N, m) plus a boolean su
 (N,) to K estimates (K, m). Output coordinates never mix, so one scalar operator serves
 all d (or m) columns.
 
-Schemes are immutable pytrees: the node positions and the smoothing parameters are leaves
-(so they can be differentiated, vmapped over, and tuned), the sizes are static.
+Schemes are immutable pytrees (``jax.tree_util.register_dataclass``): the node positions,
+the smoothing parameters and learned weights are leaves (so they can be differentiated,
+vmapped over, swept and tuned), the sizes and names are static. Each declares the rank of
+its leaves (``metadata={"ndim": ...}``), so that a leaf with extra leading axes is read as
+a sweep (see ``monte_carlo``).
+
+A scheme implements three traced rules, used by the round kernel (``letcc_jax.core.
+_round``) and never validated: ``apply_encoder(X)``, ``apply_decoder(Y, alive)`` (outputs
+of stragglers already zeroed, ``alive`` free of erasures) and ``apply_recovery(alive)``.
+The public methods (``encode``, ``decode``, ``recovered``, ``encoder_matrix``,
+``decoder_matrix``) validate their arguments in Python and call the kernel's compiled
+functions, so an eager call costs one cached dispatch.
 """
 
 from __future__ import annotations
@@ -16,72 +26,105 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from .. import _validation as check
 from . import _barycentric as bary
+from . import _round
 from . import spline as _spline
 from ._points import PointsSpec, resolve_points
-from .._validation import (
-    check_finite,
-    check_lambda,
-    check_mask,
-    check_matrix,
-    float_array,
-    is_concrete,
-)
 
-__all__ = ["Scheme", "LeTCC", "BACC", "LCC", "Uncoded", "letcc", "bacc", "lcc", "uncoded",
-           "make_scheme", "SCHEMES"]
+__all__ = ["Scheme", "LeTCC", "ResidualLeTCC", "BarycentricScheme", "BACC", "LCC", "Uncoded",
+           "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme", "SCHEMES"]
 
 
-def _pytree(cls):
-    data = [f.name for f in dataclasses.fields(cls) if f.metadata.get("static") is not True]
-    meta = [f.name for f in dataclasses.fields(cls) if f.metadata.get("static") is True]
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+def _leaf(ndim: int = 0, **kw):
+    """A data field whose unbatched value has ``ndim`` dimensions."""
+    return dataclasses.field(metadata={"ndim": ndim}, **kw)
 
 
 def _static(**kw):
     return dataclasses.field(metadata={"static": True}, **kw)
 
 
-@dataclasses.dataclass(frozen=True)
-class Scheme:
-    """Base class: validation at the boundary, erasure semantics, shared helpers.
+def _check_nodes(values, name: str):
+    """Finite and ascending along the last axis (distinct float64 nodes may coincide once
+    rounded to float32; the decoders keep the first result at a repeated node)."""
+    if values is None:
+        return
+    if values.ndim < 1:
+        raise ValueError(f"{name} must be a 1-D array of nodes, got shape {values.shape}.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} contains non-finite values.")
+    if np.any(np.diff(values, axis=-1) < 0):
+        raise ValueError(f"{name} must be ascending; sort it (and remove duplicates).")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scheme(check.Checked):
+    """Base class: the public, validated entry points and the erasure semantics.
 
     Attributes:
       alpha: (K,) data tags in [-1, 1], ascending.
       beta: (N,) worker tags in [-1, 1], ascending.
     """
 
-    alpha: Float[Array, " K"]
-    beta: Float[Array, " N"]
+    alpha: Float[Array, "*batch K"] = _leaf(1)
+    beta: Float[Array, "*batch N"] = _leaf(1)
 
     name: ClassVar[str] = "scheme"
+    #: Leaves that only the decoder reads: sweeping them reuses the coded inputs.
+    decoder_fields: ClassVar[tuple[str, ...]] = ()
+
+    def check_values(self, literal_only: bool) -> None:
+        _check_nodes(check.concrete_parameter(self.alpha, literal_only), f"{self.name}: alpha")
+        _check_nodes(check.concrete_parameter(self.beta, literal_only), f"{self.name}: beta")
 
     @property
     def K(self) -> int:
-        return self.alpha.shape[0]
+        return np.shape(self.alpha)[-1]
 
     @property
     def N(self) -> int:
-        return self.beta.shape[0]
+        return np.shape(self.beta)[-1]
 
     @property
     def min_survivors(self) -> int:
         """Fewest answering workers from which every input can be estimated."""
         return 2
 
-    def replace(self, **changes) -> "Scheme":
-        """A copy with some fields changed (schemes are immutable)."""
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes) -> Scheme:
+        """A copy with some fields changed (schemes are immutable); validated like a new
+        scheme. A leaf with extra leading axes makes a swept scheme for ``monte_carlo``."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def encoder_view(self) -> Scheme:
+        """This scheme with the decoder-only leaves unswept: what the coded inputs depend on."""
+        changes = {}
+        for field in dataclasses.fields(self):
+            if field.name in self.decoder_fields:
+                value = getattr(self, field.name)
+                shape = np.shape(value)
+                base = shape[len(shape) - field.metadata.get("ndim", 0):]
+                changes[field.name] = jnp.zeros(base, jnp.result_type(value))
+        return dataclasses.replace(self, **changes) if changes else self
 
     # ----------------------------------------------------------------- public API
     def encode(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
-        """Coded inputs: worker n receives row n. Follows the dtype of ``X``."""
-        X = float_array(X, "X")
-        check_matrix(X, self.K, "X", "K")
-        check_finite(X, "X", " Coded computing needs finite inputs; clean or drop them first.")
-        return self._encode(X)
+        """Coded inputs: worker n receives row n. Follows the dtype of ``X``.
+
+        Raises:
+          ValueError: X is not (K, d), or (on concrete inputs) not finite.
+        """
+        self._require_unswept("encode")
+        X = check.float_array(X, "X")
+        check.check_matrix(X, self.K, "X", "K")
+        coded, finite = _round.encode_compiled(self, X)
+        if check.is_concrete(finite) and not bool(finite):
+            check.check_finite(X, "X", " Coded computing needs finite inputs; clean or drop "
+                                    "them first.")
+        return coded
 
     def decode(
         self, Y: Float[Array, "N m"], alive: Bool[Array, " N"] | None = None
@@ -98,54 +141,82 @@ class Scheme:
           ValueError: (on concrete inputs) if too few valid results arrived to estimate
             every input; the message says how many are needed.
         """
-        Y = float_array(Y, "Y")
-        check_matrix(Y, self.N, "Y", "N")
-        alive = jnp.ones((self.N,), bool) if alive is None else check_mask(alive, self.N)
-        alive = self.effective_mask(Y, alive)
-        if is_concrete(alive):
-            self._check_recoverable(alive)
-        return self._decode(jnp.where(alive[:, None], Y, 0.0), alive)
+        self._require_unswept("decode")
+        Y = check.float_array(Y, "Y")
+        check.check_matrix(Y, self.N, "Y", "N")
+        alive = np.ones((self.N,), bool) if alive is None else check.check_mask(alive, self.N)
+        estimate, used, recovered = _round.decode_compiled(self, Y, alive)
+        self.check_recovered(used, recovered)
+        return estimate
 
     @staticmethod
     def effective_mask(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:
         """The survivor mask after non-finite rows are turned into erasures."""
-        return alive & jnp.all(jnp.isfinite(Y), axis=1)
+        return _round.usable(jnp.asarray(Y), jnp.asarray(alive))
 
     def recovered(self, alive: Bool[Array, " N"]) -> Bool[Array, " K"]:
-        """Which inputs get a genuine estimate under ``alive`` (jittable).
+        """Which inputs get a genuine estimate under ``alive`` (works under jit too).
 
         When an input is not recovered (too few survivors), ``decode`` under jit returns 0
         for it; ``monte_carlo`` counts such trials as failures.
         """
-        ok = jnp.sum(alive) >= self.min_survivors
-        return jnp.broadcast_to(ok, (self.K,))
+        self._require_unswept("recovered")
+        return _round.recovery_compiled(self, check.check_mask(alive, self.N))
 
     def encoder_matrix(self, dtype=None) -> Float[Array, "N K"]:
         """The (N, K) matrix E with encode(X) = E @ X."""
-        dtype = dtype or self.alpha.dtype
-        return self._encode(jnp.eye(self.K, dtype=dtype))
+        self._require_unswept("encoder_matrix")
+        return _round.encoder_matrix_compiled(self, np.dtype(jnp.result_type(self.alpha) if dtype is None else dtype))
 
     def decoder_matrix(self, alive: Bool[Array, " N"], dtype=None) -> Float[Array, "K N"]:
         """The (K, N) matrix D_F with decode(Y, alive) = D_F @ Y (stragglers' columns 0)."""
-        dtype = dtype or self.beta.dtype
-        alive = check_mask(alive, self.N)
-        return self._decode(jnp.diag(alive.astype(dtype)), alive)
+        self._require_unswept("decoder_matrix")
+        alive = check.check_mask(alive, self.N)
+        return _round.decoder_matrix_compiled(self, alive,
+                                              np.dtype(jnp.result_type(self.beta) if dtype is None else dtype))
+
+    def check_recovered(self, used: Bool[Array, " N"], recovered: Bool[Array, " K"]) -> None:
+        """Raise ``ValueError`` if, on concrete values, an input was not recovered; the
+        message says how many valid results the scheme needs. No-op under tracing."""
+        if not check.is_concrete(used, recovered):
+            return
+        recovered = np.asarray(recovered)
+        if not recovered.all():
+            raise ValueError(self._unrecovered_message(int(np.sum(used)),
+                                                       np.flatnonzero(~recovered)))
+
+    # ------------------------------------------------------ traced rules (kernel)
+    def apply_encoder(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
+        """The encoder's linear map (traced, no validation)."""
+        raise NotImplementedError
+
+    def apply_decoder(self, Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Float[Array, "K m"]:
+        """The decoder's linear map on clean outputs: stragglers' rows are zero and
+        ``alive`` has no erasures (traced, no validation)."""
+        raise NotImplementedError
+
+    def apply_recovery(self, alive: Bool[Array, " N"]) -> Bool[Array, " K"]:
+        """Which inputs the decoder estimates from the clean mask ``alive`` (traced)."""
+        ok = jnp.sum(alive.astype(jnp.int32)) >= self.min_survivors
+        return jnp.broadcast_to(ok, (self.K,))
 
     # ------------------------------------------------------------ implementation
-    def _encode(self, X):
-        raise NotImplementedError
+    def _unrecovered_message(self, count: int, lost: np.ndarray) -> str:
+        return (
+            f"{self.name} needs at least {self.min_survivors} valid worker results to "
+            f"decode K={self.K} inputs from N={self.N} workers, but only {count} arrived "
+            "(non-finite outputs count as missing). Wait for more workers or use more "
+            "workers / fewer stragglers."
+        )
 
-    def _decode(self, Y, alive):
-        raise NotImplementedError
-
-    def _check_recoverable(self, alive):
-        count = int(jnp.sum(alive))
-        if count < self.min_survivors:
+    def _require_unswept(self, method: str):
+        self.validate()
+        grid = _round.batch_shape(self)
+        if grid:
             raise ValueError(
-                f"{self.name} needs at least {self.min_survivors} valid worker results to "
-                f"decode K={self.K} inputs from N={self.N} workers, but only {count} arrived "
-                "(non-finite outputs count as missing). Wait for more workers or use more "
-                "workers / fewer stragglers."
+                f"{method}: this {self.name} scheme is a sweep (parameters with leading axes "
+                f"{grid}); call {method} on one scheme (e.g. inside jax.vmap), or pass the "
+                "sweep to monte_carlo / expected_loss."
             )
 
     def _nodes(self, dtype):
@@ -166,8 +237,8 @@ def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array
     return alive & ~same
 
 
-@_pytree
-@dataclasses.dataclass(frozen=True)
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
 class LeTCC(Scheme):
     """Learning-theoretic coded computing: natural cubic smoothing splines both ways.
 
@@ -179,50 +250,108 @@ class LeTCC(Scheme):
     ``"reinsch"`` (see ``letcc``).
     """
 
-    lam_enc: Float[Array, ""] = 0.0
-    lam_dec: Float[Array, ""] = 0.0
+    lam_enc: Float[Array, "*batch"] = _leaf(0, default=0.0)
+    lam_dec: Float[Array, "*batch"] = _leaf(0, default=0.0)
     solver: str = _static(default="auto")
 
     name: ClassVar[str] = "letcc"
+    decoder_fields: ClassVar[tuple[str, ...]] = ("lam_dec",)
 
-    def _encode(self, X):
+    def check_values(self, literal_only: bool) -> None:
+        super().check_values(literal_only)
+        for name in ("lam_enc", "lam_dec"):
+            check.check_parameter(getattr(self, name), f"{self.name}: {name}",
+                                  "finite and >= 0", lambda v: v >= 0, literal_only)
+        if self.solver not in _spline.METHODS:
+            raise ValueError(f"{self.name}: solver must be one of {_spline.METHODS}, "
+                             f"got {self.solver!r}.")
+
+    def apply_encoder(self, X):
         alpha, beta = self._nodes(X.dtype)
         return _spline.smooth(
             alpha, X, jnp.ones((self.K,), bool), jnp.asarray(self.lam_enc, X.dtype), beta,
             method=self.solver,
         )
 
-    def _decode(self, Y, alive):
+    def apply_decoder(self, Y, alive):
         alpha, beta = self._nodes(Y.dtype)
         lam = jnp.asarray(self.lam_dec, Y.dtype)
         return _spline.smooth(beta, Y, _distinct(beta, alive), lam, alpha, method=self.solver)
 
 
-@_pytree
-@dataclasses.dataclass(frozen=True)
-class BACC(Scheme):
-    """Berrut approximated coded computing: Berrut's rational interpolant both ways.
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class ResidualLeTCC(LeTCC):
+    """LeTCC whose encoder matrix carries a learned residual: encode(X) = (E + R) X.
 
-    The decoder's alternating signs run over the survivors in node order.
+    ``residual`` is (N, K), a leaf; the decoder is LeTCC's. Still a linear code, so it
+    runs through ``monte_carlo``, ``run_coded`` and the real workers unchanged. Build one
+    with ``residual_letcc`` and learn R with ``tune(..., learn=(..., "residual"))``.
     """
 
-    name: ClassVar[str] = "bacc"
+    residual: Float[Array, "*batch N K"] = _leaf(2, default=None)
 
-    def _encode(self, X):
+    name: ClassVar[str] = "letcc+residual"
+
+    def check_values(self, literal_only: bool) -> None:
+        super().check_values(literal_only)
+        shape = np.shape(self.residual)
+        if (check.concrete_parameter(self.residual, literal_only) is not None
+                and shape[-2:] != (self.N, self.K)):
+            raise ValueError(f"residual must have shape (N, K) = ({self.N}, {self.K}), "
+                             f"got {shape}.")
+
+    @classmethod
+    def from_letcc(cls, scheme: LeTCC, residual: Float[Array, "N K"] | None = None):
+        """``scheme`` with a residual added to its encoder matrix (zero by default)."""
+        if not isinstance(scheme, LeTCC):
+            raise TypeError(f"residual_letcc extends a LeTCC scheme, got {type(scheme).__name__}.")
+        if residual is None:
+            residual = jnp.zeros((scheme.N, scheme.K), jnp.result_type(scheme.alpha))
+        residual = check.float_array(residual, "residual")
+        fields = {f.name: getattr(scheme, f.name) for f in dataclasses.fields(LeTCC)}
+        return cls(**fields, residual=residual).validate()
+
+    def apply_encoder(self, X):
+        return super().apply_encoder(X) + self.residual.astype(X.dtype) @ X
+
+
+class BarycentricScheme(Scheme):
+    """Interpolation both ways in the barycentric form r(x) = sum_i w_i v_i / (x - z_i) /
+    sum_i w_i / (x - z_i): the encoder through (alpha_k, x_k), the decoder through the
+    survivors (beta_n, y_n). Members of the family differ only in their ``weights``."""
+
+    def weights(self, nodes: Float[Array, " n"], mask: Bool[Array, " n"]) -> Float[Array, " n"]:
+        """Barycentric weights of the selected nodes (0 for the others)."""
+        raise NotImplementedError
+
+    def apply_encoder(self, X):
         alpha, beta = self._nodes(X.dtype)
-        w = bary.berrut_weights(jnp.ones((self.K,), bool), X.dtype)
+        w = self.weights(alpha, jnp.ones((self.K,), bool))
         return bary.interpolation_matrix(alpha, w, beta) @ X
 
-    def _decode(self, Y, alive):
+    def apply_decoder(self, Y, alive):
         alpha, beta = self._nodes(Y.dtype)
-        w = bary.berrut_weights(_distinct(beta, alive), Y.dtype)
+        w = self.weights(beta, _distinct(beta, alive))
         return bary.interpolation_matrix(beta, w, alpha) @ Y
 
 
-@_pytree
-@dataclasses.dataclass(frozen=True)
-class LCC(Scheme):
-    """Lagrange coded computing over the reals, in barycentric form.
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class BACC(BarycentricScheme):
+    """Berrut approximated coded computing: Berrut's rational interpolant both ways,
+    weights (-1)^i; in the decoder the signs alternate over the survivors in node order."""
+
+    name: ClassVar[str] = "bacc"
+
+    def weights(self, nodes, mask):
+        return bary.berrut_weights(mask, nodes.dtype)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class LCC(BarycentricScheme):
+    """Lagrange coded computing over the reals: the interpolating polynomial both ways.
 
     Encoder: the degree K-1 polynomial through (alpha_k, x_k). Decoder: the interpolating
     polynomial through all survivors. For f a polynomial of degree ``degree`` the worker
@@ -240,24 +369,21 @@ class LCC(Scheme):
     def min_survivors(self) -> int:
         return (self.K - 1) * self.degree + 1
 
-    def _encode(self, X):
-        alpha, beta = self._nodes(X.dtype)
-        w = bary.lagrange_weights(alpha, jnp.ones((self.K,), bool))
-        return bary.interpolation_matrix(alpha, w, beta) @ X
-
-    def _decode(self, Y, alive):
-        alpha, beta = self._nodes(Y.dtype)
-        w = bary.lagrange_weights(beta, _distinct(beta, alive))
-        return bary.interpolation_matrix(beta, w, alpha) @ Y
+    def weights(self, nodes, mask):
+        return bary.lagrange_weights(nodes, mask)
 
 
-@_pytree
-@dataclasses.dataclass(frozen=True)
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
 class Uncoded(Scheme):
     """Replication: worker n computes f(x_{n mod K}); the estimate of f(x_k) is the mean
     of its answering replicas. An input none of whose replicas answered is lost."""
 
     name: ClassVar[str] = "uncoded"
+
+    def check_values(self, literal_only: bool) -> None:
+        # beta repeats alpha (worker n sits at the tag of the input it copies).
+        _check_nodes(check.concrete_parameter(self.alpha, literal_only), f"{self.name}: alpha")
 
     @property
     def min_survivors(self) -> int:
@@ -267,25 +393,24 @@ class Uncoded(Scheme):
         n = jnp.arange(self.N)
         return (n[:, None] % self.K == jnp.arange(self.K)[None, :]).astype(dtype)  # (N, K)
 
-    def _encode(self, X):
+    def apply_encoder(self, X):
         return self._assignment(X.dtype) @ X
 
-    def _decode(self, Y, alive):
+    def apply_decoder(self, Y, alive):
         A = self._assignment(Y.dtype) * alive[:, None].astype(Y.dtype)
         count = jnp.sum(A, axis=0)
         return (A.T @ Y) / jnp.maximum(count, 1.0)[:, None]
 
-    def recovered(self, alive):
-        return jnp.sum(self._assignment(jnp.float32) * alive[:, None], axis=0) > 0
+    def apply_recovery(self, alive):
+        return jnp.any(self._assignment(bool) & alive[:, None], axis=0)
 
-    def _check_recoverable(self, alive):
-        lost = [int(k) for k in jnp.nonzero(~self.recovered(alive))[0]]
-        if lost:
-            raise ValueError(
-                f"uncoded: no replica of input(s) {lost[:10]}{'...' if len(lost) > 10 else ''} "
-                f"answered (worker n computes input n mod K={self.K}); those outputs are lost. "
-                "Wait for one of their workers, or use a coded scheme."
-            )
+    def _unrecovered_message(self, count, lost):
+        lost = lost.tolist()
+        return (
+            f"uncoded: no replica of input(s) {lost[:10]}{'...' if len(lost) > 10 else ''} "
+            f"answered (worker n computes input n mod K={self.K}); those outputs are lost. "
+            "Wait for one of their workers, or use a coded scheme."
+        )
 
 
 # ---------------------------------------------------------------- factories
@@ -293,12 +418,13 @@ class Uncoded(Scheme):
 
 def _check_sizes(K, N, name):
     for value, label in ((K, "K"), (N, "N")):
-        if not isinstance(value, int) or isinstance(value, bool):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name}: {label} must be an int, got {type(value).__name__}.")
     if K < 2:
         raise ValueError(f"{name}: K must be at least 2 data points, got K={K}.")
     if N < 2:
         raise ValueError(f"{name}: N must be at least 2 workers, got N={N}.")
+    return int(K), int(N)
 
 
 def _nodes(points, K, N):
@@ -329,29 +455,37 @@ def letcc(
         ``"sris"`` (always the sequential smoother: the most accurate, and the fastest
         under vmap over many patterns), ``"blocked"`` (always the two-level form: the
         fastest single decode) or ``"reinsch"`` (normal equations: lose accuracy as
-        N * lam grows). See ``letcc_jax._spline``.
+        N * lam grows). See ``letcc_jax.core.spline``.
     """
-    _check_sizes(K, N, "letcc")
-    check_lambda(lam_enc, "lam_enc")
-    check_lambda(lam_dec, "lam_dec")
+    K, N = _check_sizes(K, N, "letcc")
+    check.check_lambda(lam_enc, "lam_enc")
+    check.check_lambda(lam_dec, "lam_dec")
     if solver not in _spline.METHODS:
         raise ValueError(f"letcc: solver must be one of {_spline.METHODS}, got {solver!r}.")
     alpha, beta = _nodes(points, K, N)
     return LeTCC(alpha, beta, jnp.asarray(lam_enc, alpha.dtype), jnp.asarray(lam_dec, alpha.dtype),
-                 solver=solver)
+                 solver=solver).validate()
+
+
+def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = None,
+                   **options) -> ResidualLeTCC:
+    """LeTCC whose encoder matrix carries a residual R (N, K), zero by default: encode(X) =
+    (E + R) X. ``options`` are ``letcc``'s. To extend an existing LeTCC scheme, use
+    ``ResidualLeTCC.from_letcc(scheme, residual)``."""
+    return ResidualLeTCC.from_letcc(letcc(K, N, **options), residual)
 
 
 def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
     """Berrut approximated coded computing (Berrut interpolation both ways)."""
-    _check_sizes(K, N, "bacc")
-    return BACC(*_nodes(points, K, N))
+    K, N = _check_sizes(K, N, "bacc")
+    return BACC(*_nodes(points, K, N)).validate()
 
 
 def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") -> LCC:
     """Lagrange coded computing; exact for polynomial f of ``degree`` from any
     (K-1)*degree + 1 survivors."""
-    _check_sizes(K, N, "lcc")
-    if not isinstance(degree, int) or degree < 1:
+    K, N = _check_sizes(K, N, "lcc")
+    if not isinstance(degree, int) or isinstance(degree, bool) or degree < 1:
         raise ValueError(f"lcc: degree must be a positive int, got {degree!r}.")
     threshold = (K - 1) * degree + 1
     if N < threshold:
@@ -359,12 +493,12 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
             f"lcc: N={N} workers cannot reach the recovery threshold (K-1)*degree+1 = "
             f"{threshold}; use N >= {threshold}."
         )
-    return LCC(*_nodes(points, K, N), degree=degree)
+    return LCC(*_nodes(points, K, N), degree=degree).validate()
 
 
 def uncoded(K: int, N: int) -> Uncoded:
     """Uncoded replication: worker n computes f(x_{n mod K}); needs N >= K."""
-    _check_sizes(K, N, "uncoded")
+    K, N = _check_sizes(K, N, "uncoded")
     if N < K:
         raise ValueError(
             f"uncoded: N={N} workers cannot hold K={K} inputs (each input needs a worker); "
@@ -372,15 +506,18 @@ def uncoded(K: int, N: int) -> Uncoded:
         )
     # The tags are only for plotting: each worker sits at the tag of the input it copies.
     alpha, _ = resolve_points("chebyshev", K, N)
-    beta = alpha[jnp.arange(N) % K]
-    return Uncoded(jnp.asarray(alpha), jnp.asarray(beta))
+    beta = alpha[np.arange(N) % K]
+    return Uncoded(jnp.asarray(alpha), jnp.asarray(beta)).validate()
 
 
-SCHEMES = {"letcc": letcc, "bacc": bacc, "lcc": lcc, "uncoded": uncoded}
+#: Every scheme by name: ``make_scheme(name, K, N, **options)`` calls the factory.
+SCHEMES = {"letcc": letcc, "letcc+residual": residual_letcc, "bacc": bacc, "lcc": lcc,
+           "uncoded": uncoded}
 
 
 def make_scheme(name: str, K: int, N: int, **options) -> Scheme:
-    """Build a scheme by name: one of ``SCHEMES`` ("letcc", "bacc", "lcc", "uncoded")."""
+    """Build a scheme by name: one of ``SCHEMES`` ("letcc", "letcc+residual", "bacc",
+    "lcc", "uncoded")."""
     try:
         factory = SCHEMES[name]
     except KeyError:

@@ -1,21 +1,22 @@
-"""Choosing the smoothing parameters: Monte Carlo grid search on a calibration batch, and
+"""Choosing the smoothing parameters: Monte Carlo grid search on calibration inputs, and
 generalised cross-validation (GCV) for the decoder on one round of worker outputs."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
-from tqdm.auto import tqdm
 
+from .. import _validation as check
+from ..core import _round
 from ..core import spline as _spline
-from ._evaluate import _check_inputs, _monte_carlo
-from ._models import NoStragglers
 from ..core._schemes import LeTCC
-from .._validation import check_mask, check_matrix, float_array
+from ._evaluate import calibration_batches, check_positive_int, check_round
+from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["DEFAULT_LAMBDA_GRID", "LambdaSearch", "select_lambda", "gcv"]
 
@@ -26,10 +27,13 @@ class LambdaSearch(NamedTuple):
     """Result of ``select_lambda``.
 
     Attributes:
-      scheme: the input scheme with the best (lam_enc, lam_dec).
+      scheme: the input scheme with the best (lam_enc, lam_dec); for swept straggler or
+        fault models, a swept scheme holding the best pair of every grid point (shape
+        (*grid)), which pairs up with the same models in ``monte_carlo``.
       lam_enc: (G_enc,) grid searched for the encoder.
       lam_dec: (G_dec,) grid searched for the decoder.
-      mse: (G_enc, G_dec) Monte Carlo mean loss for every pair (same random patterns).
+      mse: (G_enc, G_dec, *grid) Monte Carlo mean loss for every pair (same random
+        patterns for every pair).
     """
 
     scheme: LeTCC
@@ -39,7 +43,11 @@ class LambdaSearch(NamedTuple):
 
 
 def _grid(values, name):
-    grid = np.asarray(values, np.float64).reshape(-1)
+    try:
+        grid = np.asarray(values, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-empty sequence of finite values >= 0, "
+                         f"got {values!r}.") from None
     if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0):
         raise ValueError(f"{name} must be a non-empty sequence of finite values >= 0.")
     return grid
@@ -48,45 +56,46 @@ def _grid(values, name):
 def select_lambda(
     f: Callable,
     scheme: LeTCC,
-    X_cal: Float[Array, "K d"],
+    X_cal: Float[Array, "C K d"],
     key: jax.Array,
     *,
     lam_enc_grid: Sequence[float] = (0.0,),
     lam_dec_grid: Sequence[float] = DEFAULT_LAMBDA_GRID,
     trials: int = 100,
-    stragglers=NoStragglers(),
-    faults: Sequence = (),
-    progress: bool = True,
+    stragglers: StragglerModel = NoStragglers(),
+    faults: Sequence[FaultModel] = (),
 ) -> LambdaSearch:
-    """Grid search of (lam_enc, lam_dec) minimising the Monte Carlo loss on a calibration
-    batch ``X_cal`` (keep it disjoint from the inputs you evaluate on).
+    """Grid search of (lam_enc, lam_dec) minimising the Monte Carlo loss
+    (``expected_loss``) on calibration inputs ``X_cal`` (keep them disjoint from the inputs
+    you evaluate on).
 
-    Every grid point sees the same straggler patterns and noise draws (common random
-    numbers), so differences between points are not sampling noise. The scheme is a
-    pytree whose lambdas are leaves: the search compiles once.
+    The whole grid is one compiled sweep: every pair sees the same straggler patterns and
+    noise draws (common random numbers), so differences between pairs are not sampling
+    noise. ``X_cal`` is one (K, d) batch or C batches (C, K, d) whose losses are averaged.
+    Straggler and fault models may themselves be swept (e.g. ``GaussianNoise(sigmas)``):
+    the best pair is then chosen per noise level.
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    X_cal = _check_inputs(f, scheme, X_cal, stragglers)
+    trials = check_positive_int(trials, "trials")
+    X = calibration_batches(X_cal, scheme.K)
+    X, faults = check_round(f, scheme, X, stragglers, faults, name="X_cal")
+    if _round.batch_shape(scheme):
+        raise ValueError("select_lambda searches the lambdas of one scheme; this one is a sweep.")
     grid_enc, grid_dec = _grid(lam_enc_grid, "lam_enc_grid"), _grid(lam_dec_grid, "lam_dec_grid")
-    labels = jnp.zeros((scheme.K,), jnp.int32)
-    batch = min(64, trials)
-    losses = np.empty((grid_enc.size, grid_dec.size))
-    pairs = [(i, j) for i in range(grid_enc.size) for j in range(grid_dec.size)]
-    for i, j in tqdm(pairs, desc="lambda grid", disable=not progress, leave=False):
-        candidate = scheme.replace(
-            lam_enc=jnp.asarray(grid_enc[i], scheme.alpha.dtype),
-            lam_dec=jnp.asarray(grid_dec[j], scheme.alpha.dtype),
-        )
-        result = _monte_carlo(
-            f, candidate, X_cal, key, labels, trials, stragglers, tuple(faults), False, batch
-        )
-        losses[i, j] = float(jnp.mean(result.mse))
-    i, j = np.unravel_index(np.nanargmin(losses), losses.shape)
-    best = scheme.replace(
-        lam_enc=jnp.asarray(grid_enc[i], scheme.alpha.dtype),
-        lam_dec=jnp.asarray(grid_dec[j], scheme.alpha.dtype),
-    )
+    setting = _round.batch_shape((stragglers, faults))
+    ones = (1,) * len(setting)
+    dtype = jnp.result_type(scheme.alpha)
+    swept = scheme.replace(lam_enc=jnp.asarray(grid_enc.reshape((-1, 1) + ones), dtype),
+                           lam_dec=jnp.asarray(grid_dec.reshape((-1,) + ones), dtype))
+    losses = np.asarray(_round.expected_loss_compiled(f, swept, X, key, stragglers, faults,
+                                                      trials=trials), np.float64)
+    flat = losses.reshape(grid_enc.size * grid_dec.size, -1)
+    if np.all(np.isnan(flat), axis=0).any():
+        raise ValueError("select_lambda: every lambda pair gave a NaN loss; check f and X_cal.")
+    i, j = np.unravel_index(np.nanargmin(flat, axis=0), (grid_enc.size, grid_dec.size))
+    best = scheme.replace(lam_enc=jnp.asarray(grid_enc[i].reshape(setting), dtype),
+                          lam_dec=jnp.asarray(grid_dec[j].reshape(setting), dtype))
     return LambdaSearch(best, grid_enc, grid_dec, losses)
 
 
@@ -105,24 +114,25 @@ def gcv(
 
     Needs no ground truth: it scores how well each lambda predicts left-out survivors.
     Use it when the outputs are noisy; for noiseless outputs GCV drifts to the smallest
-    lambda on the grid, and interpolation (lam_dec = 0) is right.
+    lambda on the grid, and interpolation (lam_dec = 0) is right. The grid is one
+    compiled, vmapped call.
 
     Returns:
       ``(best_lambda, scores)`` with scores of shape (len(lam_grid),).
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"gcv tunes a LeTCC decoder, got {type(scheme).__name__}.")
-    Y = float_array(Y, "Y")
-    check_matrix(Y, scheme.N, "Y", "N")
-    alive = jnp.ones((scheme.N,), bool) if alive is None else check_mask(alive, scheme.N)
-    alive = scheme.effective_mask(Y, alive)
-    if int(jnp.sum(alive)) < 4:
+    scheme.validate()
+    Y = check.float_array(Y, "Y")
+    check.check_matrix(Y, scheme.N, "Y", "N")
+    alive = np.ones((scheme.N,), bool) if alive is None else check.check_mask(alive, scheme.N)
+    used = np.asarray(_round.usable(Y, alive))
+    if int(used.sum()) < 4:
         raise ValueError("gcv needs at least 4 valid worker results.")
     grid = _grid(lam_grid, "lam_grid")
     if np.any(grid == 0):
         raise ValueError("gcv: lambda = 0 interpolates, where GCV is undefined; drop it from lam_grid.")
-    scores = np.asarray(
-        _gcv_scores(scheme.beta.astype(Y.dtype), jnp.where(alive[:, None], Y, 0.0), alive,
-                    jnp.asarray(grid, Y.dtype))
-    )
+    scores = np.asarray(_gcv_scores(jnp.asarray(scheme.beta, Y.dtype),
+                                    jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)),
+                                    jnp.asarray(used), jnp.asarray(grid, Y.dtype)))
     return float(grid[int(np.nanargmin(scores))]), scores

@@ -1,8 +1,16 @@
 """Straggler models (which workers answer) and fault models (what answering workers send).
 
-A straggler model samples a boolean survivor mask of shape (N,); a fault model corrupts
-the (N, m) worker outputs. Both are frozen, hashable dataclasses, so they can be static
-arguments of jitted functions, and both take an explicit PRNG key.
+A straggler model samples a boolean survivor mask of shape (N,); a fault model corrupts the
+(N, m) worker outputs. Both take an explicit PRNG key and are immutable pytrees
+(``jax.tree_util.register_dataclass``): their numeric parameters (noise levels,
+probabilities, magnitudes, latency parameters) are array leaves, and only sizes (counts of
+workers) and names are static. A new ``sigma`` or ``p`` is therefore new data for a
+compiled function, not a new compilation, and a parameter given as an array with leading
+axes is a sweep: ``monte_carlo(..., faults=[GaussianNoise(jnp.logspace(-3, -1, 10))])``
+evaluates all ten noise levels in one compiled call.
+
+Values written as Python or NumPy numbers are checked on construction, every value by
+``validate()``, which each entry point calls (see ``letcc_jax._validation.Checked``).
 """
 
 from __future__ import annotations
@@ -13,7 +21,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from .._validation import Checked, check_count, check_parameter
+
 __all__ = [
+    "StragglerModel",
+    "FaultModel",
     "NoStragglers",
     "ExactStragglers",
     "BernoulliStragglers",
@@ -24,7 +36,17 @@ __all__ = [
 ]
 
 
-def _random_subset(key, N: int, count: int) -> Bool[Array, " N"]:
+def _static(**kw):
+    return dataclasses.field(metadata={"static": True}, **kw)
+
+
+def _set_count(model, field: str, minimum: int = 0):
+    """Validate an integer size and store it as a Python int (a stable jit cache key)."""
+    name = f"{type(model).__name__}: {field}"
+    object.__setattr__(model, field, check_count(getattr(model, field), name, minimum))
+
+
+def random_subset(key, N: int, count: int) -> Bool[Array, " N"]:
     """A uniformly random subset of ``count`` of the N workers, as a mask.
 
     The first min(count, N - count) steps of a Fisher-Yates shuffle pick the smaller side:
@@ -46,8 +68,28 @@ def _random_subset(key, N: int, count: int) -> Bool[Array, " N"]:
     return chosen if picks == count else ~chosen
 
 
+class StragglerModel(Checked):
+    """Which workers answer: ``sample(key, N)`` gives an (N,) boolean mask (True = the
+    worker answered); ``min_alive(N)`` is the fewest answers the model can leave (a
+    static bound, checked against a scheme's needs before anything runs)."""
+
+    def sample(self, key, N: int) -> Bool[Array, " N"]:
+        raise NotImplementedError
+
+    def min_alive(self, N: int) -> int:
+        raise NotImplementedError
+
+
+class FaultModel(Checked):
+    """What answering workers send: ``apply(key, Y)`` corrupts the (N, m) outputs."""
+
+    def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+        raise NotImplementedError
+
+
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class NoStragglers:
+class NoStragglers(StragglerModel):
     """Every worker answers."""
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
@@ -57,19 +99,19 @@ class NoStragglers:
         return N
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ExactStragglers:
+class ExactStragglers(StragglerModel):
     """Exactly ``S`` workers, uniformly at random, fail to answer (the paper's model)."""
 
-    S: int
+    S: int = _static()
 
-    def __post_init__(self):
-        if not isinstance(self.S, int) or self.S < 0:
-            raise ValueError(f"ExactStragglers: S must be an int >= 0, got {self.S!r}.")
+    def check_values(self, literal_only: bool) -> None:
+        _set_count(self, "S")
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
         self._check(N)
-        return ~_random_subset(key, N, self.S)
+        return ~random_subset(key, N, self.S)
 
     def min_alive(self, N: int) -> int:
         self._check(N)
@@ -80,48 +122,58 @@ class ExactStragglers:
             raise ValueError(f"ExactStragglers: S={self.S} stragglers leave no worker of N={N}.")
 
 
-@dataclasses.dataclass(frozen=True)
-class BernoulliStragglers:
-    """Each worker straggles independently with probability ``p``."""
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class BernoulliStragglers(StragglerModel):
+    """Each worker straggles independently with probability ``p`` (a leaf)."""
 
-    p: float
+    p: Float[Array, "*batch"]
 
-    def __post_init__(self):
-        if not 0.0 <= self.p < 1.0:
-            raise ValueError(f"BernoulliStragglers: p must be in [0, 1), got {self.p!r}.")
+    def check_values(self, literal_only: bool) -> None:
+        check_parameter(self.p, "BernoulliStragglers: p", "in [0, 1)",
+                        lambda p: (p >= 0) & (p < 1), literal_only=literal_only)
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
-        return jax.random.uniform(key, (N,)) >= self.p
+        u = jax.random.uniform(key, (N,))
+        return u >= jnp.asarray(self.p, u.dtype)
 
     def min_alive(self, N: int) -> int:
         return 0
 
 
-@dataclasses.dataclass(frozen=True)
-class LatencyStragglers:
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class LatencyStragglers(StragglerModel):
     """Workers finish at random times; the master keeps the first ``wait_for`` results.
 
     Time of worker n: ``shift + Exponential(rate)`` (the shifted-exponential model of
     coded-computing papers), multiplied by ``slowdown`` for ``slow`` randomly chosen
-    workers (persistent stragglers).
+    workers (persistent stragglers). ``wait_for`` and ``slow`` are sizes (static); the
+    three times are leaves.
     """
 
-    wait_for: int
-    shift: float = 1.0
-    rate: float = 1.0
-    slow: int = 0
-    slowdown: float = 10.0
+    wait_for: int = _static()
+    shift: Float[Array, "*batch"] = 1.0
+    rate: Float[Array, "*batch"] = 1.0
+    slow: int = _static(default=0)
+    slowdown: Float[Array, "*batch"] = 10.0
 
-    def __post_init__(self):
-        if not isinstance(self.wait_for, int) or self.wait_for < 1:
-            raise ValueError(f"LatencyStragglers: wait_for must be an int >= 1, got {self.wait_for!r}.")
-        if self.shift < 0 or self.rate <= 0 or self.slowdown <= 0 or self.slow < 0:
-            raise ValueError("LatencyStragglers: need shift >= 0, rate > 0, slowdown > 0, slow >= 0.")
+    def check_values(self, literal_only: bool) -> None:
+        _set_count(self, "wait_for", minimum=1)
+        _set_count(self, "slow")
+        for field, rule, ok in (("shift", ">= 0", lambda v: v >= 0),
+                                ("rate", "> 0", lambda v: v > 0),
+                                ("slowdown", "> 0", lambda v: v > 0)):
+            check_parameter(getattr(self, field), f"LatencyStragglers: {field}", rule, ok,
+                            literal_only=literal_only)
 
     def finish_times(self, key, N: int) -> Float[Array, " N"]:
         k_time, k_slow = jax.random.split(key)
-        t = self.shift + jax.random.exponential(k_time, (N,)) / self.rate
-        return jnp.where(_random_subset(k_slow, N, self.slow), t * self.slowdown, t)
+        draw = jax.random.exponential(k_time, (N,))
+        shift, rate, slowdown = (jnp.asarray(v, draw.dtype)
+                                 for v in (self.shift, self.rate, self.slowdown))
+        t = shift + draw / rate
+        return jnp.where(random_subset(k_slow, N, self.slow), t * slowdown, t)
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
         if self.wait_for > N:
@@ -133,22 +185,24 @@ class LatencyStragglers:
         return min(self.wait_for, N)
 
 
-@dataclasses.dataclass(frozen=True)
-class GaussianNoise:
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class GaussianNoise(FaultModel):
     """Every worker's output gets i.i.d. N(0, sigma^2) noise (noisy computation)."""
 
-    sigma: float
+    sigma: Float[Array, "*batch"]
 
-    def __post_init__(self):
-        if not self.sigma >= 0:
-            raise ValueError(f"GaussianNoise: sigma must be >= 0, got {self.sigma!r}.")
+    def check_values(self, literal_only: bool) -> None:
+        check_parameter(self.sigma, "GaussianNoise: sigma", ">= 0", lambda v: v >= 0,
+                        literal_only=literal_only)
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
-        return Y + self.sigma * jax.random.normal(key, Y.shape, Y.dtype)
+        return Y + jnp.asarray(self.sigma, Y.dtype) * jax.random.normal(key, Y.shape, Y.dtype)
 
 
-@dataclasses.dataclass(frozen=True)
-class Adversaries:
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class Adversaries(FaultModel):
     """``count`` random workers return arbitrary bounded vectors instead of f(.).
 
     ``mode="uniform"``: i.i.d. uniform entries in [-magnitude, magnitude].
@@ -156,38 +210,40 @@ class Adversaries:
     attack that keeps the output looking plausible).
     """
 
-    count: int
-    magnitude: float = 1.0
-    mode: str = "uniform"
+    count: int = _static()
+    magnitude: Float[Array, "*batch"] = 1.0
+    mode: str = _static(default="uniform")
 
-    def __post_init__(self):
-        if not isinstance(self.count, int) or self.count < 0:
-            raise ValueError(f"Adversaries: count must be an int >= 0, got {self.count!r}.")
+    def check_values(self, literal_only: bool) -> None:
+        _set_count(self, "count")
         if self.mode not in ("uniform", "flip"):
             raise ValueError(f"Adversaries: mode must be 'uniform' or 'flip', got {self.mode!r}.")
+        check_parameter(self.magnitude, "Adversaries: magnitude", ">= 0", lambda v: v >= 0,
+                        literal_only=literal_only)
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         k_who, k_val = jax.random.split(key)
-        bad = _random_subset(k_who, Y.shape[0], self.count)[:, None]
+        bad = random_subset(k_who, Y.shape[0], self.count)[:, None]
+        magnitude = jnp.asarray(self.magnitude, Y.dtype)
         if self.mode == "uniform":
-            fake = jax.random.uniform(k_val, Y.shape, Y.dtype, -self.magnitude, self.magnitude)
+            fake = magnitude * jax.random.uniform(k_val, Y.shape, Y.dtype, -1.0, 1.0)
         else:
-            fake = -self.magnitude * Y
+            fake = -magnitude * Y
         return jnp.where(bad, fake, Y)
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class FailedWorkers:
+class FailedWorkers(FaultModel):
     """``count`` random workers return NaN (a crashed kernel, a corrupted message).
 
     Decoders treat a non-finite row as an erasure, so these act as extra stragglers."""
 
-    count: int
+    count: int = _static()
 
-    def __post_init__(self):
-        if not isinstance(self.count, int) or self.count < 0:
-            raise ValueError(f"FailedWorkers: count must be an int >= 0, got {self.count!r}.")
+    def check_values(self, literal_only: bool) -> None:
+        _set_count(self, "count")
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
-        bad = _random_subset(key, Y.shape[0], self.count)[:, None]
+        bad = random_subset(key, Y.shape[0], self.count)[:, None]
         return jnp.where(bad, jnp.nan, Y)

@@ -4,8 +4,8 @@ The paper's loss E_F[(1/K) sum_k ||f_hat(x_k) - f(x_k)||^2] is differentiable in
 leaf of a LeTCC scheme: the node positions alpha and beta, and the two smoothing
 parameters. ``tune`` minimises it with optax on a calibration set, drawing fresh straggler
 patterns (and fault draws) at every step, and keeps the parameters that score best on a
-fixed set of validation patterns. Grid search (``select_lambda``, here averaged over
-calibration batches by ``grid_search``) and GCV (``letcc_jax.gcv``) stay the baselines.
+fixed set of validation patterns. Grid search (``select_lambda``) and GCV
+(``letcc_jax.gcv``) stay the baselines.
 
 Parametrisation (unconstrained -> valid scheme):
 
@@ -23,17 +23,17 @@ Parametrisation (unconstrained -> valid scheme):
   change the fit (1e-3 h_min^3 / n, h_min the smallest node gap), from where the optimiser
   can still move it up or further down.
 
-``ResidualLeTCC`` is the learned variant: a LeTCC encoder plus a learned linear residual,
-encode(X) = (E + R) X with R of shape (N, K), trained jointly with the nodes and lambdas.
-It stays a linear code (any input mixing is still a fixed combination of the K inputs), so
-it runs through ``monte_carlo``, ``run_coded`` and the real workers unchanged.
+The learned variant is ``ResidualLeTCC`` (``letcc_jax.core``): a LeTCC encoder plus a
+learned linear residual, encode(X) = (E + R) X with R of shape (N, K), trained jointly with
+the nodes and lambdas.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, ClassVar, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,23 +41,13 @@ import numpy as np
 from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
-from ._evaluate import _check_inputs, _monte_carlo
-from ._models import NoStragglers
-from ._lambda import LambdaSearch, select_lambda
-from ..core._schemes import LeTCC, _pytree
-from .._validation import check_finite, float_array, is_concrete
+from .. import _validation as check
+from ..core import _round
+from ..core._schemes import LeTCC, ResidualLeTCC
+from ._evaluate import calibration_batches, check_positive_int, check_round
+from ._models import FaultModel, NoStragglers, StragglerModel
 
-__all__ = [
-    "LEARNABLE",
-    "ResidualLeTCC",
-    "TuningResult",
-    "expected_loss",
-    "grid_search",
-    "node_logits",
-    "ordered_nodes",
-    "residual_letcc",
-    "tune",
-]
+__all__ = ["LEARNABLE", "TuningResult", "node_logits", "ordered_nodes", "tune"]
 
 #: What ``tune`` can learn.
 LEARNABLE = ("alpha", "beta", "lam_enc", "lam_dec", "residual")
@@ -93,12 +83,12 @@ def node_logits(nodes: Float[Array, " n"], pin_ends: bool = False) -> Float[Arra
         [-1, 1], if ``pin_ends`` and the ends are not exactly -1 and +1, or if not
         ``pin_ends`` and a node lies on -1 or +1.
     """
-    nodes = float_array(nodes, "nodes")
+    nodes = check.float_array(nodes, "nodes")
     if nodes.ndim != 1 or nodes.shape[0] < 2:
         raise ValueError(
             f"nodes must be a 1-D array of at least 2 points, got shape {nodes.shape}."
         )
-    if is_concrete(nodes):
+    if check.is_concrete(nodes):
         _check_nodes(np.asarray(nodes, np.float64), pin_ends)
     edges = nodes if pin_ends else jnp.concatenate([-jnp.ones(1, nodes.dtype), nodes,
                                                     jnp.ones(1, nodes.dtype)])
@@ -129,119 +119,6 @@ def _negligible_lambda(nodes) -> float:
     """
     nodes = np.asarray(nodes, np.float64)
     return 1e-3 * float(np.min(np.diff(nodes))) ** 3 / nodes.size
-
-
-# ------------------------------------------------------------------ learned encoder
-
-
-@_pytree
-@dataclasses.dataclass(frozen=True)
-class ResidualLeTCC(LeTCC):
-    """LeTCC whose encoder matrix carries a learned residual: encode(X) = (E + R) X.
-
-    ``residual`` is (N, K), a leaf; the decoder is LeTCC's. Build one with
-    ``residual_letcc`` and learn R with ``tune(..., learn=(..., "residual"))``.
-    """
-
-    residual: Float[Array, "N K"] = None
-
-    name: ClassVar[str] = "letcc+residual"
-
-    def _encode(self, X):
-        return super()._encode(X) + self.residual.astype(X.dtype) @ X
-
-
-def residual_letcc(scheme: LeTCC, residual: Float[Array, "N K"] | None = None) -> ResidualLeTCC:
-    """``scheme`` with a residual added to its encoder matrix (zero by default)."""
-    if not isinstance(scheme, LeTCC):
-        raise TypeError(f"residual_letcc extends a LeTCC scheme, got {type(scheme).__name__}.")
-    if residual is None:
-        residual = jnp.zeros((scheme.N, scheme.K), scheme.alpha.dtype)
-    residual = float_array(residual, "residual")
-    if residual.shape != (scheme.N, scheme.K):
-        raise ValueError(
-            f"residual must have shape (N, K) = ({scheme.N}, {scheme.K}), got {residual.shape}."
-        )
-    return ResidualLeTCC(**_letcc_fields(scheme), residual=residual)
-
-
-def _letcc_fields(scheme: LeTCC) -> dict:
-    return {field.name: getattr(scheme, field.name) for field in dataclasses.fields(LeTCC)}
-
-
-# ------------------------------------------------------------------ the loss
-
-
-def _batches(X, K: int):
-    """Calibration inputs as (C, K, d) batches; a single (K, d) batch becomes C = 1."""
-    X = float_array(X, "X_cal")
-    if X.ndim == 2:
-        X = X[None]
-    if X.ndim != 3 or X.shape[1] != K:
-        raise ValueError(
-            f"X_cal must have shape (K, d) or (C, K, d) with K = {K}, got {X.shape}. "
-            "Flatten each input to a vector first."
-        )
-    check_finite(X, "X_cal")
-    return X
-
-
-@functools.partial(jax.jit, static_argnames=("f", "trials", "stragglers", "faults"))
-def _expected_loss(f, scheme, X, key, trials, stragglers, faults):
-    labels = jnp.zeros((scheme.K,), jnp.int32)
-
-    def one_batch(x, k):
-        result = _monte_carlo(f, scheme, x, k, labels, trials, stragglers, faults, False,
-                              min(64, trials))
-        return jnp.mean(result.mse)
-
-    return jnp.mean(jax.vmap(one_batch)(X, jax.random.split(key, X.shape[0])))
-
-
-def expected_loss(
-    f: Callable,
-    scheme: LeTCC,
-    X_cal: Float[Array, "C K d"],
-    key: jax.Array,
-    *,
-    trials: int = 32,
-    stragglers=NoStragglers(),
-    faults: Sequence = (),
-) -> Float[Array, ""]:
-    """Monte Carlo estimate of the paper's loss, averaged over calibration batches.
-
-    Exactly ``monte_carlo``'s mean MSE for each (K, d) batch of ``X_cal``, batch c using
-    the c-th key of ``jax.random.split(key, C)``; differentiable in every leaf of
-    ``scheme`` (``jax.grad`` of this function is what ``tune`` follows).
-    """
-    X = _batches(X_cal, scheme.K)
-    _check_inputs(f, scheme, X[0], stragglers)
-    _check_trials(trials, "trials")
-    return _expected_loss(f, scheme, X, key, trials, stragglers, tuple(faults))
-
-
-def grid_search(
-    f: Callable,
-    scheme: LeTCC,
-    X_cal: Float[Array, "C K d"],
-    key: jax.Array,
-    **options,
-) -> LambdaSearch:
-    """``select_lambda`` on several calibration batches: the same grid, the same key (common
-    random numbers) for every batch, the loss tables averaged, the best pair kept.
-
-    ``options`` go to ``select_lambda`` (``lam_enc_grid``, ``lam_dec_grid``, ``trials``,
-    ``stragglers``, ``faults``, ``progress``).
-    """
-    X = _batches(X_cal, scheme.K)
-    searches = [select_lambda(f, scheme, x, key, **options) for x in X]
-    mse = np.mean([s.mse for s in searches], axis=0)
-    i, j = np.unravel_index(np.nanargmin(mse), mse.shape)
-    first = searches[0]
-    dtype = scheme.alpha.dtype
-    best = scheme.replace(lam_enc=jnp.asarray(first.lam_enc[i], dtype),
-                          lam_dec=jnp.asarray(first.lam_dec[j], dtype))
-    return LambdaSearch(best, first.lam_enc, first.lam_dec, mse)
 
 
 # ------------------------------------------------------------------ tuning
@@ -306,11 +183,11 @@ def _optimizer(spec: _Spec):
 
 def _objective(params, train, template, X, key, scale, f, trials, stragglers, faults, spec):
     scheme = _scheme(template, params, train, spec)
-    loss = _expected_loss(f, scheme, X, key, trials, stragglers, faults) / scale
+    loss = _round.expected_loss(f, scheme, X, key, stragglers, faults, trials=trials) / scale
     return loss + spec.residual_l2 * jnp.sum(scheme.residual**2)
 
 
-@functools.partial(jax.jit, static_argnames=("f", "trials", "stragglers", "faults", "spec"))
+@functools.partial(jax.jit, static_argnames=("f", "trials", "spec"))
 def _step(params, opt_state, train, template, X, key, scale, f, trials, stragglers, faults,
           spec):
     loss, grads = jax.value_and_grad(_objective)(params, train, template, X, key, scale, f,
@@ -320,7 +197,8 @@ def _step(params, opt_state, train, template, X, key, scale, f, trials, straggle
 
 
 def _plain(scheme: ResidualLeTCC) -> LeTCC:
-    return LeTCC(**_letcc_fields(scheme))
+    return LeTCC(**{field.name: getattr(scheme, field.name)
+                    for field in dataclasses.fields(LeTCC)})
 
 
 class TuningResult(NamedTuple):
@@ -347,19 +225,14 @@ class TuningResult(NamedTuple):
     best_step: int
 
 
-def _check_trials(value, name):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
 def tune(
     f: Callable,
     scheme: LeTCC,
     X_cal: Float[Array, "C K d"],
     key: jax.Array,
     *,
-    stragglers=NoStragglers(),
-    faults: Sequence = (),
+    stragglers: StragglerModel = NoStragglers(),
+    faults: Sequence[FaultModel] = (),
     learn: Sequence[str] = ("alpha", "beta", "lam_enc", "lam_dec"),
     steps: int = 200,
     trials: int = 32,
@@ -416,30 +289,31 @@ def tune(
     for value, name in ((steps, "steps"), (trials, "trials"),
                         (validation_trials, "validation_trials"),
                         (validate_every, "validate_every")):
-        _check_trials(value, name)
+        check_positive_int(value, name)
     rates = (learning_rate, lambda_learning_rate, residual_learning_rate)
     if not all(np.isfinite(r) and r > 0 for r in rates):
         raise ValueError(f"learning rates must be finite and > 0, got {rates}.")
     if not (np.isfinite(residual_l2) and residual_l2 >= 0):
         raise ValueError(f"residual_l2 must be finite and >= 0, got {residual_l2!r}.")
-    X = _batches(X_cal, scheme.K)
-    _check_inputs(f, scheme, X[0], stragglers)
+    X = calibration_batches(X_cal, scheme.K)
+    X, faults = check_round(f, scheme, X, stragglers, faults, name="X_cal")
+    if _round.batch_shape((scheme, stragglers, faults)):
+        raise ValueError("tune tunes one scheme in one setting; its arguments are a sweep.")
     with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)
     # Tuning always runs on a ResidualLeTCC (zero, frozen residual unless learned).
-    template = scheme if isinstance(scheme, ResidualLeTCC) else residual_letcc(scheme)
+    template = scheme if isinstance(scheme, ResidualLeTCC) else ResidualLeTCC.from_letcc(scheme)
     spec = _Spec(bool(pin_alpha_ends), bool(pin_beta_ends), float(learning_rate),
                  float(lambda_learning_rate), float(residual_learning_rate),
                  float(residual_l2))
     params = _init_params(template, learn, spec)
     train = {name: jnp.asarray(name in learn) for name in LEARNABLE}
-    faults = tuple(faults)
     k_train, k_val = jax.random.split(key)
 
     def validate(p):
         candidate = _scheme(template, p, train, spec)
         candidate = candidate if with_residual else _plain(candidate)
-        return candidate, float(_expected_loss(f, candidate, X, k_val, validation_trials,
-                                               stragglers, faults))
+        return candidate, float(_round.expected_loss_compiled(
+            f, candidate, X, k_val, stragglers, faults, trials=validation_trials))
 
     best, best_loss = validate(params)
     if not np.isfinite(best_loss):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core._schemes import Scheme
-from .._validation import check_finite, check_mask, check_matrix, float_array
+from .._validation import check_mask
 from ._faults import WorkerFaults
 
 __all__ = ["Backend", "NotEnoughResults", "Timings", "WorkerResult"]
@@ -130,16 +130,6 @@ class Answers:
         return self.answered & np.all(np.isfinite(self.outputs), axis=1)
 
 
-@jax.jit
-def _encode(scheme, X):
-    return scheme.encode(X)
-
-
-@jax.jit
-def _decode(scheme, Y, used):
-    return scheme.decode(Y, used)
-
-
 class Backend:
     """An execution backend: where and how the N workers evaluate f.
 
@@ -191,9 +181,6 @@ class Backend:
             raise TypeError(
                 f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got {scheme!r}."
             )
-        X = float_array(X, "X")
-        check_matrix(X, scheme.K, "X", "K")
-        check_finite(X, "X", " Coded computing needs finite inputs; clean or drop them first.")
         N = scheme.N
         alive = np.ones((N,), bool) if alive is None else np.asarray(check_mask(alive, N))
         need = _check_wait_for(wait_for, int(alive.sum()))
@@ -205,7 +192,7 @@ class Backend:
             faults.check(N)
 
         encoding = time.perf_counter()
-        coded = np.asarray(_encode(scheme, X))
+        coded = np.asarray(scheme.encode(X))
         encoded = time.perf_counter()
         m, dtype = _output_spec(f, coded)
 
@@ -219,7 +206,7 @@ class Backend:
 
         used = answers.valid()
         _check_enough(scheme, used, answers, self.name)
-        estimate = np.asarray(_decode(scheme, jnp.asarray(answers.outputs), jnp.asarray(used)))
+        estimate = np.asarray(scheme.decode(answers.outputs, used))
         done = time.perf_counter()
         timings = Timings(
             encoded - encoding,
@@ -268,7 +255,7 @@ def _output_spec(f, coded: np.ndarray) -> tuple[int, np.dtype]:
 
 
 def _check_enough(scheme: Scheme, used: np.ndarray, answers: Answers, backend: str):
-    recovered = np.asarray(scheme.recovered(jnp.asarray(used)))
+    recovered = np.asarray(scheme.recovered(used))
     if recovered.all():
         return
     lost = np.flatnonzero(~recovered).tolist()

@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..sim._evaluate import _outputs
+from ..core._round import outputs
 from ._base import Answers, Backend, Round
 
 __all__ = ["ShardedBackend", "VmapBackend"]
@@ -48,7 +48,7 @@ class _Lockstep(Backend):
         raise NotImplementedError
 
 
-_vmap_outputs = jax.jit(_outputs, static_argnames="f")
+_vmap_outputs = jax.jit(outputs, static_argnames="f")
 
 
 class VmapBackend(_Lockstep):
@@ -63,7 +63,7 @@ class VmapBackend(_Lockstep):
 @functools.partial(jax.jit, static_argnames=("f", "mesh", "axis"))
 def _sharded_outputs(f, coded, mesh, axis):
     per_device = jax.shard_map(
-        functools.partial(_outputs, f), mesh=mesh, in_specs=P(axis), out_specs=P(axis)
+        functools.partial(outputs, f), mesh=mesh, in_specs=P(axis), out_specs=P(axis)
     )
     # Replicate the (N, m) outputs so that every process can decode them.
     return jax.lax.with_sharding_constraint(per_device(coded), NamedSharding(mesh, P()))

@@ -1,0 +1,446 @@
+"""The round kernel: the traced code of one coded round, and of many.
+
+Everything here is pure JAX without validation, written for one straggler pattern and
+batched by ``vmap``/``lax.map``: the workers' outputs, faults, erasures, decoding under a
+survivor mask, the metrics, Monte Carlo trials, and sweeps over parameter grids. Every
+public entry point of the library (``Scheme.decode``, ``run_coded``, ``monte_carlo``,
+``select_lambda``, ``tune``, the worker backends) validates its arguments in Python and
+then calls one of the compiled functions at the end of this module, whose compilations are
+cached on the pytree structure (scheme type and static fields, model types and sizes),
+shapes and dtypes: a new straggler mask, noise level or lambda is new data, never a new
+compilation.
+
+Schemes implement three traced rules (``apply_encoder``, ``apply_decoder``,
+``apply_recovery``); fault and straggler models implement ``apply`` and ``sample``. This
+module only calls those, so it imports no scheme or model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.custom_batching import custom_vmap
+from jaxtyping import Array, Bool, Float, Int
+
+__all__ = [
+    "CodedResult",
+    "MonteCarloResult",
+    "usable",
+    "decode",
+    "outputs",
+    "apply_faults",
+    "sample_round",
+    "run_round",
+    "mse",
+    "relacc",
+    "trial_metrics",
+    "batch_shape",
+    "over_grid",
+    "padded_map",
+    "monte_carlo",
+    "expected_loss",
+]
+
+
+class CodedResult(NamedTuple):
+    """One coded round.
+
+    Attributes:
+      estimate: (K, m) decoded estimates of f(x_k).
+      alive: (N,) mask of the results the decoder used (answered and finite).
+      outputs: (N, m) what the workers returned (after faults; stragglers included).
+      recovered: (K,) which inputs got a genuine estimate.
+    """
+
+    estimate: Float[Array, "K m"]
+    alive: Bool[Array, " N"]
+    outputs: Float[Array, "N m"]
+    recovered: Bool[Array, " K"]
+
+
+class MonteCarloResult(NamedTuple):
+    """Per-trial metrics of ``monte_carlo``, each of shape (*grid, trials): ``grid`` is
+    the broadcast shape of the swept parameters (empty without a sweep).
+
+    Attributes:
+      mse: (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2, the paper's loss for that pattern.
+      rmse: sqrt(mse).
+      recovered: fraction of the K inputs with a genuine estimate (unrecovered inputs are
+        estimated as 0 and still count in mse).
+      survivors: number of results the decoder used.
+      relacc: accuracy of argmax f_hat against labels / accuracy of argmax f (NaN if no
+        labels were given).
+      agreement: fraction of inputs where argmax f_hat == argmax f (NaN without labels).
+    """
+
+    mse: Float[Array, "*grid T"]
+    rmse: Float[Array, "*grid T"]
+    recovered: Float[Array, "*grid T"]
+    survivors: Int[Array, "*grid T"]
+    relacc: Float[Array, "*grid T"]
+    agreement: Float[Array, "*grid T"]
+
+    def summary(self) -> dict:
+        """Mean and standard deviation over trials of every metric: Python floats, or
+        arrays of the grid's shape for a sweep; plus ``failure_rate``, the share of trials
+        that lost an input."""
+        grid = np.shape(self.mse)[:-1]
+
+        def scalar(v):
+            return float(v) if not grid else np.asarray(v)
+
+        out = {"trials": int(np.shape(self.mse)[-1])}
+        for name in self._fields:
+            values = np.asarray(getattr(self, name), np.float64)
+            out[f"{name}_mean"] = scalar(np.mean(values, axis=-1))
+            out[f"{name}_std"] = scalar(np.std(values, axis=-1))
+        out["failure_rate"] = scalar(np.mean(np.asarray(self.recovered) < 1.0, axis=-1))
+        return out
+
+
+# ------------------------------------------------------------------- one round
+
+
+def usable(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:
+    """The survivor mask after erasures: a row with a NaN or inf counts as missing."""
+    return alive & jnp.all(jnp.isfinite(Y), axis=1)
+
+
+def _decode_usable(scheme, Y, used):
+    """The scheme's decoder on the usable rows (the others zeroed, so that no NaN from a
+    straggler's row can reach the estimate, not even through a zero weight)."""
+    return scheme.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
+
+
+def decode(scheme, Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Float[Array, "K m"]:
+    """Estimates from the usable results: erasures, then the scheme's decoder."""
+    return _decode_usable(scheme, Y, usable(Y, alive))
+
+
+def decode_report(scheme, Y, alive):
+    """``decode``, plus the mask it used and which inputs it could estimate."""
+    used = usable(Y, alive)
+    return _decode_usable(scheme, Y, used), used, scheme.apply_recovery(used)
+
+
+def encode_report(scheme, X):
+    """The coded inputs, plus whether every input was finite (checked by the caller)."""
+    return scheme.apply_encoder(X), jnp.all(jnp.isfinite(X))
+
+
+def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
+    """f on every row of X, each output flattened to a row (a scalar f gives m = 1)."""
+    Y = jax.vmap(f)(X)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    return Y.reshape(Y.shape[0], -1)
+
+
+def apply_faults(key, Y: Float[Array, "N m"], faults: Sequence) -> Float[Array, "N m"]:
+    """The fault models applied in order, each with its own sub-key."""
+    for k, fault in zip(jax.random.split(key, max(len(faults), 1)), faults):
+        Y = fault.apply(k, Y)
+    return Y
+
+
+def sample_round(scheme, stragglers, faults, Y, key):
+    """One round's randomness: which workers answer and what the faults make of their
+    honest outputs ``Y``. Returns the outputs after faults and the usable mask. The key
+    is split as ``run_round`` and ``monte_carlo`` split it, so trial i of a Monte Carlo
+    run is ``run_round`` with that trial's key."""
+    k_mask, k_fault = jax.random.split(key)
+    Y = apply_faults(k_fault, Y, faults)
+    return Y, usable(Y, stragglers.sample(k_mask, scheme.N))
+
+
+def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:
+    """Encode, run f on every worker, draw stragglers and faults, decode."""
+    Y, used = sample_round(scheme, stragglers, faults, outputs(f, scheme.apply_encoder(X)), key)
+    return CodedResult(_decode_usable(scheme, Y, used), used, Y, scheme.apply_recovery(used))
+
+
+# ----------------------------------------------------------------------- metrics
+
+
+def mse(estimate: Float[Array, "K m"], truth: Float[Array, "K m"]) -> Float[Array, ""]:
+    """(1/K) sum_k ||estimate_k - truth_k||^2."""
+    return jnp.mean(jnp.sum((estimate - truth) ** 2, axis=-1))
+
+
+def relacc(
+    estimate: Float[Array, "K m"], truth: Float[Array, "K m"], labels: Int[Array, " K"]
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """(RelAcc, agreement): accuracy of argmax(estimate) over accuracy of argmax(truth)
+    against ``labels``, and the fraction of matching argmaxes."""
+    pred, ref = jnp.argmax(estimate, -1), jnp.argmax(truth, -1)
+
+    def rate(hits):
+        return jnp.mean(hits.astype(estimate.dtype))
+
+    labels = labels.astype(pred.dtype)
+    acc_ref = rate(ref == labels)
+    rel = rate(pred == labels) / jnp.where(acc_ref > 0, acc_ref, jnp.nan)
+    return rel, rate(pred == ref)
+
+
+def trial_metrics(estimate, truth, labels, used, recovered) -> MonteCarloResult:
+    """The metrics of one trial (scalars); RelAcc and agreement are NaN without labels."""
+    err = mse(estimate, truth)
+    if labels is None:
+        rel = agree = jnp.full((), jnp.nan, err.dtype)
+    else:
+        rel, agree = relacc(estimate, truth, labels)
+    rec = jnp.mean(recovered.astype(err.dtype))
+    return MonteCarloResult(err, jnp.sqrt(err), rec, jnp.sum(used.astype(jnp.int32)), rel, agree)
+
+
+# ------------------------------------------------------------------------ sweeps
+
+
+def _leaf_ndims(tree) -> list[int]:
+    """The unbatched rank of every leaf of ``tree``, in ``jax.tree.leaves`` order.
+
+    Dataclass pytrees (schemes, models) declare it per field as ``metadata={"ndim": n}``
+    (default 0: a scalar parameter); leaves elsewhere are scalars.
+    """
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        ranks = []
+        for field in dataclasses.fields(tree):
+            if not field.metadata.get("static", False):
+                count = len(jax.tree.leaves(getattr(tree, field.name)))
+                ranks += [field.metadata.get("ndim", 0)] * count
+        return ranks
+    if isinstance(tree, (tuple, list)):
+        return [rank for item in tree for rank in _leaf_ndims(item)]
+    return [0] * len(jax.tree.leaves(tree))
+
+
+def _split_shapes(tree):
+    """(leaves, treedef, batch shape of each leaf, unbatched shape of each leaf)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    batch, base = [], []
+    for leaf, rank in zip(leaves, _leaf_ndims(tree)):
+        shape = np.shape(leaf)
+        if len(shape) < rank:
+            raise ValueError(f"a parameter of shape {shape} needs at least {rank} dimensions.")
+        batch.append(shape[: len(shape) - rank])
+        base.append(shape[len(shape) - rank:])
+    return leaves, treedef, batch, base
+
+
+def batch_shape(tree) -> tuple[int, ...]:
+    """The sweep grid of ``tree`` (schemes, models, tuples of them): the broadcast of the
+    leading axes that parameters carry beyond their own rank; () when nothing is swept."""
+    _, _, batch, _ = _split_shapes(tree)
+    try:
+        return tuple(np.broadcast_shapes(*batch)) if batch else ()
+    except ValueError:
+        swept = sorted({s for s in batch if s})
+        raise ValueError(
+            f"swept parameters have leading axes {swept} that do not broadcast together; "
+            "give them broadcastable shapes (e.g. (10, 1) and (26,) for a 10 x 26 grid)."
+        ) from None
+
+
+def padded_map(fn: Callable, xs, batch_size: int):
+    """``lax.map(fn, xs, batch_size=batch_size)``, with the leading axis padded to a multiple
+    of ``batch_size`` by repeating its last item (the extra outputs are cut off): one
+    compiled body instead of a second one for the remainder."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    batch_size = max(1, min(batch_size, n))
+    pad = -n % batch_size
+    if pad:
+        index = jnp.minimum(jnp.arange(n + pad), n - 1)
+        xs = jax.tree.map(lambda x: x[index], xs)
+    out = lax.map(fn, xs, batch_size=batch_size)
+    return jax.tree.map(lambda v: v[:n], out) if pad else out
+
+
+def over_grid(fn: Callable, tree, batch_size: int | None = 1):
+    """``fn(tree)`` at every point of ``tree``'s sweep grid, outputs stacked as (*grid, ...).
+
+    Without a sweep this is ``fn(tree)``. Otherwise every leaf is broadcast to the grid,
+    and the points run through ``lax.map`` with ``batch_size`` points vmapped at a time
+    (1: one after another, which keeps the working set of each point; None: all at once).
+    """
+    grid = batch_shape(tree)
+    if not grid:
+        return fn(tree)
+    leaves, treedef, _, base = _split_shapes(tree)
+    points = math.prod(grid)
+    flat = [jnp.broadcast_to(leaf, grid + b).reshape((points,) + b)
+            for leaf, b in zip(leaves, base)]
+    out = padded_map(lambda ls: fn(jax.tree.unflatten(treedef, ls)), flat,
+                     points if batch_size is None else batch_size)
+    return jax.tree.map(lambda v: v.reshape(grid + v.shape[1:]), out)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Outputs:
+    """Honest worker outputs as a sweep-aware leaf: (N, m) per grid point."""
+
+    Y: Float[Array, "*grid N m"] = dataclasses.field(metadata={"ndim": 2})
+
+
+# ------------------------------------------------------------------- Monte Carlo
+
+
+def _trial_batch(batch_size: int | None, trials: int) -> int:
+    return trials if batch_size is None else max(1, min(batch_size, trials))
+
+
+def _grid_trials(keys, scheme, stragglers, faults, honest, truth, labels, batch_size):
+    """Per-trial metrics (*grid, T) of trials with ``keys`` (T,), on every grid point."""
+    batch = _trial_batch(batch_size, keys.shape[0])
+
+    def at(point):
+        scheme, stragglers, faults, honest = point
+
+        def trial(key):
+            Y, used = sample_round(scheme, stragglers, faults, honest.Y, key)
+            return trial_metrics(_decode_usable(scheme, Y, used), truth, labels, used,
+                                 scheme.apply_recovery(used))
+
+        return padded_map(trial, keys, batch)
+
+    # Few trials per point: vmap several points at once, so a batch still fills the cache.
+    grid_batch = max(1, _trial_batch(batch_size, 1 << 30) // batch)
+    return over_grid(at, (scheme, stragglers, faults, honest), grid_batch)
+
+
+def monte_carlo(f, scheme, X, key, labels, stragglers, faults, *, trials: int,
+                batch_size: int | None = 64, devices: tuple = ()) -> MonteCarloResult:
+    """Per-trial metrics of ``trials`` straggler patterns: (*grid, trials) for inputs X of
+    shape (K, d), and (*grid, C, trials) for C batches X of shape (C, K, d).
+
+    f runs on X once and on the coded inputs once per point of the encoder's own grid
+    (usually once: sweeping a decoder-only parameter such as ``lam_dec`` reuses the
+    outputs). Trial t uses key t of ``jax.random.split(key, trials)``; with batches, batch c
+    uses ``key_c = jax.random.split(key, C)[c]`` in its place. Every grid point sees the
+    same keys (common random numbers), on any number of ``devices``. ``labels``: None, (K,)
+    or, with batches, (C, K).
+    """
+    batched = X.ndim == 3
+    if batched:
+        keys = jax.vmap(lambda k: jax.random.split(k, trials))(jax.random.split(key, X.shape[0]))
+    else:
+        X, keys = X[None], jax.random.split(key, trials)[None]
+        labels = None if labels is None else labels[None]
+    truth = jax.vmap(functools.partial(outputs, f))(X)
+    encoder = scheme.encoder_view()
+    honest = jax.vmap(lambda x: over_grid(lambda s: outputs(f, s.apply_encoder(x)), encoder))(X)
+
+    def run(keys, scheme, stragglers, faults, honest, truth, labels):
+        """(*grid, C, T) metrics of this device's trials, batch after batch."""
+
+        def batch(inputs):
+            keys, honest, truth, labels = inputs
+            return _grid_trials(keys, scheme, stragglers, faults, _Outputs(honest), truth,
+                                labels, batch_size)
+
+        out = lax.map(batch, (keys, honest, truth, labels))
+        return jax.tree.map(lambda v: jnp.moveaxis(v, 0, -2), out)
+
+    args = (scheme, stragglers, faults, honest, truth, labels)
+    if len(devices) <= 1:
+        out = run(keys, *args)
+    else:
+        # The last device's share is padded with repeats of the last key, then cut off.
+        per = -(-trials // len(devices))
+        keys = keys[:, jnp.minimum(jnp.arange(per * len(devices)), trials - 1)]
+        grid = batch_shape((scheme, stragglers, faults))
+        spec = jax.sharding.PartitionSpec
+        mesh = jax.sharding.Mesh(np.asarray(devices), ("trials",))
+        out = jax.shard_map(run, mesh=mesh, in_specs=(spec(None, "trials"),) + (spec(),) * 6,
+                            out_specs=spec(*([None] * (len(grid) + 1)), "trials"),
+                            check_vma=False)(keys, *args)
+        out = jax.tree.map(lambda v: v[..., :trials], out)
+    return out if batched else jax.tree.map(lambda v: v[..., 0, :], out)
+
+
+def expected_loss(f, scheme, X, key, stragglers, faults, *, trials: int,
+                  batch_size: int | None = 64) -> Float[Array, "*grid"]:
+    """Mean Monte Carlo loss over calibration batches X (C, K, d) and trials (the keys of
+    ``monte_carlo`` with batches). Differentiable in every leaf of ``scheme``."""
+    result = monte_carlo(f, scheme, X, key, None, stragglers, faults, trials=trials,
+                         batch_size=batch_size)
+    return jnp.mean(result.mse, axis=(-2, -1))
+
+
+# ---------------------------------------------------------- vmap in cache blocks
+
+#: Elements of one pattern's outputs that a vmapped block should hold in all: 64
+#: patterns at N = 200, m = 10 (measured fastest on a CPU).
+BLOCK_ELEMENTS = 1 << 17
+
+
+def _in_cache_blocks(fn: Callable, per_item: Callable[..., int]) -> Callable:
+    """``fn``, except that under ``vmap`` on a CPU the batch runs in blocks that fit in the
+    cache (``lax.map`` with ``batch_size``), as ``monte_carlo`` runs its trials: one huge
+    vmapped batch streams every intermediate through memory. ``per_item(*args)`` is the
+    size of one item's working set. Derivatives follow ``fn`` itself."""
+
+    @custom_vmap
+    def blocked(*args):
+        return fn(*args)
+
+    @blocked.def_vmap
+    def _(axis_size, in_batched, *args):
+        block = max(1, BLOCK_ELEMENTS // max(per_item(*args), 1))
+        flags = jax.tree.leaves(in_batched)
+        if axis_size <= block or jax.default_backend() != "cpu":
+            in_axes = tuple(jax.tree.map(lambda b: 0 if b else None, in_batched))
+            out = jax.vmap(fn, in_axes=in_axes)(*args)
+        else:
+            leaves, treedef = jax.tree.flatten(args)
+            batched = [leaf for leaf, b in zip(leaves, flags) if b]
+
+            def item(xs):
+                it = iter(xs)
+                full = [next(it) if b else leaf for leaf, b in zip(leaves, flags)]
+                return fn(*jax.tree.unflatten(treedef, full))
+
+            out = lax.map(item, batched, batch_size=block)
+        return out, jax.tree.map(lambda _: True, out)
+
+    differentiable = jax.custom_jvp(blocked)
+    differentiable.defjvp(lambda primals, tangents: jax.jvp(fn, primals, tangents))
+    return differentiable
+
+
+def _pattern_size(scheme, Y, alive) -> int:
+    return math.prod(np.shape(Y)[-2:])
+
+
+# --------------------------------------------------------- compiled entry points
+# Module-level jitted functions: their caches are what makes eager calls cheap.
+
+encode_compiled = jax.jit(encode_report)
+decode_compiled = jax.jit(_in_cache_blocks(decode_report, _pattern_size))
+recovery_compiled = jax.jit(lambda scheme, alive: scheme.apply_recovery(alive))
+
+
+@functools.partial(jax.jit, static_argnames="dtype")
+def encoder_matrix_compiled(scheme, dtype):
+    return scheme.apply_encoder(jnp.eye(scheme.K, dtype=dtype))
+
+
+@functools.partial(jax.jit, static_argnames="dtype")
+def decoder_matrix_compiled(scheme, alive, dtype):
+    return _decode_usable(scheme, jnp.diag(alive.astype(dtype)), alive)
+
+
+run_round_compiled = jax.jit(run_round, static_argnames="f")
+monte_carlo_compiled = jax.jit(monte_carlo,
+                               static_argnames=("f", "trials", "batch_size", "devices"))
+expected_loss_compiled = jax.jit(expected_loss, static_argnames=("f", "trials", "batch_size"))
+
