@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import json
 import os
@@ -15,17 +16,27 @@ import jax
 import numpy as np
 
 
-def use_every_core() -> None:
-    """One JAX CPU device per core, so that ``lc.monte_carlo`` shares its trials between
-    them (per-trial results do not depend on it). Leaves an explicit choice alone
-    (``jax_num_cpu_devices`` or XLA_FLAGS), and is a no-op once JAX has run anything, e.g.
-    when an experiment's ``main`` is called from a test."""
-    if jax.config.jax_num_cpu_devices > 0 or "device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    try:
-        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-    except RuntimeError:
-        pass  # JAX is already running: keep its devices
+def configure_jax() -> None:
+    """The experiments' JAX set-up, before anything runs.
+
+    - One JAX CPU device per core, so that ``lc.monte_carlo`` shares its trials between them
+      (per-trial results do not depend on it). An explicit choice (``jax_num_cpu_devices``
+      or XLA_FLAGS) is left alone, and nothing changes once JAX has run (e.g. when an
+      experiment's ``main`` is called from a test).
+    - XLA's compiled programs kept on disk under ``$LETCC_JAX_CACHE/xla`` (default
+      ``~/.cache/letcc_jax/xla``): compilation is most of a first run, and a second run
+      skips it. ``LETCC_JAX_XLA_CACHE=0`` turns this off; an explicit
+      ``jax_compilation_cache_dir`` is left alone.
+    """
+    if jax.config.jax_num_cpu_devices <= 0 and "device_count" not in os.environ.get("XLA_FLAGS", ""):
+        try:
+            jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+        except RuntimeError:
+            pass  # JAX is already running: keep its devices
+    if os.environ.get("LETCC_JAX_XLA_CACHE", "1") != "0" and not jax.config.jax_compilation_cache_dir:
+        root = Path(os.environ.get("LETCC_JAX_CACHE", "~/.cache/letcc_jax")).expanduser()
+        jax.config.update("jax_compilation_cache_dir", str(root / "xla"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def environment() -> dict:
@@ -66,17 +77,18 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def print_config(name: str, config: dict) -> None:
-    print(f"{name} config: " + json.dumps(config, default=str))
+def print_config(name: str, config) -> None:
+    """One line: the experiment's resolved config (a dataclass) as JSON."""
+    print(f"{name} config: " + json.dumps(dataclasses.asdict(config), default=str))
 
 
 def parse_experiment_args(argv, description: str, configs: dict, *, untrained_help: str,
                           functions: list[str] | None = None):
     """The experiments' shared command line: ``--config`` (any entry of ``configs`` but
     "smoke"), ``--smoke``, ``--untrained``, ``--out`` and, given ``functions``, a
-    ``--functions`` restriction. Returns ``(args, name, config)``: the chosen config's name
-    and a copy of it, with ``functions`` overridden when the flag is given."""
-    use_every_core()
+    ``--functions`` restriction. Returns ``(args, config)``: the chosen config with the run's
+    ``name`` and ``untrained`` set, and ``functions`` overridden when the flag is given."""
+    configure_jax()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", choices=[c for c in configs if c != "smoke"], default="cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
@@ -87,7 +99,7 @@ def parse_experiment_args(argv, description: str, configs: dict, *, untrained_he
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     name = "smoke" if args.smoke else args.config
-    config = dict(configs[name])
+    config = dataclasses.replace(configs[name], name=name, untrained=args.untrained)
     if functions and args.functions:
-        config["functions"] = args.functions
-    return args, name, config
+        config = dataclasses.replace(config, functions=tuple(args.functions))
+    return args, config

@@ -1,10 +1,14 @@
 """Resolved sizes of the experiments: ``cpu`` (minutes on two cores), ``paper`` (the paper's
-datasets, when their files are present) and ``smoke`` (seconds, for CI).
+datasets, when their files are present), ``demo`` (``make demo``) and ``smoke`` (seconds, for
+CI). One frozen dataclass per experiment; a command line picks one of its named instances and
+sets the run's fields with ``dataclasses.replace``.
 
 Settings are (N, K, S) with S = N - |F| stragglers; |F| stays between 0.5 N and 0.9 N.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -14,130 +18,230 @@ LAM_DEC_GRID = tuple(float(v) for v in np.concatenate([[0.0], np.logspace(-8, 0,
 #: best lam_dec measured ~1e-9, below LAM_DEC_GRID (which then picked 0 and plateaued).
 LAM_DEC_GRID_FINE = tuple(float(v) for v in np.concatenate([[0.0], np.logspace(-12, 0, 25)]))
 
-#: Overrides of the default TrainConfig for make demo (LeNet-5: 3 epochs instead of 5).
-_DEMO_TRAIN = {"epochs": 3}
+Setting = tuple[int, int, int]
 
-_CPU_SETTINGS = [(20, 5, 6), (50, 10, 15), (100, 20, 30), (200, 20, 80)]
+
+class FrozenDict(dict):
+    """A dict that cannot change and hashes by its items, so that a config holding one stays
+    immutable and hashable; ``dataclasses.asdict`` and ``json`` still see a plain dict, which
+    keeps results.json as it was."""
+
+    def __hash__(self):
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self):
+        return type(self), (dict(self),)
+
+    def _immutable(self, *args, **kwargs):
+        raise TypeError("a config is immutable: make a new one with dataclasses.replace")
+
+    __setitem__ = __delitem__ = __ior__ = _immutable
+    clear = pop = popitem = setdefault = update = _immutable
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Table1Config:
+    """Sizes of Table 1 (``experiments.table1``)."""
+
+    models: FrozenDict
+    """Model name -> the dataset it is trained and evaluated on."""
+    train: FrozenDict | None = None
+    """Overrides of the model's default ``TrainConfig`` (e.g. fewer epochs); None keeps it."""
+    settings: tuple[Setting, ...]
+    """The (N, K, S) rows, each run for every model."""
+    trials: int
+    batches: int
+    """Straggler draws on each of ``batches`` evaluation batches of K test images; the
+    per-trial values of all batches are pooled into one mean and std."""
+    cal_trials: int
+    lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec is the grid value with the lowest mean loss over ``cal_trials``
+    straggler draws on a calibration batch disjoint from the evaluation images."""
+    seed: int
+    """Seeds the data split and every straggler draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether the models keep their
+    random initial weights (a fast stand-in for tests)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ErrorVsNConfig:
+    """Sizes of the error-vs-N sweep (``experiments.error_vs_n``)."""
+
+    train: FrozenDict | None = None
+    """Overrides of LeNet-5's default ``TrainConfig``; None keeps it."""
+    N: tuple[int, ...]
+    K: int
+    """The worker counts swept, at a fixed number K of inputs."""
+    S_fraction: float
+    S_fixed: int
+    """The two straggler regimes: S = round(S_fraction N), or S = S_fixed; either leaves at
+    least 4 survivors at small N."""
+    rel_sigmas: tuple[float, ...]
+    """Noise sigma relative to the RMS of f's outputs on the evaluation inputs."""
+    functions: tuple[str, ...]
+    """The f swept: "synthetic" (a smooth function of a 1-D input) and/or "lenet5"."""
+    trials: int
+    batches: int
+    """``batches`` calibration batches of K inputs and as many disjoint evaluation batches,
+    ``trials`` straggler and noise draws on each. Calibration and evaluation share both
+    sizes, so that per (N, S) one compiled sweep serves them both."""
+    lam_dec_grid: tuple[float, ...]
+    """lam_dec is re-tuned on the grid for every (N, S, sigma), on the mean loss over the
+    calibration batches: one batch of K = 8 images picked lam_dec = 0 for LeNet-5 at
+    sigma/rms = 1e-3 where 1e-12 helped the evaluation images."""
+    seed: int
+    """Seeds the inputs, the data split and every straggler and noise draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
+    random initial weights (a fast stand-in for tests)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TuningConfig:
+    """Sizes of the tuned-against-grid comparison (``experiments.tuning``)."""
+
+    functions: tuple[str, ...]
+    settings: FrozenDict
+    """The f compared ("sincos", "tanh_net", "lenet5") and, per f, its (N, K, S) settings."""
+    rel_sigmas: tuple[float, ...]
+    """Noise sigma relative to the RMS of f's outputs."""
+    repeats: int
+    """Independent repeats, each with fresh calibration and evaluation inputs."""
+    batches: FrozenDict
+    """Per f: calibration batches of K inputs, and as many evaluation batches."""
+    cal_trials: int
+    eval_trials: int
+    steps: int
+    """Straggler draws: ``cal_trials`` per calibration loss (the grid search, each tuning
+    step), ``eval_trials`` per held-out evaluation and per validation of the tuned scheme;
+    ``steps``: Adam steps of ``letcc_jax.tune``."""
+    lam_dec_grid: tuple[float, ...]
+    """The grid searched for lam_dec, and from which GCV picks."""
+    seed: int
+    """Seeds the inputs, the random network and every draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
+    random initial weights (a fast stand-in for tests)."""
+
+
+#: Overrides of the default TrainConfig for make demo (LeNet-5: 3 epochs instead of 5).
+_DEMO_TRAIN = FrozenDict(epochs=3)
+
+_CPU_SETTINGS = ((20, 5, 6), (50, 10, 15), (100, 20, 30), (200, 20, 80))
 #: Low redundancy (N/K = 1.5 and 2), where replication has inputs with a single replica.
-_LOW_REDUNDANCY = [(30, 20, 6), (40, 20, 10)]
+_LOW_REDUNDANCY = ((30, 20, 6), (40, 20, 10))
 
 TABLE1 = {
-    "cpu": {
-        "models": {"lenet5": "fashion_mnist", "repvgg": "fashion_mnist", "vit": "fashion_mnist"},
-        "settings": _LOW_REDUNDANCY + _CPU_SETTINGS,
-        "trials": 25,
-        "batches": 4,
-        "cal_trials": 25,
-        "lam_dec_grid": LAM_DEC_GRID,
-        "seed": 0,
-    },
-    "paper": {
-        "models": {"lenet5": "mnist", "repvgg": "cifar10", "vit": "cifar100"},
-        "settings": _LOW_REDUNDANCY + _CPU_SETTINGS + [(200, 50, 40)],
-        "trials": 50,
-        "batches": 10,
-        "cal_trials": 50,
-        "lam_dec_grid": LAM_DEC_GRID,
-        "seed": 0,
-    },
+    "cpu": Table1Config(
+        models=FrozenDict(lenet5="fashion_mnist", repvgg="fashion_mnist", vit="fashion_mnist"),
+        settings=_LOW_REDUNDANCY + _CPU_SETTINGS,
+        trials=25,
+        batches=4,
+        cal_trials=25,
+        lam_dec_grid=LAM_DEC_GRID,
+        seed=0,
+    ),
+    "paper": Table1Config(
+        models=FrozenDict(lenet5="mnist", repvgg="cifar10", vit="cifar100"),
+        settings=_LOW_REDUNDANCY + _CPU_SETTINGS + ((200, 50, 40),),
+        trials=50,
+        batches=10,
+        cal_trials=50,
+        lam_dec_grid=LAM_DEC_GRID,
+        seed=0,
+    ),
     # make demo: LeNet-5 only, trained for fewer epochs (the whole demo, training included,
     # fits in five minutes on two cores); trials, batches and seed as in "cpu"
-    "demo": {
-        "models": {"lenet5": "fashion_mnist"},
-        "train": _DEMO_TRAIN,
-        "settings": [(30, 20, 6), (100, 20, 30)],
-        "trials": 25,
-        "batches": 4,
-        "cal_trials": 25,
-        "lam_dec_grid": LAM_DEC_GRID,
-        "seed": 0,
-    },
-    "smoke": {
-        "models": {"lenet5": "fashion_mnist"},
-        "settings": [(12, 4, 3)],
-        "trials": 20,
-        "batches": 2,
-        "cal_trials": 8,
-        "lam_dec_grid": (0.0, 1e-4, 1e-2),
-        "seed": 0,
-    },
+    "demo": Table1Config(
+        models=FrozenDict(lenet5="fashion_mnist"),
+        train=_DEMO_TRAIN,
+        settings=((30, 20, 6), (100, 20, 30)),
+        trials=25,
+        batches=4,
+        cal_trials=25,
+        lam_dec_grid=LAM_DEC_GRID,
+        seed=0,
+    ),
+    "smoke": Table1Config(
+        models=FrozenDict(lenet5="fashion_mnist"),
+        settings=((12, 4, 3),),
+        trials=20,
+        batches=2,
+        cal_trials=8,
+        lam_dec_grid=(0.0, 1e-4, 1e-2),
+        seed=0,
+    ),
 }
 
 ERROR_VS_N = {
-    "cpu": {
-        "N": [10, 16, 25, 40, 63, 100, 160, 250, 400, 630, 1000],
-        "K": 8,
-        "S_fraction": 0.2,
-        "S_fixed": 4,
-        # noise sigma relative to the RMS of f's outputs on the evaluation inputs
-        "rel_sigmas": [0.0, 1e-3, 1e-2],
-        "functions": ["synthetic", "lenet5"],
-        "trials": 50,
-        "batches": 4,
-        "cal_trials": 20,
-        # lam_dec is chosen on the mean over several batches: one batch of K = 8 images picked
-        # lam_dec = 0 for LeNet-5 at sigma/rms = 1e-3 where 1e-12 helped the evaluation images
-        "cal_batches": 4,
-        "lam_dec_grid": LAM_DEC_GRID_FINE,
-        "seed": 0,
-    },
+    "cpu": ErrorVsNConfig(
+        N=(10, 16, 25, 40, 63, 100, 160, 250, 400, 630, 1000),
+        K=8,
+        S_fraction=0.2,
+        S_fixed=4,
+        rel_sigmas=(0.0, 1e-3, 1e-2),
+        functions=("synthetic", "lenet5"),
+        trials=50,
+        batches=4,
+        lam_dec_grid=LAM_DEC_GRID_FINE,
+        seed=0,
+    ),
     # make demo: LeNet-5 only (the demo's), fewer N, sigmas and draws
-    "demo": {
-        "train": _DEMO_TRAIN,
-        "N": [10, 20, 40, 80, 160],
-        "K": 8,
-        "S_fraction": 0.2,
-        "S_fixed": 4,
-        "rel_sigmas": [0.0, 1e-2],
-        "functions": ["lenet5"],
-        "trials": 30,
-        "batches": 2,
-        "cal_trials": 10,
-        "cal_batches": 2,
-        "lam_dec_grid": LAM_DEC_GRID_FINE,
-        "seed": 0,
-    },
-    "smoke": {
-        "N": [10, 20],
-        "K": 4,
-        "S_fraction": 0.2,
-        "S_fixed": 2,
-        "rel_sigmas": [0.0, 1e-2],
-        "functions": ["synthetic", "lenet5"],
-        "trials": 8,
-        "batches": 2,
-        "cal_trials": 4,
-        "cal_batches": 2,
-        "lam_dec_grid": (0.0, 1e-4),
-        "seed": 0,
-    },
+    "demo": ErrorVsNConfig(
+        train=_DEMO_TRAIN,
+        N=(10, 20, 40, 80, 160),
+        K=8,
+        S_fraction=0.2,
+        S_fixed=4,
+        rel_sigmas=(0.0, 1e-2),
+        functions=("lenet5",),
+        trials=30,
+        batches=2,
+        lam_dec_grid=LAM_DEC_GRID_FINE,
+        seed=0,
+    ),
+    "smoke": ErrorVsNConfig(
+        N=(10, 20),
+        K=4,
+        S_fraction=0.2,
+        S_fixed=2,
+        rel_sigmas=(0.0, 1e-2),
+        functions=("synthetic", "lenet5"),
+        trials=8,
+        batches=2,
+        lam_dec_grid=(0.0, 1e-4),
+        seed=0,
+    ),
 }
 
 TUNING = {
-    "cpu": {
-        "functions": ["sincos", "tanh_net", "lenet5"],
-        "settings": {"sincos": [(20, 5, 6)], "tanh_net": [(50, 10, 15)], "lenet5": [(20, 5, 6)]},
-        # noise sigma relative to the RMS of f's outputs
-        "rel_sigmas": [0.0, 1e-1],
-        "repeats": 3,
-        # calibration batches of K inputs (and as many evaluation batches), per f
-        "batches": {"sincos": 16, "tanh_net": 16, "lenet5": 8},
-        "cal_trials": 32,
-        "eval_trials": 64,
-        "steps": 150,
-        "lam_dec_grid": LAM_DEC_GRID_FINE,
-        "seed": 0,
-    },
-    "smoke": {
-        "functions": ["sincos", "lenet5"],
-        "settings": {"sincos": [(10, 4, 3)], "lenet5": [(10, 4, 3)]},
-        "rel_sigmas": [1e-2],
-        "repeats": 2,
-        "batches": {"sincos": 2, "lenet5": 2},
-        "cal_trials": 4,
-        "eval_trials": 4,
-        "steps": 4,
-        "lam_dec_grid": (0.0, 1e-4),
-        "seed": 0,
-    },
+    "cpu": TuningConfig(
+        functions=("sincos", "tanh_net", "lenet5"),
+        settings=FrozenDict(sincos=((20, 5, 6),), tanh_net=((50, 10, 15),),
+                            lenet5=((20, 5, 6),)),
+        rel_sigmas=(0.0, 1e-1),
+        repeats=3,
+        batches=FrozenDict(sincos=16, tanh_net=16, lenet5=8),
+        cal_trials=32,
+        eval_trials=64,
+        steps=150,
+        lam_dec_grid=LAM_DEC_GRID_FINE,
+        seed=0,
+    ),
+    "smoke": TuningConfig(
+        functions=("sincos", "lenet5"),
+        settings=FrozenDict(sincos=((10, 4, 3),), lenet5=((10, 4, 3),)),
+        rel_sigmas=(1e-2,),
+        repeats=2,
+        batches=FrozenDict(sincos=2, lenet5=2),
+        cal_trials=4,
+        eval_trials=4,
+        steps=4,
+        lam_dec_grid=(0.0, 1e-4),
+        seed=0,
+    ),
 }

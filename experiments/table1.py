@@ -28,13 +28,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
+from experiments._common import SCHEMES, load_data, model_function
 from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
                              print_config, write_csv, write_json)
-from experiments.configs import TABLE1
-from letcc_jax.zoo.data import calibration_split, load_dataset
-from letcc_jax.zoo.models import make_model, pure_apply
+from experiments.configs import TABLE1, Table1Config
+from letcc_jax.zoo.data import calibration_split
 
-SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
 METRICS = ("rmse", "mse", "relacc", "agreement")
 
 METRIC_NOTE = (
@@ -47,35 +46,6 @@ METRIC_NOTE = (
     "trials losing at least one input). LeTCC: lam_enc = 0, lam_dec by select_lambda on a "
     "disjoint calibration batch."
 )
-
-
-def load_data(name: str):
-    """The dataset ``name``, or SystemExit with a clear message when its files are missing."""
-    try:
-        return load_dataset(name, download=False)
-    except (FileNotFoundError, OSError) as exc:
-        raise SystemExit(
-            f"table1: dataset {name!r} is not available offline ({exc}). Put its standard files "
-            "under $LETCC_DATA (see letcc_jax.zoo.data) or use --config cpu."
-        ) from None
-
-
-def model_function(name: str, ds, untrained: bool = False, progress: bool = False,
-                   train: dict | None = None):
-    """(f, test accuracy or None): f maps one flat (d,) image to logits.
-
-    The model is trained on first use and then loaded from the checkpoint cache
-    (``letcc_jax.zoo.train.get_trained_model``); ``train`` overrides fields of its default
-    ``TrainConfig`` (e.g. ``{"epochs": 3}``), ``progress`` shows training progress bars.
-    ``untrained`` uses freshly initialised weights (seed 0): a fast stand-in for tests.
-    """
-    if untrained:
-        return pure_apply(make_model(name, ds.image_shape, ds.num_classes, seed=0)), None
-    from letcc_jax.zoo.train import DEFAULT_CONFIGS, get_trained_model
-
-    config = dataclasses.replace(DEFAULT_CONFIGS[name], **train) if train else None
-    trained = get_trained_model(name, ds, config, progress=progress)
-    return pure_apply(trained.model), trained.record.get("test_accuracy")
 
 
 def pool(results) -> dict:
@@ -102,24 +72,24 @@ def flat(images) -> jnp.ndarray:
     return jnp.asarray(images.reshape(images.shape[0], -1))
 
 
-def run_setting(f, split, N, K, S, config, key):
+def run_setting(f, split, N, K, S, config: Table1Config, key):
     """All schemes at one (N, K, S): rows with pooled metrics and LeTCC's chosen lam_dec."""
     stragglers = lc.ExactStragglers(S)
     k_cal, k_eval = jax.random.split(key)
     search = lc.select_lambda(
-        f, lc.letcc(K, N), flat(split.x_cal[:K]), k_cal, lam_dec_grid=config["lam_dec_grid"],
-        trials=config["cal_trials"], stragglers=stragglers, progress=False,
+        f, lc.letcc(K, N), flat(split.x_cal[:K]), k_cal, lam_dec_grid=config.lam_dec_grid,
+        trials=config.cal_trials, stragglers=stragglers,
     )
     schemes = {"letcc": search.scheme, **{n: lc.make_scheme(n, K, N) for n in SCHEMES[1:]}}
     rows = []
     for name, scheme in schemes.items():
         results = []
-        for b in range(config["batches"]):
+        for b in range(config.batches):
             X = flat(split.x_eval[b * K:(b + 1) * K])
             labels = jnp.asarray(split.y_eval[b * K:(b + 1) * K])
             # same key per batch for every scheme: common straggler patterns across schemes
             results.append(lc.monte_carlo(f, scheme, X, jax.random.fold_in(k_eval, b),
-                                          trials=config["trials"], stragglers=stragglers,
+                                          trials=config.trials, stragglers=stragglers,
                                           labels=labels))
         row = {"N": N, "K": K, "S": S, "F": N - S, "scheme": name, **pool(results)}
         if name == "letcc":
@@ -128,21 +98,21 @@ def run_setting(f, split, N, K, S, config, key):
     return rows
 
 
-def run(config, untrained=False, progress=True):
+def run(config: Table1Config, progress=True):
     rows, models = [], {}
-    key = jax.random.PRNGKey(config["seed"])
-    K_max = max(K for _, K, _ in config["settings"])
+    key = jax.random.PRNGKey(config.seed)
+    K_max = max(K for _, K, _ in config.settings)
     # every dataset first: a missing file fails before any model is trained
-    datasets = {name: load_data(name) for name in dict.fromkeys(config["models"].values())}
-    jobs = [(m, s) for m in config["models"] for s in config["settings"]]
+    datasets = {name: load_data(name) for name in dict.fromkeys(config.models.values())}
+    jobs = [(m, s) for m in config.models for s in config.settings]
     bar = tqdm(jobs, desc="settings", disable=not progress)
     for model, (N, K, S) in bar:
         bar.set_postfix_str(f"{model} N={N} K={K} S={S}")
         if model not in models:
-            ds_name = config["models"][model]
+            ds_name = config.models[model]
             ds = datasets[ds_name]
-            split = calibration_split(ds, K_max, config["batches"] * K_max, seed=config["seed"])
-            f, acc = model_function(model, ds, untrained, train=config.get("train"))
+            split = calibration_split(ds, K_max, config.batches * K_max, seed=config.seed)
+            f, acc = model_function(model, ds, config.untrained, train=config.train)
             models[model] = {"dataset": ds_name, "test_accuracy": acc}
         start = time.perf_counter()
         setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K))
@@ -182,15 +152,16 @@ def tables(rows) -> tuple[str, str]:
             markdown_table(header + [names[s] for s in SCHEMES], acc_rows))
 
 
-def report(rows, models, config, seconds, out) -> str:
+def report(rows, models, config: Table1Config, seconds, out) -> str:
     """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``."""
     rmse_md, acc_md = tables(rows)
-    text = (f"## Table 1 ({config['name']} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), "
+    text = (f"## Table 1 ({config.name} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), "
             f"mean ± std [LeTCC's lam_dec]\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax "
             f"agreement)\n\n{acc_md}\n\nModels: {models}. Time {seconds:.0f} s.\n")
     print("\n" + text)
-    write_json(out / "results.json", {"config": config, "environment": environment(),
-                                      "models": models, "seconds": seconds, "rows": rows})
+    write_json(out / "results.json", {"config": dataclasses.asdict(config),
+                                      "environment": environment(), "models": models,
+                                      "seconds": seconds, "rows": rows})
     write_csv(out / "results.csv", rows)
     (out / "table.md").write_text(text)
     print(f"table1: wrote {out}/results.json, results.csv, table.md")
@@ -198,13 +169,12 @@ def report(rows, models, config, seconds, out) -> str:
 
 
 def main(argv=None):
-    args, name, config = parse_experiment_args(
+    args, config = parse_experiment_args(
         argv, __doc__.splitlines()[0], TABLE1,
         untrained_help="randomly initialised models (no training, no cache): for tests")
-    config |= {"name": name, "untrained": args.untrained}
     print_config("table1", config)
     start = time.perf_counter()
-    rows, models = run(config, untrained=args.untrained, progress=True)
+    rows, models = run(config)
     report(rows, models, config, time.perf_counter() - start, output_dir("table1", args.out))
     return rows
 

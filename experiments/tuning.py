@@ -4,7 +4,8 @@ For every function f, (N, K, S) setting and noise level, each of ``repeats`` ind
 trials draws fresh calibration inputs (``batches`` batches of K) and disjoint evaluation
 inputs (as many batches of K), then fits on the calibration inputs only:
 
-- LeTCC (grid): lam_enc = 0, lam_dec by Monte Carlo grid search (``letcc_jax.grid_search``: ``select_lambda`` averaged over the calibration batches); Chebyshev nodes.
+- LeTCC (grid): lam_enc = 0, lam_dec by Monte Carlo grid search (``letcc_jax.select_lambda``
+  on the mean loss over the calibration batches); Chebyshev nodes.
 - LeTCC (GCV): lam_dec by generalised cross-validation on one noisy round of calibration
   outputs (noisy settings only; GCV needs noise).
 - LeTCC (tuned): alpha, beta, lam_enc, lam_dec by ``letcc_jax.tune`` (Adam on the
@@ -25,6 +26,7 @@ relative to the RMS of f's outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -34,13 +36,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
+from experiments._common import load_data, model_function, random_tanh_network, synthetic
 from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
                              print_config, write_csv, write_json)
-from experiments.configs import TUNING
-from experiments.demo import random_network, tanh_network
-from experiments.error_vs_n import synthetic
-from experiments.table1 import load_data, model_function
-import letcc_jax as lc
+from experiments.configs import TUNING, TuningConfig
 
 SCHEMES = ["bacc", "grid", "gcv", "tuned", "residual"]
 LABELS = {"bacc": "BACC", "grid": "LeTCC (grid)", "gcv": "LeTCC (GCV)",
@@ -86,8 +85,7 @@ def make_function(name: str, seed: int, untrained: bool = False) -> Function:
         uniform = functools.partial(jax.random.uniform, minval=-1.0, maxval=1.0)
         return Function(name, synthetic, draw_random(uniform, 1))
     if name == "tanh_net":  # a random two-layer tanh network R^8 -> R^4, Gaussian inputs
-        f = functools.partial(tanh_network, random_network(key, 8, 32, 4))
-        return Function(name, f, draw_random(jax.random.normal, 8))
+        return Function(name, random_tanh_network(key), draw_random(jax.random.normal, 8))
     if name == "lenet5":  # LeNet-5 on Fashion-MNIST test images
         from letcc_jax.zoo.data import calibration_split
 
@@ -120,32 +118,32 @@ def gcv_lambda(f, scheme, X_cal, key, stragglers, faults, grid) -> float:
     return lam
 
 
-def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
+def run_repeat(fn: Function, N, K, S, rel, repeat, config: TuningConfig, key):
     """Every scheme at one (f, N, K, S, sigma) for one repeat: a list of rows."""
     stragglers = lc.ExactStragglers(S)
     faults = (lc.GaussianNoise(rel * fn.rms),) if rel > 0 else ()
-    batches = config["batches"][fn.name]
+    batches = config.batches[fn.name]
     X_cal, X_eval = fn.draw(repeat, K, batches, batches)
     k_grid, k_gcv, k_tune, k_eval = jax.random.split(key, 4)
     common = dict(stragglers=stragglers, faults=faults)
     seconds, schemes = {}, {"bacc": lc.bacc(K, N)}
 
     start = time.perf_counter()
-    search = lc.grid_search(fn.f, lc.letcc(K, N), X_cal, k_grid, trials=config["cal_trials"],
-                                lam_dec_grid=config["lam_dec_grid"], progress=False, **common)
+    search = lc.select_lambda(fn.f, lc.letcc(K, N), X_cal, k_grid, trials=config.cal_trials,
+                              lam_dec_grid=config.lam_dec_grid, **common)
     schemes["grid"] = search.scheme
     seconds["grid"] = time.perf_counter() - start
     if faults:
         start = time.perf_counter()
         lam = gcv_lambda(fn.f, search.scheme, X_cal, k_gcv, stragglers, faults,
-                         [v for v in config["lam_dec_grid"] if v > 0])
+                         [v for v in config.lam_dec_grid if v > 0])
         schemes["gcv"] = search.scheme.replace(lam_dec=jnp.asarray(lam, X_cal.dtype))
         seconds["gcv"] = time.perf_counter() - start
     for name, learn in (("tuned", LEARN), ("residual", LEARN + ("residual",))):
         start = time.perf_counter()
         result = lc.tune(fn.f, search.scheme, X_cal, k_tune, learn=learn,
-                             steps=config["steps"], trials=config["cal_trials"],
-                             validation_trials=config["eval_trials"], progress=False, **common)
+                         steps=config.steps, trials=config.cal_trials,
+                         validation_trials=config.eval_trials, progress=False, **common)
         schemes[name] = result.scheme
         seconds[name] = time.perf_counter() - start
 
@@ -153,7 +151,7 @@ def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
     for name, scheme in schemes.items():
         # one key for every scheme: the same held-out patterns and noise draws
         mse = float(lc.expected_loss(fn.f, scheme, X_eval, k_eval,
-                                         trials=config["eval_trials"], **common))
+                                     trials=config.eval_trials, **common))
         row = {"function": fn.name, "N": N, "K": K, "S": S, "rel_sigma": rel,
                "sigma": rel * fn.rms, "repeat": repeat, "scheme": name, "mse": mse,
                "fit_seconds": round(seconds.get(name, 0.0), 2)}
@@ -164,18 +162,18 @@ def run_repeat(fn: Function, N, K, S, rel, repeat, config, key):
     return rows
 
 
-def run(config, untrained=False, progress=True):
-    key = jax.random.PRNGKey(config["seed"])
+def run(config: TuningConfig, progress=True):
+    key = jax.random.PRNGKey(config.seed)
     functions = {}
     jobs = [(name, setting, rel, repeat)
-            for name in config["functions"] for setting in config["settings"][name]
-            for rel in config["rel_sigmas"] for repeat in range(config["repeats"])]
+            for name in config.functions for setting in config.settings[name]
+            for rel in config.rel_sigmas for repeat in range(config.repeats)]
     rows = []
     bar = tqdm(jobs, desc="tuning experiment", disable=not progress)
     for name, (N, K, S), rel, repeat in bar:
         bar.set_postfix_str(f"{name} N={N} K={K} S={S} σ={rel:g} repeat {repeat}")
         if name not in functions:
-            functions[name] = make_function(name, config["seed"], untrained)
+            functions[name] = make_function(name, config.seed, config.untrained)
         job_key = jax.random.fold_in(jax.random.fold_in(key, N * 1000 + K), repeat)
         rows += run_repeat(functions[name], N, K, S, rel, repeat, config, job_key)
     return rows
@@ -244,21 +242,20 @@ def plot(summary, out):
 
 
 def main(argv=None):
-    args, name, config = parse_experiment_args(
+    args, config = parse_experiment_args(
         argv, __doc__.splitlines()[0], TUNING, functions=["sincos", "tanh_net", "lenet5"],
         untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    print_config("tuning", {**config, "name": name, "untrained": args.untrained})
+    print_config("tuning", config)
     start = time.perf_counter()
-    rows = run(config, untrained=args.untrained)
+    rows = run(config)
     seconds = time.perf_counter() - start
     summary = summarise(rows)
     md = table(summary)
-    text = (f"## Tuned and learned LeTCC ({name} config)\n\n{METRIC_NOTE}\n\n{md}\n\n"
+    text = (f"## Tuned and learned LeTCC ({config.name} config)\n\n{METRIC_NOTE}\n\n{md}\n\n"
             f"Total time {seconds:.0f} s.\n")
     print("\n" + text)
     out = output_dir("tuning", args.out)
-    write_json(out / "results.json", {"config": {**config, "name": name,
-                                                  "untrained": args.untrained},
+    write_json(out / "results.json", {"config": dataclasses.asdict(config),
                                       "environment": environment(), "seconds": seconds,
                                       "summary": summary, "rows": rows})
     write_csv(out / "results.csv", rows)

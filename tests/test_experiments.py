@@ -3,9 +3,16 @@ checkpoint cache), and their helpers on hand-computed cases."""
 
 from __future__ import annotations
 
+import ast
 import csv
+import dataclasses
 import json
+import logging
+import shutil
+import sys
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -53,12 +60,6 @@ def test_curve_label_shows_the_fitted_slope():
             == "BACC σ/rms=0.01 (slope -0.6)")
 
 
-def test_straggler_masks_have_exactly_S_stragglers():
-    masks = error_vs_n.straggler_masks(np.random.default_rng(0), 50, 13, 4)
-    assert masks.shape == (50, 13)
-    np.testing.assert_array_equal((~masks).sum(axis=1), 4)
-
-
 # ----------------------------------------------------------------- metric pooling
 def _result(rmse, relacc, agreement, recovered):
     rmse = np.asarray(rmse, float)
@@ -85,18 +86,58 @@ def test_pool_concatenates_trials_across_batches():
 # ----------------------------------------------------------------- smoke runs
 def test_configs_keep_the_demo_comparable_and_fast():
     # low redundancy is in Table 1; the demo's rows use the cpu config's trials and batches
-    assert {(30, 20, 6), (40, 20, 10)} <= set(configs.TABLE1["cpu"]["settings"])
+    assert {(30, 20, 6), (40, 20, 10)} <= set(configs.TABLE1["cpu"].settings)
     demo, cpu = configs.TABLE1["demo"], configs.TABLE1["cpu"]
-    assert set(demo["models"]) == {"lenet5"}
-    assert all(demo[k] == cpu[k] for k in ("trials", "batches", "cal_trials", "seed"))
-    assert configs.ERROR_VS_N["demo"]["functions"] == ["lenet5"]
-    assert configs.ERROR_VS_N["demo"]["train"] == demo["train"]  # one trained model
+    assert set(demo.models) == {"lenet5"}
+    assert all(getattr(demo, k) == getattr(cpu, k)
+               for k in ("trials", "batches", "cal_trials", "seed"))
+    assert configs.ERROR_VS_N["demo"].functions == ("lenet5",)
+    assert configs.ERROR_VS_N["demo"].train == demo.train  # one trained model
 
 
-def test_error_vs_n_smoke(tmp_path):
+@pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "TUNING"])
+def test_configs_are_frozen_and_hashable(registry):
+    for config in getattr(configs, registry).values():
+        assert hash(config) == hash(dataclasses.replace(config))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            config.seed = 1
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            if isinstance(value, dict):
+                with pytest.raises(TypeError, match="immutable"):
+                    value["extra"] = 1
+
+
+def test_configs_are_written_as_lists_and_objects():
+    written = json.loads(json.dumps(dataclasses.asdict(configs.TUNING["smoke"])))
+    assert written["settings"] == {"sincos": [[10, 4, 3]], "lenet5": [[10, 4, 3]]}
+    assert written["functions"] == ["sincos", "lenet5"]
+
+
+def test_experiments_do_not_import_each_other():
+    # each experiment is its own command line; what they share lives in experiments._common
+    folder = Path(error_vs_n.__file__).parent
+    experiments = {"table1", "error_vs_n", "tuning", "demo"}
+    for name in experiments:
+        imported = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "experiments":
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.removeprefix("experiments."))
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.removeprefix("experiments.") for a in node.names}
+        assert not imported & experiments, f"experiments.{name} imports {imported & experiments}"
+
+
+def test_error_vs_n_smoke(tmp_path, caplog):
     # the synthetic f only: LeNet-5's path is the one table1's smoke test already runs
-    rows, fitted = error_vs_n.main(["--smoke", "--functions", "synthetic",
-                                    "--out", str(tmp_path)])
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        rows, fitted = error_vs_n.main(["--smoke", "--functions", "synthetic",
+                                        "--out", str(tmp_path)])
+    # per (N, S): LeTCC's calibration and evaluation share one program, BACC has another
+    compiled = sum("compilation of jit(monte_carlo)" in r.getMessage() for r in caplog.records)
+    assert 0 < compiled <= 2 * len({(r["N"], r["S"]) for r in rows})
     out = tmp_path / "error_vs_n"
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["functions"] == ["synthetic"]
@@ -116,19 +157,20 @@ def test_error_vs_n_smoke(tmp_path):
 
 
 @needs_data
-def test_demo_smoke(tmp_path, capsys):
-    # the demo runs Table 1 and error-vs-N on LeNet-5 through the experiments' own code, so
-    # this also covers their LeNet-5 paths and Table 1's output files
-    table_rows, curve_rows = demo.main(["--smoke", "--untrained", "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
+def test_demo_smoke(tmp_path, capfd):
+    # the demo runs the command lines of Table 1 and error-vs-N on LeNet-5, so this also
+    # covers their LeNet-5 paths and Table 1's output files
+    demo.main(["--smoke", "--untrained", "--out", str(tmp_path)])
+    printed = capfd.readouterr().out  # the experiments run in subprocesses
     assert "| model | N | K | survivors N−S | LeTCC | BACC | LCC | uncoded |" in printed
     assert "slope" in printed and "demo:" in printed
 
     out = tmp_path / "demo" / "table1"
     assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md"}
     payload = json.loads((out / "results.json").read_text())
-    config = payload["config"]
-    assert config["untrained"] and "jax" in payload["environment"]
+    config, table_rows = payload["config"], payload["rows"]
+    assert config["name"] == "smoke" and config["untrained"]
+    assert "jax" in payload["environment"]
     assert [r["scheme"] for r in table_rows] == table1.SCHEMES * len(config["settings"])
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(table_rows)
@@ -140,13 +182,22 @@ def test_demo_smoke(tmp_path, capsys):
     letcc = next(r for r in table_rows if r["scheme"] == "letcc")
     assert letcc["lam_dec"] in config["lam_dec_grid"]
 
-    assert (tmp_path / "demo" / "error_vs_n" / "error_vs_n_lenet5.png").stat().st_size > 0
+    out = tmp_path / "demo" / "error_vs_n"
+    assert (out / "error_vs_n_lenet5.png").stat().st_size > 0
+    curve_rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["function"] for r in curve_rows} == {"lenet5"}
     assert all(np.isfinite(r["mse_mean"]) for r in curve_rows)
 
 
+def test_demo_stops_when_an_experiment_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # every command exits 1
+    with pytest.raises(SystemExit, match=r"experiments.table1 failed \(exit status 1\)"):
+        demo.main(["--smoke", "--untrained", "--out", str(tmp_path)])
+
+
 def test_demo_synthetic_smoke(tmp_path, capsys):
-    rows = demo.main(["--synthetic", "--smoke", "--out", str(tmp_path)])
+    demo.main(["--synthetic", "--smoke", "--out", str(tmp_path)])
     assert "| N | K | S | letcc | bacc | lcc | uncoded |" in capsys.readouterr().out
-    assert len(rows) == len(table1.SCHEMES)
-    assert (tmp_path / "demo" / "synthetic" / "table.md").read_text().count("\n") == 3
+    out = tmp_path / "demo" / "synthetic"
+    assert len(json.loads((out / "results.json").read_text())["rows"]) == len(table1.SCHEMES)
+    assert (out / "table.md").read_text().count("\n") == 3

@@ -36,4 +36,4 @@ def test_readme_demo_table_is_the_demo_output_format():
     assert header in section
     shown = {tuple(int(c) for c in line.split("|")[2:5])  # N, K, survivors
              for line in section.splitlines() if line.startswith("| lenet5 |")}
-    assert {(N, K, N - S) for N, K, S in configs.TABLE1["demo"]["settings"]} <= shown
+    assert {(N, K, N - S) for N, K, S in configs.TABLE1["demo"].settings} <= shown

@@ -1,0 +1,74 @@
+"""What the experiments code and compare, shared by all of them: the schemes of Table 1, the
+datasets, the image classifiers f (trained once, then cached) and the synthetic test f."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from letcc_jax.zoo.data import load_dataset
+from letcc_jax.zoo.models import make_model, pure_apply
+
+#: The schemes compared in Table 1 and the demo, in column order.
+SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
+
+
+def load_data(name: str):
+    """The dataset ``name``, or SystemExit with a clear message when its files are missing."""
+    try:
+        return load_dataset(name, download=False)
+    except (FileNotFoundError, OSError) as exc:
+        raise SystemExit(
+            f"dataset {name!r} is not available offline ({exc}). Put its standard files under "
+            "$LETCC_DATA (see letcc_jax.zoo.data); the cpu configs need Fashion-MNIST only."
+        ) from None
+
+
+def model_function(name: str, ds, untrained: bool = False, progress: bool = False,
+                   train: Mapping | None = None):
+    """(f, test accuracy or None): f maps one flat (d,) image to logits.
+
+    The model is trained on first use and then loaded from the checkpoint cache
+    (``letcc_jax.zoo.train.get_trained_model``); ``train`` overrides fields of its default
+    ``TrainConfig`` (a mapping, e.g. ``{"epochs": 3}``), ``progress`` shows training progress
+    bars. ``untrained`` uses freshly initialised weights (seed 0): a fast stand-in for tests.
+    """
+    if untrained:
+        return pure_apply(make_model(name, ds.image_shape, ds.num_classes, seed=0)), None
+    from letcc_jax.zoo.train import DEFAULT_CONFIGS, get_trained_model
+
+    config = dataclasses.replace(DEFAULT_CONFIGS[name], **train) if train else None
+    trained = get_trained_model(name, ds, config, progress=progress)
+    return pure_apply(trained.model), trained.record.get("test_accuracy")
+
+
+def synthetic(x):
+    """A smooth function of a 1-D input: (d,) = (1,) -> (2,), (sin 3x, tanh 2x)."""
+    return jnp.stack([jnp.sin(3.0 * x[0]), jnp.tanh(2.0 * x[0])])
+
+
+def tanh_network(params, x):
+    """A random two-layer tanh network; ``params = (W1, b1, W2)``."""
+    W1, b1, W2 = params
+    return jnp.tanh(x @ W1 + b1) @ W2
+
+
+def random_network(key, d, hidden, m):
+    """Random parameters of ``tanh_network`` R^d -> R^m with ``hidden`` units; weights scaled
+    by 1/sqrt(fan-in)."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    return (
+        jax.random.normal(k1, (d, hidden)) / jnp.sqrt(d),
+        0.1 * jax.random.normal(k2, (hidden,)),
+        jax.random.normal(k3, (hidden, m)) / jnp.sqrt(hidden),
+    )
+
+
+def random_tanh_network(key, d=8, hidden=32, m=4):
+    """f = ``tanh_network`` R^d -> R^m with random weights drawn from ``key``. The weights are
+    closed over: f must be hashable for the jitted evaluators."""
+    return functools.partial(tanh_network, random_network(key, d, hidden, m))
