@@ -106,15 +106,17 @@ def many_patterns(K, N, m, S, patterns, loop_patterns):
     masks = jnp.asarray(np.argsort(rng.random((patterns, N)), axis=1) >= S)
     vmapped = jax.jit(jax.vmap(scheme.decode, in_axes=(None, 0)))
 
+    loop_masks = np.asarray(masks[:loop_patterns])
+
     def loop():
-        for alive in np.asarray(masks[:loop_patterns]):
+        for alive in loop_masks:
             scheme.decode(Y, alive).block_until_ready()
 
     def mc(devices):
         return lc.monte_carlo(f, scheme, X, jax.random.key(3), trials=patterns,
                               stragglers=lc.ExactStragglers(S), devices=devices).mse
 
-    scheme.decode(Y, np.asarray(masks[0])).block_until_ready()  # compiles
+    scheme.decode(Y, loop_masks[0]).block_until_ready()  # compiles
     before = len(COMPILES)
     t_loop = best_time(loop, repeats=3, min_time=0.0)
     loop_compiles = len(COMPILES) - before

@@ -15,6 +15,11 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# Strict dtype promotion: an implicit mix of dtypes (float32 with float64, int32 with int64)
+# is an error, in the tests' own process and in the processes they start (experiments,
+# notebooks, extra devices), so that the library's dtype always follows its inputs.
+os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 # Tests never download: a missing data file must fail loudly, not reach for the network.
 os.environ.setdefault("LETCC_OFFLINE", "1")
 # Tests count compilations: the experiments' on-disk cache of compiled programs stays off.

@@ -192,7 +192,10 @@ def _step(params, opt_state, train, template, X, key, scale, f, trials, straggle
           spec):
     loss, grads = jax.value_and_grad(_objective)(params, train, template, X, key, scale, f,
                                                  trials, stragglers, faults, spec)
-    updates, opt_state = _optimizer(spec).update(grads, opt_state, params)
+    # optax's Adam raises a Python float to the int32 step count, which strict dtype
+    # promotion rejects.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = _optimizer(spec).update(grads, opt_state, params)
     return jax.tree.map(jnp.add, params, updates), opt_state, loss
 
 

@@ -287,7 +287,8 @@ def pure_apply(model: nnx.Module,
     BatchNorm using its running statistics (inference mode), so later training of ``model``
     does not change it. It does not jit itself; it composes with ``jax.jit`` and ``jax.vmap``
     (vmap it for a batch: inference-mode BatchNorm does not mix examples). Computation runs
-    in the promoted dtype of the parameters (float32) and ``x``.
+    in the dtype of a floating ``x`` (the float32 parameters are cast to it), else in
+    float32.
 
     Args:
         model: a model mapping (B, H, W, C) to (B, num_classes).
@@ -315,6 +316,10 @@ def pure_apply(model: nnx.Module,
                 f"f takes one input of shape ({d},) or {image_shape}, got {x.shape}; "
                 "use jax.vmap(f) for a batch."
             )
-        return nnx.merge(graphdef, state)(x.reshape((1, *image_shape)))[0]
+        # The dtype follows x: the (float32) parameters are cast to a floating x's dtype.
+        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+        params = jax.tree.map(
+            lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, state)
+        return nnx.merge(graphdef, params)(x.astype(dtype).reshape((1, *image_shape)))[0]
 
     return f
