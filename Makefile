@@ -37,6 +37,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache results
