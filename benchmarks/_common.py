@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -58,6 +59,17 @@ def machine() -> dict:
         "devices": [str(d) for d in jax.devices()],
         "commit": commit,
     }
+
+
+def start(description: str):
+    """A benchmark's ``--smoke`` command line and machine: ``(args, machine())``, the machine
+    printed first."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    args = parser.parse_args()
+    info = machine()
+    print(f"machine: {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}")
+    return args, info
 
 
 def write_json(name: str, payload: dict) -> Path:

@@ -14,7 +14,6 @@ Writes benchmarks/results/api.json.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import time
@@ -31,7 +30,7 @@ import numpy as np  # noqa: E402
 from scipy.interpolate import make_smoothing_spline  # noqa: E402
 
 import letcc_jax as lc  # noqa: E402
-from _common import best_time, machine, markdown_table, write_json  # noqa: E402
+from _common import best_time, markdown_table, start, write_json  # noqa: E402
 
 COMPILES = []
 jax.monitoring.register_event_duration_secs_listener(
@@ -168,11 +167,7 @@ def sweep(K, N, m, S, trials):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
-    args = parser.parse_args()
-    info = machine()
-    print(f"machine: {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}")
+    args, info = start(__doc__.splitlines()[0])
     small = dict(K=8, N=160, m=6, S=40)
     if args.smoke:
         calls = eager_calls(**small, repeats=5)

@@ -9,7 +9,6 @@ Prints Markdown tables and writes benchmarks/results/core.json.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import time
@@ -26,7 +25,7 @@ import numpy as np  # noqa: E402
 from scipy.interpolate import make_smoothing_spline  # noqa: E402
 
 import letcc_jax as lc  # noqa: E402
-from _common import best_time, machine, markdown_table, write_json  # noqa: E402
+from _common import best_time, markdown_table, start, write_json  # noqa: E402
 
 
 def smooth_outputs(beta, m, dtype):
@@ -109,11 +108,7 @@ def float32_error(N, K, m, lam):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
-    args = parser.parse_args()
-    info = machine()
-    print(f"machine: {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}")
+    args, info = start(__doc__.splitlines()[0])
 
     if args.smoke:
         tp_cfg = dict(trials=200, scipy_trials=20)

@@ -28,12 +28,14 @@ def configure_jax() -> None:
       skips it. ``LETCC_JAX_XLA_CACHE=0`` turns this off; an explicit
       ``jax_compilation_cache_dir`` is left alone.
     """
-    if jax.config.jax_num_cpu_devices <= 0 and "device_count" not in os.environ.get("XLA_FLAGS", ""):
+    chosen = jax.config.jax_num_cpu_devices > 0 or "device_count" in os.environ.get("XLA_FLAGS", "")
+    if not chosen:
         try:
             jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
         except RuntimeError:
             pass  # JAX is already running: keep its devices
-    if os.environ.get("LETCC_JAX_XLA_CACHE", "1") != "0" and not jax.config.jax_compilation_cache_dir:
+    wanted = os.environ.get("LETCC_JAX_XLA_CACHE", "1") != "0"
+    if wanted and not jax.config.jax_compilation_cache_dir:
         root = Path(os.environ.get("LETCC_JAX_CACHE", "~/.cache/letcc_jax")).expanduser()
         jax.config.update("jax_compilation_cache_dir", str(root / "xla"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -52,7 +52,8 @@ def test_sweep_points_equal_plain_calls_with_common_random_numbers():
                 np.testing.assert_allclose(np.asarray(getattr(swept, name)[i, j]),
                                            np.asarray(getattr(plain, name)), **TOL, err_msg=name)
     # The same patterns everywhere: survivors agree across the grid, trial by trial.
-    np.testing.assert_array_equal(np.asarray(swept.survivors[0, 0]), np.asarray(swept.survivors[1, 2]))
+    np.testing.assert_array_equal(np.asarray(swept.survivors[0, 0]),
+                                  np.asarray(swept.survivors[1, 2]))
 
 
 def test_sweeping_straggler_parameters_and_encoder_leaves():

@@ -37,7 +37,8 @@ def private_uses(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             found += [f"{path.relative_to(ROOT)}:{node.lineno}: from {node.module} import {a.name}"
-                      for a in node.names if _private(a.name) and not _is_module(path, node, a.name)]
+                      for a in node.names
+                      if _private(a.name) and not _is_module(path, node, a.name)]
         elif isinstance(node, ast.Attribute) and _private(node.attr):
             owner = node.value
             if node.attr in NAMEDTUPLE_API or (isinstance(owner, ast.Name)

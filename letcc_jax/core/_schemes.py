@@ -166,14 +166,13 @@ class Scheme(check.Checked):
     def encoder_matrix(self, dtype=None) -> Float[Array, "N K"]:
         """The (N, K) matrix E with encode(X) = E @ X."""
         self._require_unswept("encoder_matrix")
-        return _round.encoder_matrix_compiled(self, np.dtype(jnp.result_type(self.alpha) if dtype is None else dtype))
+        return _round.encoder_matrix_compiled(self, _dtype(self.alpha, dtype))
 
     def decoder_matrix(self, alive: Bool[Array, " N"], dtype=None) -> Float[Array, "K N"]:
         """The (K, N) matrix D_F with decode(Y, alive) = D_F @ Y (stragglers' columns 0)."""
         self._require_unswept("decoder_matrix")
         alive = check.check_mask(alive, self.N)
-        return _round.decoder_matrix_compiled(self, alive,
-                                              np.dtype(jnp.result_type(self.beta) if dtype is None else dtype))
+        return _round.decoder_matrix_compiled(self, alive, _dtype(self.beta, dtype))
 
     def check_recovered(self, used: Bool[Array, " N"], recovered: Bool[Array, " K"]) -> None:
         """Raise ``ValueError`` if, on concrete values, an input was not recovered; the
@@ -190,7 +189,8 @@ class Scheme(check.Checked):
         """The encoder's linear map (traced, no validation)."""
         raise NotImplementedError
 
-    def apply_decoder(self, Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Float[Array, "K m"]:
+    def apply_decoder(self, Y: Float[Array, "N m"],
+                      alive: Bool[Array, " N"]) -> Float[Array, "K m"]:
         """The decoder's linear map on clean outputs: stragglers' rows are zero and
         ``alive`` has no erasures (traced, no validation)."""
         raise NotImplementedError
@@ -221,6 +221,11 @@ class Scheme(check.Checked):
 
     def _nodes(self, dtype):
         return self.alpha.astype(dtype), self.beta.astype(dtype)
+
+
+def _dtype(leaf, dtype) -> np.dtype:
+    """``dtype``, or by default the leaf's: a hashable static argument."""
+    return np.dtype(jnp.result_type(leaf) if dtype is None else dtype)
 
 
 def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array, " n"]:

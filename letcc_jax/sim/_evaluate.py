@@ -48,7 +48,8 @@ def check_round(f, scheme, X, stragglers, faults, *, name: str = "X"):
     if not callable(f):
         raise TypeError(f"f must be callable (one input (d,) -> one output (m,)), got {f!r}.")
     if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got {scheme!r}.")
+        raise TypeError("scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), "
+                        f"got {scheme!r}.")
     if np.ndim(X) == 3:
         X = calibration_batches(X, scheme.K, name)
     else:
@@ -56,8 +57,8 @@ def check_round(f, scheme, X, stragglers, faults, *, name: str = "X"):
         check.check_matrix(X, scheme.K, name, "K")
     check.check_finite(X, name, " Coded computing needs finite inputs; clean or drop them first.")
     if not isinstance(stragglers, StragglerModel):
-        raise TypeError(f"stragglers must be a straggler model (e.g. letcc_jax.ExactStragglers(S)), "
-                        f"got {stragglers!r}.")
+        raise TypeError("stragglers must be a straggler model (e.g. "
+                        f"letcc_jax.ExactStragglers(S)), got {stragglers!r}.")
     faults = tuple(faults)
     for fault in faults:
         if not isinstance(fault, FaultModel):
@@ -183,8 +184,9 @@ def monte_carlo(
         labels = jnp.asarray(labels)
         shape = X.shape[:-1]
         if labels.shape != shape or not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise ValueError(f"labels must be integers of shape {'(C, K)' if X.ndim == 3 else '(K,)'}"
-                             f" = {shape}, got {labels.shape} {labels.dtype}.")
+            name = "(C, K)" if X.ndim == 3 else "(K,)"
+            raise ValueError(f"labels must be integers of shape {name} = {shape}, got "
+                             f"{labels.shape} {labels.dtype}.")
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     devices = tuple(jax.local_devices() if devices is None else devices)

@@ -131,7 +131,8 @@ def gcv(
         raise ValueError("gcv needs at least 4 valid worker results.")
     grid = _grid(lam_grid, "lam_grid")
     if np.any(grid == 0):
-        raise ValueError("gcv: lambda = 0 interpolates, where GCV is undefined; drop it from lam_grid.")
+        raise ValueError("gcv: lambda = 0 interpolates, where GCV is undefined; drop it from "
+                         "lam_grid.")
     scores = np.asarray(_gcv_scores(jnp.asarray(scheme.beta, Y.dtype),
                                     jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)),
                                     jnp.asarray(used), jnp.asarray(grid, Y.dtype)))
