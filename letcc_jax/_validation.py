@@ -112,12 +112,22 @@ def check_parameter(value, name: str, rule: str, ok, literal_only: bool = False)
         raise ValueError(f"{name} must be {rule}, got {value!r}.")
 
 
+def is_int(value) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_count(value, name: str, minimum: int = 0) -> int:
     """A size (a number of workers): a Python or NumPy int of at least ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_positive_int(value, name: str) -> int:
+    """A number of trials, steps or items: a Python or NumPy int >= 1."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
     return int(value)
 
 

@@ -34,7 +34,6 @@ __all__ = [
     "CodedResult",
     "MonteCarloResult",
     "usable",
-    "decode",
     "outputs",
     "apply_faults",
     "sample_round",
@@ -120,13 +119,9 @@ def _decode_usable(scheme, Y, used):
     return scheme.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
 
 
-def decode(scheme, Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Float[Array, "K m"]:
-    """Estimates from the usable results: erasures, then the scheme's decoder."""
-    return _decode_usable(scheme, Y, usable(Y, alive))
-
-
 def decode_report(scheme, Y, alive):
-    """``decode``, plus the mask it used and which inputs it could estimate."""
+    """Estimates from the usable results (erasures, then the scheme's decoder), the mask
+    they used and which inputs they estimate."""
     used = usable(Y, alive)
     return _decode_usable(scheme, Y, used), used, scheme.apply_recovery(used)
 
@@ -294,13 +289,9 @@ class _Outputs:
 # ------------------------------------------------------------------- Monte Carlo
 
 
-def _trial_batch(batch_size: int | None, trials: int) -> int:
-    return trials if batch_size is None else max(1, min(batch_size, trials))
-
-
 def _grid_trials(keys, scheme, stragglers, faults, honest, truth, labels, batch_size):
     """Per-trial metrics (*grid, T) of trials with ``keys`` (T,), on every grid point."""
-    batch = _trial_batch(batch_size, keys.shape[0])
+    batch = keys.shape[0] if batch_size is None else min(batch_size, keys.shape[0])
 
     def at(point):
         scheme, stragglers, faults, honest = point
@@ -313,7 +304,7 @@ def _grid_trials(keys, scheme, stragglers, faults, honest, truth, labels, batch_
         return padded_map(trial, keys, batch)
 
     # Few trials per point: vmap several points at once, so a batch still fills the cache.
-    grid_batch = max(1, _trial_batch(batch_size, 1 << 30) // batch)
+    grid_batch = None if batch_size is None else max(1, batch_size // batch)
     return over_grid(at, (scheme, stragglers, faults, honest), grid_batch)
 
 

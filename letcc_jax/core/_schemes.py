@@ -423,7 +423,7 @@ class Uncoded(Scheme):
 
 def _check_sizes(K, N, name):
     for value, label in ((K, "K"), (N, "N")):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        if not check.is_int(value):
             raise TypeError(f"{name}: {label} must be an int, got {type(value).__name__}.")
     if K < 2:
         raise ValueError(f"{name}: K must be at least 2 data points, got K={K}.")
@@ -490,7 +490,7 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
     """Lagrange coded computing; exact for polynomial f of ``degree`` from any
     (K-1)*degree + 1 survivors."""
     K, N = _check_sizes(K, N, "lcc")
-    if not isinstance(degree, int) or isinstance(degree, bool) or degree < 1:
+    if not check.is_int(degree) or degree < 1:
         raise ValueError(f"lcc: degree must be a positive int, got {degree!r}.")
     threshold = (K - 1) * degree + 1
     if N < threshold:

@@ -28,18 +28,12 @@ from ..core._schemes import Scheme
 from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["CodedResult", "MonteCarloResult", "run_coded", "monte_carlo", "expected_loss",
-           "mse", "relacc", "check_round", "calibration_batches", "check_positive_int"]
+           "mse", "relacc", "check_round"]
 
 
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
-
-
-def check_round(f, scheme, X, stragglers, faults, *, name: str = "X"):
+def check_round(f, scheme, X, stragglers, faults, *, name: str = "X", batches: bool = False):
     """Validate the arguments of a simulated round, X being (K, d) inputs or (C, K, d)
-    batches; returns ``(X, faults)`` as used.
+    batches (with ``batches``, (K, d) becomes C = 1); returns ``(X, faults)`` as used.
 
     Raises a clear error for a non-callable f, a non-scheme, inputs of the wrong shape or
     with non-finite values, unknown model objects, and a straggler model that leaves fewer
@@ -50,8 +44,8 @@ def check_round(f, scheme, X, stragglers, faults, *, name: str = "X"):
     if not isinstance(scheme, Scheme):
         raise TypeError("scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), "
                         f"got {scheme!r}.")
-    if np.ndim(X) == 3:
-        X = calibration_batches(X, scheme.K, name)
+    if batches or np.ndim(X) == 3:
+        X = _calibration_batches(X, scheme.K, name)
     else:
         X = check.float_array(X, name)
         check.check_matrix(X, scheme.K, name, "K")
@@ -76,7 +70,7 @@ def check_round(f, scheme, X, stragglers, faults, *, name: str = "X"):
     return X, faults
 
 
-def calibration_batches(X, K: int, name: str = "X_cal"):
+def _calibration_batches(X, K: int, name: str):
     """Inputs as (C, K, d) batches; a single (K, d) batch becomes C = 1."""
     X = check.float_array(X, name)
     if X.ndim == 2:
@@ -178,7 +172,7 @@ def monte_carlo(
                                 faults=[lc.GaussianNoise(sigmas)])
         result.mse.shape                                        # (10, 26, 200)
     """
-    trials = check_positive_int(trials, "trials")
+    trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X, stragglers, faults)
     if labels is not None:
         labels = jnp.asarray(labels)
@@ -188,7 +182,7 @@ def monte_carlo(
             raise ValueError(f"labels must be integers of shape {name} = {shape}, got "
                              f"{labels.shape} {labels.dtype}.")
     if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
+        batch_size = check.check_positive_int(batch_size, "batch_size")
     devices = tuple(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: give at least one device (or None for all local devices).")
@@ -214,7 +208,6 @@ def expected_loss(
     differentiable in every leaf of ``scheme`` (``jax.grad`` of this function is what
     ``tune`` follows). Swept parameters give one value per grid point, shape (*grid).
     """
-    trials = check_positive_int(trials, "trials")
-    X = calibration_batches(X_cal, scheme.K)
-    X, faults = check_round(f, scheme, X, stragglers, faults, name="X_cal")
+    trials = check.check_positive_int(trials, "trials")
+    X, faults = check_round(f, scheme, X_cal, stragglers, faults, name="X_cal", batches=True)
     return _round.expected_loss_compiled(f, scheme, X, key, stragglers, faults, trials=trials)

@@ -15,7 +15,7 @@ from .. import _validation as check
 from ..core import _round
 from ..core import spline as _spline
 from ..core._schemes import LeTCC
-from ._evaluate import calibration_batches, check_positive_int, check_round
+from ._evaluate import check_round
 from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["DEFAULT_LAMBDA_GRID", "LambdaSearch", "select_lambda", "gcv"]
@@ -77,9 +77,8 @@ def select_lambda(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    trials = check_positive_int(trials, "trials")
-    X = calibration_batches(X_cal, scheme.K)
-    X, faults = check_round(f, scheme, X, stragglers, faults, name="X_cal")
+    trials = check.check_positive_int(trials, "trials")
+    X, faults = check_round(f, scheme, X_cal, stragglers, faults, name="X_cal", batches=True)
     if _round.batch_shape(scheme):
         raise ValueError("select_lambda searches the lambdas of one scheme; this one is a sweep.")
     grid_enc, grid_dec = _grid(lam_enc_grid, "lam_enc_grid"), _grid(lam_dec_grid, "lam_dec_grid")

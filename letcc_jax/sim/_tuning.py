@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from .. import _validation as check
 from ..core import _round
 from ..core._schemes import LeTCC, ResidualLeTCC
-from ._evaluate import calibration_batches, check_positive_int, check_round
+from ._evaluate import check_round
 from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["LEARNABLE", "TuningResult", "node_logits", "ordered_nodes", "tune"]
@@ -292,14 +292,13 @@ def tune(
     for value, name in ((steps, "steps"), (trials, "trials"),
                         (validation_trials, "validation_trials"),
                         (validate_every, "validate_every")):
-        check_positive_int(value, name)
+        check.check_positive_int(value, name)
     rates = (learning_rate, lambda_learning_rate, residual_learning_rate)
     if not all(np.isfinite(r) and r > 0 for r in rates):
         raise ValueError(f"learning rates must be finite and > 0, got {rates}.")
     if not (np.isfinite(residual_l2) and residual_l2 >= 0):
         raise ValueError(f"residual_l2 must be finite and >= 0, got {residual_l2!r}.")
-    X = calibration_batches(X_cal, scheme.K)
-    X, faults = check_round(f, scheme, X, stragglers, faults, name="X_cal")
+    X, faults = check_round(f, scheme, X_cal, stragglers, faults, name="X_cal", batches=True)
     if _round.batch_shape((scheme, stragglers, faults)):
         raise ValueError("tune tunes one scheme in one setting; its arguments are a sweep.")
     with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)
