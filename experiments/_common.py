@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from letcc_jax.zoo.data import load_dataset
+from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
 
 #: The schemes compared in Table 1 and the demo, in column order.
@@ -18,7 +18,8 @@ SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
 
 
 def load_data(name: str):
-    """The dataset ``name``, or SystemExit with a clear message when its files are missing."""
+    """The dataset ``name``, or SystemExit with a clear message when its files are missing
+    or damaged."""
     try:
         return load_dataset(name, download=False)
     except (FileNotFoundError, OSError) as exc:
@@ -26,6 +27,8 @@ def load_data(name: str):
             f"dataset {name!r} is not available offline ({exc}). Put its standard files under "
             "$LETCC_DATA (see letcc_jax.zoo.data); the cpu configs need Fashion-MNIST only."
         ) from None
+    except DataFileError as exc:
+        raise SystemExit(f"dataset {name!r} cannot be read: {exc}") from None
 
 
 def model_function(name: str, ds, untrained: bool = False, progress: bool = False,

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -54,9 +55,33 @@ def environment() -> dict:
 
 
 def output_dir(name: str, root: str | Path = "results") -> Path:
+    """``root/name``, created, once a probe file has been written to it and removed, so that a
+    run stops at its start, not after its work, when its results could not be written.
+
+    Raises:
+        OSError: the folder cannot be created or written; the message names ``--out`` and
+            the folder.
+    """
     path = Path(root) / name
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OSError(f"--out {root}: cannot write results to {path} ({exc.strerror or exc}); "
+                      "choose a writable folder") from exc
     return path
+
+
+def checked_output_dir(parser: argparse.ArgumentParser, name: str, root: str) -> Path:
+    """:func:`output_dir` for a command line: an unusable ``--out`` is a usage error (exit
+    status 2, with the message) before anything runs."""
+    if not root:
+        parser.error("--out must name a folder, got an empty string")
+    try:
+        return output_dir(name, root)
+    except OSError as exc:
+        parser.error(str(exc))
 
 
 def write_json(path: Path, payload) -> Path:
@@ -84,12 +109,15 @@ def print_config(name: str, config) -> None:
     print(f"{name} config: " + json.dumps(dataclasses.asdict(config), default=str))
 
 
-def parse_experiment_args(argv, description: str, configs: dict, *, untrained_help: str,
-                          functions: list[str] | None = None):
+def parse_experiment_args(argv, experiment: str, description: str, configs: dict, *,
+                          untrained_help: str, functions: list[str] | None = None):
     """The experiments' shared command line: ``--config`` (any entry of ``configs`` but
     "smoke"), ``--smoke``, ``--untrained``, ``--out`` and, given ``functions``, a
-    ``--functions`` restriction. Returns ``(args, config)``: the chosen config with the run's
-    ``name`` and ``untrained`` set, and ``functions`` overridden when the flag is given."""
+    ``--functions`` restriction. Returns ``(config, out)``: the chosen config with the run's
+    ``name`` and ``untrained`` set, and ``functions`` overridden when the flag is given; and
+    the folder ``<--out>/<experiment>``, created and checked to be writable. Every mistake
+    (an unknown config or function, a config that rejects the functions, an unwritable
+    ``--out``) is a usage error, exit status 2, before anything runs."""
     configure_jax()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", choices=[c for c in configs if c != "smoke"], default="cpu")
@@ -103,5 +131,8 @@ def parse_experiment_args(argv, description: str, configs: dict, *, untrained_he
     name = "smoke" if args.smoke else args.config
     config = dataclasses.replace(configs[name], name=name, untrained=args.untrained)
     if functions and args.functions:
-        config = dataclasses.replace(config, functions=tuple(args.functions))
-    return args, config
+        try:
+            config = dataclasses.replace(config, functions=tuple(dict.fromkeys(args.functions)))
+        except ValueError as exc:
+            parser.error(f"--functions: {exc}")
+    return config, checked_output_dir(parser, experiment, args.out)

@@ -127,6 +127,14 @@ class TuningConfig:
     """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
     random initial weights (a fast stand-in for tests)."""
 
+    def __post_init__(self):
+        missing = [f for f in self.functions if f not in self.settings or f not in self.batches]
+        if missing:
+            raise ValueError(
+                f"the {self.name or 'chosen'} config has no settings or batches for "
+                f"{', '.join(missing)}; choose among {', '.join(self.settings)}."
+            )
+
 
 #: Overrides of the default TrainConfig for make demo (LeNet-5: 3 epochs instead of 5).
 _DEMO_TRAIN = FrozenDict(epochs=3)

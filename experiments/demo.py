@@ -25,13 +25,13 @@ import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 
 import letcc_jax as lc
 from experiments._common import SCHEMES, load_data, model_function, random_tanh_network
-from experiments._io import configure_jax, environment, markdown_table, output_dir, write_json
+from experiments._io import (checked_output_dir, configure_jax, environment, markdown_table,
+                             write_json)
 from experiments.configs import TABLE1
 
 SYNTHETIC_SETTINGS = [(20, 5, 4), (50, 10, 10), (100, 20, 20), (200, 50, 40)]
@@ -85,10 +85,12 @@ def main(argv=None):
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    out = Path(args.out) / "demo"
+    # checked here, before training; each experiment checks its own folder in it again
+    out = checked_output_dir(parser, "demo", args.out)
     if args.synthetic:
         settings = SYNTHETIC_SETTINGS[:1] if args.smoke else SYNTHETIC_SETTINGS
-        synthetic_table(settings, 20 if args.smoke else 500, 0, output_dir("synthetic", out))
+        synthetic_table(settings, 20 if args.smoke else 500, 0,
+                        checked_output_dir(parser, "synthetic", out))
         return
 
     name = "smoke" if args.smoke else "demo"

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import load_data, model_function, synthetic
-from experiments._io import (environment, output_dir, parse_experiment_args, print_config,
-                             write_csv, write_json)
+from experiments._io import (environment, parse_experiment_args, print_config, write_csv,
+                             write_json)
 from experiments.configs import ERROR_VS_N, ErrorVsNConfig
 
 THEORY = {"noiseless": -3.0, "noisy": -0.6}
@@ -198,13 +198,14 @@ def report(rows, config: ErrorVsNConfig, seconds, out) -> list[dict]:
 
 
 def main(argv=None):
-    args, config = parse_experiment_args(
-        argv, __doc__.splitlines()[0], ERROR_VS_N, functions=["synthetic", "lenet5"],
+    config, out = parse_experiment_args(
+        argv, "error_vs_n", __doc__.splitlines()[0], ERROR_VS_N,
+        functions=["synthetic", "lenet5"],
         untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
     print_config("error_vs_n", config)
     start = time.perf_counter()
     rows = run(config)
-    fitted = report(rows, config, time.perf_counter() - start, output_dir("error_vs_n", args.out))
+    fitted = report(rows, config, time.perf_counter() - start, out)
     return rows, fitted
 
 

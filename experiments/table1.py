@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import SCHEMES, load_data, model_function
-from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
-                             print_config, write_csv, write_json)
+from experiments._io import (environment, markdown_table, parse_experiment_args, print_config,
+                             write_csv, write_json)
 from experiments.configs import TABLE1, Table1Config
 from letcc_jax.zoo.data import calibration_split
 
@@ -169,13 +169,13 @@ def report(rows, models, config: Table1Config, seconds, out) -> str:
 
 
 def main(argv=None):
-    args, config = parse_experiment_args(
-        argv, __doc__.splitlines()[0], TABLE1,
+    config, out = parse_experiment_args(
+        argv, "table1", __doc__.splitlines()[0], TABLE1,
         untrained_help="randomly initialised models (no training, no cache): for tests")
     print_config("table1", config)
     start = time.perf_counter()
     rows, models = run(config)
-    report(rows, models, config, time.perf_counter() - start, output_dir("table1", args.out))
+    report(rows, models, config, time.perf_counter() - start, out)
     return rows
 
 

@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import load_data, model_function, random_tanh_network, synthetic
-from experiments._io import (environment, markdown_table, output_dir, parse_experiment_args,
-                             print_config, write_csv, write_json)
+from experiments._io import (environment, markdown_table, parse_experiment_args, print_config,
+                             write_csv, write_json)
 from experiments.configs import TUNING, TuningConfig
 
 SCHEMES = ["bacc", "grid", "gcv", "tuned", "residual"]
@@ -252,8 +252,9 @@ def plot(summary, out):
 
 
 def main(argv=None):
-    args, config = parse_experiment_args(
-        argv, __doc__.splitlines()[0], TUNING, functions=["sincos", "tanh_net", "lenet5"],
+    config, out = parse_experiment_args(
+        argv, "tuning", __doc__.splitlines()[0], TUNING,
+        functions=["sincos", "tanh_net", "lenet5"],
         untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
     print_config("tuning", config)
     start = time.perf_counter()
@@ -264,7 +265,6 @@ def main(argv=None):
     text = (f"## Tuned and learned LeTCC ({config.name} config)\n\n{METRIC_NOTE}\n\n{md}\n\n"
             f"Total time {seconds:.0f} s.\n")
     print("\n" + text)
-    out = output_dir("tuning", args.out)
     write_json(out / "results.json", {"config": dataclasses.asdict(config),
                                       "environment": environment(), "seconds": seconds,
                                       "summary": summary, "rows": rows})

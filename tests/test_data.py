@@ -333,3 +333,148 @@ def test_fashion_mnist_from_debian_package():
     ds = data.load_fashion_mnist()
     assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
     np.testing.assert_array_equal(np.bincount(ds.y_test), np.full(10, 1000))
+
+
+# ----------------------------------------------------------------- hostile files and arguments
+VALID_IDX = idx_bytes(np.arange(12, dtype=np.uint8).reshape(4, 3))
+
+
+IDX_CASES = [
+    ("empty-idx", b"", "is empty"),
+    ("magic-idx", b"\x01\x02" + VALID_IDX[2:], "not an IDX file"),
+    ("short-idx", b"\x00\x00", "not an IDX file"),
+    ("type-idx", b"\x00\x00\x07" + VALID_IDX[3:], "type code 0x07"),
+    ("header-idx", VALID_IDX[:9], "announces 2 dimensions"),
+    ("data-idx", VALID_IDX[:-2], "truncated"),
+    ("long-idx", VALID_IDX + b"\x00", "trailing bytes"),
+    ("damaged-idx.gz", gzip.compress(VALID_IDX, mtime=0)[:-6], "damaged gzip"),
+    ("garbage-idx.gz", b"not gzip, not IDX", "neither gzip-compressed nor an IDX file"),
+    ("empty-gz-idx.gz", gzip.compress(b"", mtime=0), r"\(decompressed\) is not an IDX file"),
+]
+
+
+@pytest.mark.parametrize("name, payload, problem", IDX_CASES, ids=[c[0] for c in IDX_CASES])
+def test_read_idx_names_the_file_and_the_problem(tmp_path, name, payload, problem):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(data.DataFileError, match=problem) as info:
+        data.read_idx(path)
+    assert isinstance(info.value, ValueError) and str(path) in str(info.value)
+    if problem == "damaged gzip":
+        assert info.value.__cause__ is not None  # gzip's own error, chained
+
+
+def test_idx_loader_rejects_wrong_dtype_and_labels(tmp_path):
+    arrays = fake_idx_set(np.random.default_rng(9))
+    arrays["t10k-labels-idx1-ubyte"][1] = 10  # ten classes: 0..9
+    write_idx_set(tmp_path / "set", arrays)
+    with pytest.raises(data.DataFileError, match=r"label 10 is outside \[0, 10\)") as info:
+        data.load_fashion_mnist(tmp_path / "set")
+    assert str(tmp_path / "set" / "t10k-labels-idx1-ubyte") in str(info.value)
+
+    arrays = fake_idx_set(np.random.default_rng(9))
+    arrays["train-images-idx3-ubyte"] = arrays["train-images-idx3-ubyte"].astype(np.float32)
+    write_idx_set(tmp_path / "floats", arrays)
+    with pytest.raises(data.DataFileError, match="float32 values") as info:
+        data.load_fashion_mnist(tmp_path / "floats")
+    assert str(tmp_path / "floats" / "train-images-idx3-ubyte") in str(info.value)
+
+
+def _with_test_batch(rng, **changes):
+    batch = cifar_batch(rng, 3, b"labels", 10)
+    batch.update({key.encode(): value for key, value in changes.items()})
+    return batch
+
+
+@pytest.mark.parametrize("test_batch, problem", [
+    (lambda rng: _with_test_batch(rng, data=np.full((3, 3072), 256, np.int16)), "0..255"),
+    (lambda rng: _with_test_batch(rng, data=np.full((3, 3072), -1, np.int16)), "0..255"),
+    (lambda rng: _with_test_batch(rng, data=np.full((3, 3072), 0.5)), "must hold integers"),
+    (lambda rng: _with_test_batch(rng, data=np.zeros((3, 3071), np.uint8)), r"shape \(n, 3072\)"),
+    (lambda rng: _with_test_batch(rng, data=np.zeros((3, 32, 32, 3), np.uint8)),
+     r"shape \(n, 3072\)"),
+    (lambda rng: _with_test_batch(rng, labels=[0, 1.5, 2]), "must hold integers"),
+    (lambda rng: _with_test_batch(rng, labels=[True, False, True]), "must hold integers"),
+    (lambda rng: _with_test_batch(rng, labels=[0, 10, 2]), r"label 10 is outside \[0, 10\)"),
+    (lambda rng: _with_test_batch(rng, labels=[0, -1, 2]), r"label -1 is outside"),
+    (lambda rng: _with_test_batch(rng, labels=[[0], [1], [2]]), "n labels"),
+    (lambda rng: _with_test_batch(rng, labels=[[0], [1, 2], []]), "not a rectangular array"),
+    (lambda rng: _with_test_batch(rng, labels=[0, 1]), "n labels"),
+    (lambda rng: [1, 2, 3], "not a CIFAR batch"),
+])
+def test_cifar_loader_rejects_bad_values(tmp_path, test_batch, problem):
+    folder = tmp_path / "cifar-10-batches-py"
+    rng = np.random.default_rng(10)
+    write_cifar10(folder, rng)
+    write_pickle(folder / "test_batch", test_batch(rng))
+    with pytest.raises(data.DataFileError, match=problem) as info:
+        data.load_cifar10(tmp_path)
+    assert str(folder / "test_batch") in str(info.value)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x80\x02}q", b"this is not a pickle"])
+def test_cifar_loader_names_a_damaged_pickle(tmp_path, payload):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder, np.random.default_rng(11))
+    (folder / "data_batch_3").write_bytes(payload)
+    with pytest.raises(data.DataFileError, match="not a readable CIFAR python batch") as info:
+        data.load_cifar10(tmp_path)
+    assert str(folder / "data_batch_3") in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+def test_cifar100_labels_are_checked_against_100_classes(tmp_path):
+    rng = np.random.default_rng(12)
+    train = cifar_batch(rng, 5, b"fine_labels", 100)
+    train[b"fine_labels"][0] = 100
+    write_pickle(tmp_path / "train", train)
+    write_pickle(tmp_path / "test", cifar_batch(rng, 2, b"fine_labels", 100))
+    with pytest.raises(data.DataFileError, match=r"label 100 is outside \[0, 100\)"):
+        data.load_cifar100(tmp_path)
+
+
+def test_refused_pickle_is_a_data_file_error_too(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder, np.random.default_rng(13))
+    write_pickle(folder / "test_batch", {b"data": os.getcwd, b"labels": [0]})
+    with pytest.raises(data.DataFileError, match="refusing to load") as info:
+        data.load_cifar10(tmp_path)
+    assert isinstance(info.value, pickle.UnpicklingError)
+    assert str(folder / "test_batch") in str(info.value)
+
+
+#: What a float or bool where an int belongs raises: the library's shared checks say ValueError
+#: today; TypeError would do as well.
+NOT_AN_INT = (ValueError, TypeError)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda ds: data.calibration_split(ds, 1.5, 2), NOT_AN_INT, "n_cal must be an int"),
+    (lambda ds: data.calibration_split(ds, True, 2), NOT_AN_INT, "n_cal must be an int"),
+    (lambda ds: data.calibration_split(ds, 1, -2), ValueError, "n_eval must be an int >= 1"),
+    (lambda ds: data.calibration_split(ds, 1, 2, seed=-1), ValueError, "seed must be an int"),
+    (lambda ds: data.calibration_split(ds.x_test, 1, 2), TypeError, "ds must be a Dataset"),
+    (lambda ds: data.load_dataset(["mnist"]), ValueError, "Unknown dataset"),
+    (lambda ds: data.load_cifar10(3), TypeError, "data_dir must be a path"),
+    (lambda ds: data.read_idx(None), TypeError, "path must be a path"),
+    (lambda ds: data.load_mnist_subset(100.0), ValueError, "n_test must be an int"),
+    (lambda ds: data.load_mnist_subset(True), ValueError, "n_test must be an int"),
+    (lambda ds: dataclasses.replace(ds, num_classes=3.0), NOT_AN_INT, "num_classes"),
+    (lambda ds: dataclasses.replace(ds, num_classes=0), ValueError, "num_classes"),
+    (lambda ds: dataclasses.replace(ds, name=None), TypeError, "name must be a str"),
+    (lambda ds: dataclasses.replace(ds, x_test=ds.x_test.tolist()), TypeError,
+     "x_test must be a NumPy array"),
+    (lambda ds: dataclasses.replace(ds, x_train=ds.x_train * np.float32(np.nan)), ValueError,
+     "NaN or infinite"),
+])
+def test_bad_arguments_are_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call(tiny_dataset())
+
+
+def test_numpy_ints_are_accepted():
+    ds = dataclasses.replace(tiny_dataset(), num_classes=np.int64(3))
+    assert type(ds.num_classes) is int
+    split = data.calibration_split(ds, np.int32(12), np.int64(18), seed=np.uint8(3))
+    np.testing.assert_array_equal(split.cal_index,
+                                  data.calibration_split(ds, 12, 18, seed=3).cal_index)

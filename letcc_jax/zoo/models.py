@@ -13,19 +13,32 @@ Every model maps a batch of NHWC images, shape (B, H, W, C), to logits of shape
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+from letcc_jax import _validation as check
 
 __all__ = ["MODELS", "LeNet5", "RepVGG", "RepVGGBlock", "ViT", "make_model", "pure_apply"]
 
 
+def _check_sizes(values: Sequence[int], name: str) -> tuple[int, ...]:
+    """A sequence of Python or NumPy ints >= 1 as a tuple of ints (floats and bools refused)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of ints, got {values!r}.")
+    if not all(check.is_int(v) and v >= 1 for v in values):
+        raise ValueError(f"{name} must hold ints >= 1, got {tuple(values)}.")
+    return tuple(int(v) for v in values)
+
+
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    image_shape = tuple(int(s) for s in image_shape)
-    if len(image_shape) != 3 or min(image_shape) < 1:
+    image_shape = _check_sizes(image_shape, "image_shape")
+    if len(image_shape) != 3:
         raise ValueError(f"image_shape must be (H, W, C) with positive sizes, got {image_shape}.")
     return image_shape
 
@@ -45,7 +58,7 @@ class LeNet5(nnx.Module):
     def __init__(self, image_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10, *,
                  rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
-        self.num_classes = num_classes
+        self.num_classes = num_classes = check.check_positive_int(num_classes, "num_classes")
         height, width, channels = self.image_shape
         flat_h, flat_w = (height // 2 - 4) // 2, (width // 2 - 4) // 2
         if min(flat_h, flat_w) < 1:
@@ -97,7 +110,9 @@ class RepVGGBlock(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, stride: int = 1, *,
                  rngs: nnx.Rngs):
-        self.stride = stride
+        in_features = check.check_positive_int(in_features, "in_features")
+        out_features = check.check_positive_int(out_features, "out_features")
+        self.stride = stride = check.check_positive_int(stride, "stride")
         self.conv3 = nnx.Conv(in_features, out_features, (3, 3), strides=stride,
                               padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.bn3 = nnx.BatchNorm(out_features, momentum=0.9, rngs=rngs)
@@ -161,11 +176,13 @@ class RepVGG(nnx.Module):
                  strides: Sequence[int] = (2, 2, 2, 1),
                  rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
-        self.num_classes = num_classes
-        if not len(widths) == len(depths) == len(strides) or min(depths, default=0) < 1:
+        self.num_classes = num_classes = check.check_positive_int(num_classes, "num_classes")
+        widths, depths, strides = (_check_sizes(widths, "widths"), _check_sizes(depths, "depths"),
+                                   _check_sizes(strides, "strides"))
+        if not len(widths) == len(depths) == len(strides) or not depths:
             raise ValueError(
-                "widths, depths and strides need one entry per stage and depths must be >= 1; "
-                f"got {tuple(widths)}, {tuple(depths)}, {tuple(strides)}."
+                "widths, depths and strides need one entry per stage (at least one stage); "
+                f"got {widths}, {depths}, {strides}."
             )
         blocks = []
         in_features = self.image_shape[2]
@@ -234,8 +251,12 @@ class ViT(nnx.Module):
                  patch_size: int = 4, dim: int = 48, depth: int = 3, num_heads: int = 3,
                  mlp_dim: int = 96, rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
-        self.num_classes = num_classes
+        self.num_classes = num_classes = check.check_positive_int(num_classes, "num_classes")
         height, width, channels = self.image_shape
+        patch_size, dim, depth, num_heads, mlp_dim = (
+            check.check_positive_int(value, name) for value, name in (
+                (patch_size, "patch_size"), (dim, "dim"), (depth, "depth"),
+                (num_heads, "num_heads"), (mlp_dim, "mlp_dim")))
         if height % patch_size or width % patch_size:
             raise ValueError(
                 f"Image size {height}x{width} is not divisible by patch_size={patch_size}."
@@ -269,9 +290,17 @@ def make_model(name: str, image_shape: Sequence[int], num_classes: int, *, seed:
     """Builds the model ``name`` (a key of :data:`MODELS`) with parameters drawn from ``seed``.
 
     ``kwargs`` go to the model's constructor (e.g. ``widths=`` for RepVGG, ``depth=`` for ViT).
+    ``image_shape`` is (H, W, C) and ``num_classes`` an int >= 1, ``seed`` an int >= 0.
     """
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    seed = check.check_count(seed, "seed")
+    accepted = [p for p in inspect.signature(MODELS[name].__init__).parameters
+                if p not in ("self", "image_shape", "num_classes", "rngs")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"{name} takes no argument {', '.join(unknown)}; its arguments are "
+                        f"{', '.join(accepted) or 'none'}.")
     return MODELS[name](image_shape, num_classes, rngs=nnx.Rngs(seed), **kwargs)
 
 

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -32,8 +33,9 @@ import optax
 from flax import nnx, serialization
 from tqdm import tqdm
 
-from letcc_jax.zoo.data import Dataset, load_dataset
-from letcc_jax.zoo.models import make_model
+from letcc_jax import _validation as check
+from letcc_jax.zoo.data import DATASETS, Dataset, load_dataset
+from letcc_jax.zoo.models import MODELS, make_model
 
 __all__ = [
     "DEFAULT_CONFIGS",
@@ -70,6 +72,10 @@ class TrainConfig:
         seed: seed of the initialisation and the batch order.
         n_train: train on the first ``n_train`` training images only (None: all).
         model_kwargs: constructor arguments of the model (e.g. ``{"depth": 6}`` for ViT).
+
+    Counts (``epochs``, ``batch_size``, ``seed``, ``n_train``) are Python or NumPy ints and
+    rates are real numbers; NumPy scalars are stored as Python numbers (they enter the cache
+    key as JSON). Anything else raises a ValueError or TypeError naming the field.
     """
 
     epochs: int = 5
@@ -88,11 +94,27 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}.")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}.")
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError(
-                "epochs and batch_size must be >= 1 and learning_rate > 0; got "
-                f"{self.epochs}, {self.batch_size}, {self.learning_rate}."
-            )
+        counts = {"epochs": 1, "batch_size": 1, "seed": 0}
+        if self.n_train is not None:
+            counts["n_train"] = 1
+        for name, minimum in counts.items():
+            check.check_count(getattr(self, name), name, minimum)
+        for name, positive in (("learning_rate", True), ("weight_decay", False),
+                               ("warmup_epochs", False)):
+            value = getattr(self, name)
+            real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_))
+            if not (real and np.isfinite(value) and (value > 0 if positive else value >= 0)):
+                raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, "
+                                 f"got {value!r}.")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, field.name, value.item())
+        if not isinstance(self.model_kwargs, Mapping) or not all(
+                isinstance(k, str) for k in self.model_kwargs):
+            raise TypeError("model_kwargs must be a mapping from constructor argument names to "
+                            f"values, got {self.model_kwargs!r}.")
 
 
 #: Configurations for Fashion-MNIST sized to train in minutes on two CPU cores (each model's
@@ -132,8 +154,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LETCC_JAX_CACHE", "~/.cache/letcc_jax")).expanduser()
 
 
+def _check_config(config: TrainConfig) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+
+
+def _check_fits(model: nnx.Module, image_shape: tuple[int, ...], num_classes: int | None,
+                what: str) -> None:
+    """The model's ``image_shape`` and ``num_classes`` (when it has them) match the data's."""
+    expected = getattr(model, "image_shape", None)
+    if expected is not None and tuple(expected) != tuple(image_shape):
+        raise ValueError(
+            f"The model takes images of shape {tuple(expected)} but {what} are "
+            f"{tuple(image_shape)}; build it with make_model(name, image_shape, num_classes) "
+            "from the data's shapes."
+        )
+    classes = getattr(model, "num_classes", None)
+    if num_classes is not None and classes is not None and classes != num_classes:
+        raise ValueError(f"The model has {classes} outputs but {what} have {num_classes} "
+                         "classes; build it with the data's num_classes.")
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """The optax optimiser and learning-rate schedule described by ``config``."""
+    _check_config(config)
+    steps_per_epoch = check.check_positive_int(steps_per_epoch, "steps_per_epoch")
     total = config.epochs * steps_per_epoch
     if config.schedule == "cosine":
         warmup = int(round(config.warmup_epochs * steps_per_epoch))
@@ -168,6 +213,11 @@ def train_model(model: nnx.Module, dataset: Dataset, config: TrainConfig, *,
     Returns:
         A :class:`TrainLog`.
     """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a Dataset (e.g. from load_dataset), got "
+                        f"{type(dataset).__name__}.")
+    _check_config(config)
+    _check_fits(model, dataset.image_shape, dataset.num_classes, f"the images of {dataset.name}")
     x_train, y_train = dataset.x_train, dataset.y_train
     if config.n_train is not None:
         x_train, y_train = x_train[: config.n_train], y_train[: config.n_train]
@@ -224,8 +274,12 @@ def _predict(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Arra
 
 def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
     """Accuracy of ``model`` in inference mode on images ``x`` (n, H, W, C), labels ``y`` (n,)."""
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"Need n >= 1 images and as many labels, got {x.shape} and {y.shape}.")
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"Need n >= 1 images (n, H, W, C) and n labels (n,), got shapes "
+                         f"{x.shape} and {y.shape}.")
+    batch_size = check.check_positive_int(batch_size, "batch_size")
+    _check_fits(model, x.shape[1:], None, "the images x")
     inference = nnx.view(model, use_running_average=True, deterministic=True,
                          raise_if_not_found=False)
     graphdef, state = nnx.split(inference)
@@ -253,7 +307,15 @@ def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> nnx.Module:
     ``model`` must have the architecture the checkpoint was saved from.
     """
     path = Path(path)
-    restored = serialization.msgpack_restore(path.read_bytes())
+    payload = path.read_bytes()
+    # Decoding damaged bytes fails in many ways (msgpack's ExtraData, ValueError, TypeError).
+    try:
+        restored = serialization.msgpack_restore(payload)
+    except Exception as exc:
+        raise ValueError(
+            f"{path} is not a checkpoint written by save_checkpoint ({type(exc).__name__}: "
+            f"{exc}); it is truncated or corrupt, delete it."
+        ) from exc
     state = nnx.state(model)
     shapes = jax.tree.map(np.shape, nnx.to_pure_dict(state))
     if jax.tree.map(np.shape, restored) != shapes:
@@ -284,19 +346,43 @@ def _settings(name: str, ds: Dataset, config: TrainConfig) -> dict:
         "data_fingerprint": _fingerprint(ds),
         "config": dataclasses.asdict(config) | {"model_kwargs": dict(config.model_kwargs)},
     }
-    return json.loads(json.dumps(settings, sort_keys=True))
+    try:
+        return json.loads(json.dumps(settings, sort_keys=True))
+    except TypeError as exc:
+        raise TypeError(
+            f"config.model_kwargs must hold JSON values (numbers, strings, lists, dicts) to "
+            f"enter the cache key; got {dict(config.model_kwargs)!r} ({exc})."
+        ) from exc
+
+
+def _path_safe(name: str) -> str:
+    """``name`` with every character but ``[A-Za-z0-9._-]`` replaced by ``_``, at most 64 of
+    them: a model or dataset name can then neither leave the cache folder (``..``, ``/``,
+    absolute paths, NUL) nor make a file name too long. Names that escape alike still get
+    different folders, because the cache key hashes the original names."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
 
 
 def _resolve(name: str, dataset: str | Dataset,
              config: TrainConfig | None) -> tuple[Dataset, TrainConfig, dict, Path]:
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
     if config is None:
         if name not in DEFAULT_CONFIGS:
             raise ValueError(f"No default config for {name!r}; pass config=TrainConfig(...).")
         config = DEFAULT_CONFIGS[name]
-    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    _check_config(config)
+    if isinstance(dataset, str):
+        ds = load_dataset(dataset)
+    elif isinstance(dataset, Dataset):
+        ds = dataset
+    else:
+        raise TypeError(f"dataset must be a Dataset or one of {sorted(DATASETS)}, got "
+                        f"{type(dataset).__name__}.")
     settings = _settings(name, ds, config)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return ds, config, settings, cache_dir() / "models" / f"{name}-{ds.name}-{key}"
+    folder = f"{_path_safe(name)}-{_path_safe(ds.name)}-{key}"
+    return ds, config, settings, cache_dir() / "models" / folder
 
 
 def checkpoint_dir(name: str, dataset: str | Dataset = "fashion_mnist",
@@ -328,7 +414,11 @@ def get_trained_model(name: str, dataset: str | Dataset = "fashion_mnist",
     if not retrain and checkpoint.is_file() and record_path.is_file():
         load_checkpoint(model, checkpoint)
         model.eval()
-        return TrainedModel(model, json.loads(record_path.read_text()))
+        try:
+            return TrainedModel(model, json.loads(record_path.read_text()))
+        except ValueError as exc:
+            raise ValueError(f"{record_path} is corrupt ({exc}); delete {folder} or pass "
+                             "retrain=True.") from exc
 
     log = train_model(model, ds, config, progress=progress)
     record = settings | {
