@@ -28,17 +28,35 @@ def concrete_values(x) -> np.ndarray | None:
     return None
 
 
-def concrete_parameter(x, literal_only: bool = False) -> np.ndarray | None:
-    """A pytree leaf's value to validate: a concrete floating-point number or array, else
-    None. With ``literal_only``, only values written as Python or NumPy numbers (what a
-    constructor call receives from a user), not ``jax.Array`` leaves (what JAX rebuilds
-    pytrees from: gradients, tangents, placeholders)."""
-    if literal_only and isinstance(x, jax.Array):
+def concrete_parameter(x, name: str = "parameter", literal_only: bool = False):
+    """A pytree leaf's value to validate, as a NumPy array, or None when it cannot be
+    inspected (a tracer).
+
+    With ``literal_only`` (a constructor call), only floating-point values written as
+    Python or NumPy numbers are returned: JAX rebuilds pytrees through their constructor
+    from ``jax.Array`` gradients, tangents and placeholders, and from ``None`` or integer
+    ``in_axes`` specs, none of which are parameters. Without it (``validate``, at every
+    entry point), every leaf must be a real number or array: integers are returned as
+    float64, anything else (None, strings, booleans, complex numbers) raises a TypeError
+    naming ``name``.
+    """
+    if isinstance(x, jax.core.Tracer):
         return None
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a real number or array, got the string {x!r}.")
+    if literal_only:
+        if isinstance(x, jax.Array):
+            return None
+        values = concrete_values(x)
+        if values is None or not np.issubdtype(values.dtype, np.floating):
+            return None
+        return values
     values = concrete_values(x)
-    if values is None or not np.issubdtype(values.dtype, np.floating):
-        return None
-    return values
+    if values is None or values.dtype == np.bool_ or not (
+            np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        what = f"dtype {values.dtype}" if values is not None else type(x).__name__
+        raise TypeError(f"{name} must be a real number or array, got {what}.")
+    return values if np.issubdtype(values.dtype, np.floating) else values.astype(np.float64)
 
 
 class Checked:
@@ -67,10 +85,17 @@ class Checked:
 
 
 def float_array(x, name: str):
-    """``x`` as a JAX array of floating dtype (integers promote to the default float)."""
-    x = jnp.asarray(x)
+    """``x`` as a JAX array of floating dtype (integers and booleans promote to the default
+    float); a TypeError naming ``name`` for anything else (None, strings, complex)."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of real numbers, got {x!r}.")
+    try:
+        x = jnp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__} "
+                        f"({exc}).") from None
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        if not (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
             raise TypeError(f"{name} must be real; got dtype {x.dtype}.")
         x = x.astype(jnp.result_type(float))
     return x
@@ -82,6 +107,9 @@ def check_matrix(x, rows: int, name: str, rows_name: str):
             f"{name} must have shape ({rows_name}, features) = ({rows}, ...), got {x.shape}. "
             "Flatten each input/output to a vector first (e.g. x.reshape(len(x), -1))."
         )
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has shape {x.shape}: no features; each row needs at least "
+                         "one value.")
 
 
 def check_finite(x, name: str, what: str = ""):
@@ -92,7 +120,8 @@ def check_finite(x, name: str, what: str = ""):
 
 
 def check_lambda(lam, name: str):
-    values = concrete_values(lam)
+    """A smoothing parameter: a real scalar, finite and >= 0 (skipped on tracers)."""
+    values = concrete_parameter(lam, name)
     if values is None:
         return
     if values.shape != ():
@@ -105,11 +134,22 @@ def check_parameter(value, name: str, rule: str, ok, literal_only: bool = False)
     """A numeric parameter at construction: every entry finite and with ``ok(values)`` true
     (``rule`` says what that means). Entries beyond a scalar are sweep values (see
     ``monte_carlo``). Skips what ``concrete_parameter`` skips."""
-    values = concrete_parameter(value, literal_only)
+    values = concrete_parameter(value, name, literal_only)
     if values is None:
         return
     if not (np.all(np.isfinite(values)) and np.all(ok(values))):
         raise ValueError(f"{name} must be {rule}, got {value!r}.")
+
+
+def check_real(value, name: str, rule: str, ok) -> float:
+    """A real Python or NumPy number (not a bool), finite and with ``ok(value)`` true
+    (``rule`` says what that means): a learning rate, a penalty weight."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+            value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    if not (np.isfinite(value) and ok(value)):
+        raise ValueError(f"{name} must be {rule}, got {value!r}.")
+    return float(value)
 
 
 def is_int(value) -> bool:
@@ -131,13 +171,44 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def check_mask(alive, N: int):
-    alive = jnp.asarray(alive)
+def check_mask(alive, N: int, name: str = "alive"):
+    """An (N,) boolean survivor mask."""
+    if isinstance(alive, (str, bytes)) or alive is None:
+        raise TypeError(f"{name} must be a boolean mask of shape (N,) = ({N},), got {alive!r}.")
+    try:
+        alive = jnp.asarray(alive)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a boolean mask of shape (N,) = ({N},), got "
+                        f"{type(alive).__name__}.") from None
     if alive.shape != (N,):
-        raise ValueError(f"alive must be a boolean mask of shape (N,) = ({N},), got {alive.shape}.")
+        raise ValueError(f"{name} must be a boolean mask of shape (N,) = ({N},), got "
+                         f"{alive.shape}.")
     if alive.dtype != jnp.bool_:
         raise TypeError(
-            f"alive must be boolean (True = the worker answered), got dtype {alive.dtype}. "
+            f"{name} must be boolean (True = the worker answered), got dtype {alive.dtype}. "
             "Convert an index list with jnp.zeros(N, bool).at[idx].set(True)."
         )
     return alive
+
+
+def check_key(key, name: str = "key"):
+    """A JAX PRNG key: a typed key array of shape () (``jax.random.key``) or a raw
+    uint32 key (``jax.random.PRNGKey``)."""
+    if isinstance(key, jax.Array) or isinstance(key, jax.core.Tracer):
+        dtype, shape = key.dtype, key.shape
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            if shape == ():
+                return key
+        elif dtype == jnp.uint32 and len(shape) == 1 and shape[0] >= 2:
+            return key
+    raise TypeError(
+        f"{name} must be one JAX PRNG key, e.g. jax.random.key(0) or jax.random.PRNGKey(0); "
+        f"got {_describe(key)}. Split keys with jax.random.split first if you have several."
+    )
+
+
+def _describe(x) -> str:
+    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(x).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return repr(x)

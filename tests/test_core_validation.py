@@ -167,7 +167,7 @@ def test_straggler_models_check_the_worker_count():
         lc.ExactStragglers(10).sample(jax.random.key(0), 10)
     with pytest.raises(ValueError, match="S=10 stragglers leave no worker of N=10"):
         lc.ExactStragglers(10).min_alive(10)
-    with pytest.raises(ValueError, match="wait_for=11 exceeds N=10"):
+    with pytest.raises(ValueError, match="wait_for=11 exceeds the N=10 workers"):
         lc.LatencyStragglers(11).sample(jax.random.key(0), 10)
 
 

@@ -303,8 +303,10 @@ def test_errors_at_the_boundary():
         tune(scheme, learn=())
     with pytest.raises(ValueError, match="steps must be a positive int"):
         tune(scheme, steps=0)
-    with pytest.raises(ValueError, match="learning rates"):
+    with pytest.raises(ValueError, match="learning_rate must be finite and > 0"):
         tune(scheme, learning_rate=-1.0)
+    with pytest.raises(TypeError, match="lambda_learning_rate must be a real number"):
+        tune(scheme, lambda_learning_rate="fast")
     with pytest.raises(ValueError, match="residual_l2"):
         tune(scheme, residual_l2=float("nan"))
     with pytest.raises(ValueError, match=r"X_cal must have shape \(K, d\) or \(C, K, d\)"):

@@ -52,7 +52,8 @@ def resolve_points(points: PointsSpec, K: int, N: int) -> tuple[np.ndarray, np.n
       points: ``"chebyshev"`` (alpha = first kind, beta = second kind, the convention of
         Berrut coded computing), ``"equispaced"`` (both equispaced on [-1, 1]; alpha is
         the midpoints grid so the data tags stay inside the worker range), or a tuple
-        ``(alpha, beta)`` of explicit strictly increasing arrays.
+        ``(alpha, beta)`` of explicit increasing arrays: alpha strictly, beta may
+        repeat a tag (workers at one tag compute the same coded input).
       K: number of data points.
       N: number of workers.
     """
@@ -66,8 +67,8 @@ def resolve_points(points: PointsSpec, K: int, N: int) -> tuple[np.ndarray, np.n
             "(alpha, beta) of increasing arrays in [-1, 1]."
         )
     if isinstance(points, (tuple, list)) and len(points) == 2:
-        alpha = _check_nodes(points[0], K, "alpha", "K")
-        beta = _check_nodes(points[1], N, "beta", "N")
+        alpha = _check_nodes(points[0], K, "alpha", "K", strict=True)
+        beta = _check_nodes(points[1], N, "beta", "N", strict=False)
         return alpha, beta
     raise ValueError(
         "points must be 'chebyshev', 'equispaced' or a tuple (alpha, beta); "
@@ -82,12 +83,17 @@ def _check_count(n, name: str, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, got {n}.")
 
 
-def _check_nodes(nodes, n: int, name: str, size_name: str) -> np.ndarray:
-    arr = np.asarray(nodes, dtype=np.float64)
+def _check_nodes(nodes, n: int, name: str, size_name: str, strict: bool) -> np.ndarray:
+    try:
+        arr = np.asarray(nodes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of {n} real numbers, got {nodes!r}.") from None
     if arr.shape != (n,):
         raise ValueError(f"{name} must have shape ({size_name},) = ({n},), got {arr.shape}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains non-finite values.")
-    if np.any(np.diff(arr) <= 0):
-        raise ValueError(f"{name} must be strictly increasing; sort it and remove duplicates.")
+    step = np.diff(arr)
+    if np.any(step <= 0 if strict else step < 0):
+        raise ValueError(f"{name} must be {'strictly ' if strict else ''}increasing; sort it"
+                         f"{' and remove duplicates' if strict else ''}.")
     return arr

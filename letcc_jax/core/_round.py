@@ -114,16 +114,24 @@ def usable(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"
 
 
 def _decode_usable(scheme, Y, used):
-    """The scheme's decoder on the usable rows (the others zeroed, so that no NaN from a
-    straggler's row can reach the estimate, not even through a zero weight)."""
-    return scheme.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
+    """The scheme's decoder on the usable rows, and which inputs it estimates.
+
+    The other rows are zeroed first, so that no NaN from a straggler's row can reach the
+    estimate, not even through a zero weight. An input the scheme cannot estimate from
+    ``used`` (``apply_recovery``) is estimated as 0 on every path: a decoder below its
+    threshold would otherwise extrapolate (LCC) or return one survivor for every input.
+    """
+    recovered = scheme.apply_recovery(used)
+    estimate = scheme.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
+    return jnp.where(recovered[:, None], estimate, jnp.zeros((), estimate.dtype)), recovered
 
 
 def decode_report(scheme, Y, alive):
-    """Estimates from the usable results (erasures, then the scheme's decoder), the mask
-    they used and which inputs they estimate."""
+    """Estimates from the usable results (erasures, then the scheme's decoder; 0 for an
+    input it cannot estimate), the mask they used and which inputs they estimate."""
     used = usable(Y, alive)
-    return _decode_usable(scheme, Y, used), used, scheme.apply_recovery(used)
+    estimate, recovered = _decode_usable(scheme, Y, used)
+    return estimate, used, recovered
 
 
 def encode_report(scheme, X):
@@ -134,6 +142,10 @@ def encode_report(scheme, X):
 def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
     """f on every row of X, each output flattened to a row (a scalar f gives m = 1)."""
     Y = jax.vmap(f)(X)
+    if not isinstance(Y, jax.Array) or not jnp.issubdtype(Y.dtype, jnp.floating):
+        what = f"dtype {Y.dtype}" if isinstance(Y, jax.Array) else f"{jax.tree.structure(Y)}"
+        raise TypeError(f"f must return one array of real floating-point values, got {what}; "
+                        "for a complex f, return its real and imaginary parts stacked.")
     if Y.ndim == 1:
         Y = Y[:, None]
     return Y.reshape(Y.shape[0], -1)
@@ -159,7 +171,8 @@ def sample_round(scheme, stragglers, faults, Y, key):
 def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:
     """Encode, run f on every worker, draw stragglers and faults, decode."""
     Y, used = sample_round(scheme, stragglers, faults, outputs(f, scheme.apply_encoder(X)), key)
-    return CodedResult(_decode_usable(scheme, Y, used), used, Y, scheme.apply_recovery(used))
+    estimate, recovered = _decode_usable(scheme, Y, used)
+    return CodedResult(estimate, used, Y, recovered)
 
 
 # ----------------------------------------------------------------------- metrics
@@ -298,8 +311,8 @@ def _grid_trials(keys, scheme, stragglers, faults, honest, truth, labels, batch_
 
         def trial(key):
             Y, used = sample_round(scheme, stragglers, faults, honest.Y, key)
-            return trial_metrics(_decode_usable(scheme, Y, used), truth, labels, used,
-                                 scheme.apply_recovery(used))
+            estimate, recovered = _decode_usable(scheme, Y, used)
+            return trial_metrics(estimate, truth, labels, used, recovered)
 
         return padded_map(trial, keys, batch)
 
@@ -417,7 +430,8 @@ def _pattern_size(scheme, Y, alive) -> int:
 
 encode_compiled = jax.jit(encode_report)
 decode_compiled = jax.jit(_in_cache_blocks(decode_report, _pattern_size))
-recovery_compiled = jax.jit(lambda scheme, alive: scheme.apply_recovery(alive))
+recovery_compiled = jax.jit(
+    lambda scheme, alive, Y=None: scheme.apply_recovery(alive if Y is None else usable(Y, alive)))
 
 
 @functools.partial(jax.jit, static_argnames="dtype")
@@ -427,7 +441,7 @@ def encoder_matrix_compiled(scheme, dtype):
 
 @functools.partial(jax.jit, static_argnames="dtype")
 def decoder_matrix_compiled(scheme, alive, dtype):
-    return _decode_usable(scheme, jnp.diag(alive.astype(dtype)), alive)
+    return _decode_usable(scheme, jnp.diag(alive.astype(dtype)), alive)[0]
 
 
 run_round_compiled = jax.jit(run_round, static_argnames="f")

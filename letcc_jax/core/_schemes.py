@@ -22,6 +22,7 @@ functions, so an eager call costs one cached dispatch.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import ClassVar
 
 import jax
@@ -48,17 +49,26 @@ def _static(**kw):
     return dataclasses.field(metadata={"static": True}, **kw)
 
 
-def _check_nodes(values, name: str):
-    """Finite and ascending along the last axis (distinct float64 nodes may coincide once
-    rounded to float32; the decoders keep the first result at a repeated node)."""
+def _check_nodes(values, name: str, strict: bool):
+    """Finite and ascending along the last axis; with ``strict``, no repeats.
+
+    The data tags alpha must be distinct (an encoder through two inputs at one tag is
+    undefined). Worker tags may repeat: workers at one tag compute the same coded input
+    (a replica), and the decoders use the first of them that answered. Distinct float64
+    worker tags may also coincide once rounded to float32 (Chebyshev points near +-1 for
+    N in the tens of thousands).
+    """
     if values is None:
         return
     if values.ndim < 1:
         raise ValueError(f"{name} must be a 1-D array of nodes, got shape {values.shape}.")
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name} contains non-finite values.")
-    if np.any(np.diff(values, axis=-1) < 0):
-        raise ValueError(f"{name} must be ascending; sort it (and remove duplicates).")
+    step = np.diff(values, axis=-1)
+    if np.any(step <= 0 if strict else step < 0):
+        rule = "strictly ascending (distinct)" if strict else "ascending"
+        raise ValueError(f"{name} must be {rule}; sort it"
+                         f"{' and remove duplicates' if strict else ''}.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -66,8 +76,9 @@ class Scheme(check.Checked):
     """Base class: the public, validated entry points and the erasure semantics.
 
     Attributes:
-      alpha: (K,) data tags in [-1, 1], ascending.
-      beta: (N,) worker tags in [-1, 1], ascending.
+      alpha: (K,) data tags in [-1, 1], strictly ascending, K >= 2.
+      beta: (N,) worker tags in [-1, 1], ascending, N >= 2; workers may share a tag (they
+        then compute the same coded input, and the decoder uses the first that answered).
     """
 
     alpha: Float[Array, "*batch K"] = _leaf(1)
@@ -78,8 +89,13 @@ class Scheme(check.Checked):
     decoder_fields: ClassVar[tuple[str, ...]] = ()
 
     def check_values(self, literal_only: bool) -> None:
-        _check_nodes(check.concrete_parameter(self.alpha, literal_only), f"{self.name}: alpha")
-        _check_nodes(check.concrete_parameter(self.beta, literal_only), f"{self.name}: beta")
+        for field, strict, size in (("alpha", True, "K"), ("beta", False, "N")):
+            name = f"{self.name}: {field}"
+            values = check.concrete_parameter(getattr(self, field), name, literal_only)
+            _check_nodes(values, name, strict)
+            if values is not None and values.shape[-1] < 2:
+                raise ValueError(f"{name} must hold at least 2 nodes ({size} >= 2), got "
+                                 f"{values.shape[-1]}.")
 
     @property
     def K(self) -> int:
@@ -137,9 +153,15 @@ class Scheme(check.Checked):
             straggler.
           alive: boolean mask, True where the worker answered; default all True.
 
+        Returns:
+          (K, m) estimates in the dtype of Y. Under jit (no error can be raised), an input
+          the valid results cannot determine (see ``recovered``) is estimated as 0.
+
         Raises:
-          ValueError: (on concrete inputs) if too few valid results arrived to estimate
-            every input; the message says how many are needed.
+          ValueError: Y is not (N, m); ``alive`` is not an (N,) bool mask; (on concrete
+            inputs) too few valid results arrived to estimate every input (the message
+            says how many are needed).
+          TypeError: Y is complex, or ``alive`` is not boolean.
         """
         self._require_unswept("decode")
         Y = check.float_array(Y, "Y")
@@ -154,14 +176,23 @@ class Scheme(check.Checked):
         """The survivor mask after non-finite rows are turned into erasures."""
         return _round.usable(jnp.asarray(Y), jnp.asarray(alive))
 
-    def recovered(self, alive: Bool[Array, " N"]) -> Bool[Array, " K"]:
-        """Which inputs get a genuine estimate under ``alive`` (works under jit too).
+    def recovered(self, alive: Bool[Array, " N"],
+                  Y: Float[Array, "N m"] | None = None) -> Bool[Array, " K"]:
+        """Which inputs get a genuine estimate from the workers in ``alive`` (works under
+        jit too). With the outputs ``Y``, a row with a NaN or inf is an erasure, as in
+        ``decode``: pass Y whenever you have it, or an input whose answers are all NaN is
+        reported recovered.
 
-        When an input is not recovered (too few survivors), ``decode`` under jit returns 0
-        for it; ``monte_carlo`` counts such trials as failures.
+        An input that is not recovered is estimated as 0 wherever no error can be raised
+        (``decode`` under jit, ``run_coded`` under jit, every Monte Carlo trial, where it
+        counts as a failure and in the MSE); eager ``decode`` and ``run_coded`` raise.
         """
         self._require_unswept("recovered")
-        return _round.recovery_compiled(self, check.check_mask(alive, self.N))
+        alive = check.check_mask(alive, self.N)
+        if Y is not None:
+            Y = check.float_array(Y, "Y")
+            check.check_matrix(Y, self.N, "Y", "N")
+        return _round.recovery_compiled(self, alive, Y)
 
     def encoder_matrix(self, dtype=None) -> Float[Array, "N K"]:
         """The (N, K) matrix E with encode(X) = E @ X."""
@@ -301,8 +332,8 @@ class ResidualLeTCC(LeTCC):
     def check_values(self, literal_only: bool) -> None:
         super().check_values(literal_only)
         shape = np.shape(self.residual)
-        if (check.concrete_parameter(self.residual, literal_only) is not None
-                and shape[-2:] != (self.N, self.K)):
+        if (check.concrete_parameter(self.residual, f"{self.name}: residual", literal_only)
+                is not None and shape[-2:] != (self.N, self.K)):
             raise ValueError(f"residual must have shape (N, K) = ({self.N}, {self.K}), "
                              f"got {shape}.")
 
@@ -370,6 +401,12 @@ class LCC(BarycentricScheme):
 
     name: ClassVar[str] = "lcc"
 
+    def check_values(self, literal_only: bool) -> None:
+        super().check_values(literal_only)
+        if not check.is_int(self.degree) or self.degree < 1:
+            raise ValueError(f"lcc: degree must be a positive int, got {self.degree!r}.")
+        object.__setattr__(self, "degree", int(self.degree))
+
     @property
     def min_survivors(self) -> int:
         return (self.K - 1) * self.degree + 1
@@ -388,7 +425,9 @@ class Uncoded(Scheme):
 
     def check_values(self, literal_only: bool) -> None:
         # beta repeats alpha (worker n sits at the tag of the input it copies).
-        _check_nodes(check.concrete_parameter(self.alpha, literal_only), f"{self.name}: alpha")
+        _check_nodes(check.concrete_parameter(self.alpha, f"{self.name}: alpha", literal_only),
+                     f"{self.name}: alpha", strict=True)
+        check.concrete_parameter(self.beta, f"{self.name}: beta", literal_only)
 
     @property
     def min_survivors(self) -> int:
@@ -527,4 +566,18 @@ def make_scheme(name: str, K: int, N: int, **options) -> Scheme:
         factory = SCHEMES[name]
     except KeyError:
         raise ValueError(f"unknown scheme {name!r}; choose from {sorted(SCHEMES)}.") from None
+    accepted = _options(factory)
+    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise TypeError(f"make_scheme: {name} takes no option {', '.join(unknown)}; its options "
+                        f"are {', '.join(accepted) or 'none'}.")
     return factory(K, N, **options)
+
+
+def _options(factory) -> list[str] | None:
+    """The keyword options of a scheme factory (None if it takes any)."""
+    params = list(inspect.signature(factory).parameters.values())[2:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None if factory is not residual_letcc else (
+            ["residual"] + _options(letcc))
+    return [p.name for p in params]

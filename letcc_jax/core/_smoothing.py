@@ -35,7 +35,7 @@ def smoothing_spline(
     ``lam = 0`` interpolates. Outside the survivors' range the curve is linear.
 
     Args:
-      t: (n,) knots, ascending.
+      t: (n,) knots, strictly ascending (like scipy's ``make_smoothing_spline``).
       y: (n, m) values (or (n,), giving an (E,) result); rows that are not alive are
         ignored, whatever they hold.
       alive: (n,) boolean mask of the rows to fit; default all.
@@ -45,7 +45,13 @@ def smoothing_spline(
         ``letcc_jax.core.spline``).
 
     Returns:
-      (E, m) values of the spline at x, in the dtype of y.
+      (E, m) values of the spline at x, in the dtype of y; under jit, 0 where ``alive``
+      selects no row.
+
+    Raises:
+      ValueError: shapes that do not match; knots or x not finite, knots not strictly
+        ascending; lam negative or not finite; (eagerly) an ``alive`` that selects no row.
+      TypeError: complex or non-numeric arrays, a non-boolean ``alive``.
 
     Example::
 
@@ -62,9 +68,12 @@ def smoothing_spline(
     if t.shape != (n,):
         raise ValueError(f"t must have shape (n,) = ({n},) like the rows of y, got {t.shape}.")
     values = check.concrete_values(t)
-    if values is not None and (not np.all(np.isfinite(values)) or np.any(np.diff(values) < 0)):
-        raise ValueError("t must be finite and ascending; sort the knots (and their rows of y).")
+    if values is not None and (not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0)):
+        raise ValueError("t must be finite and strictly ascending; sort the knots (and their "
+                         "rows of y), and average the rows of repeated knots.")
     alive = np.ones((n,), bool) if alive is None else check.check_mask(alive, n)
+    if check.is_concrete(alive) and not np.any(alive):
+        raise ValueError("alive selects no rows of y; there is nothing to fit.")
     check.check_lambda(lam, "lam")
     x = t if x is None else jnp.asarray(check.float_array(x, "x"), y.dtype)
     if x.ndim != 1:

@@ -31,14 +31,17 @@ __all__ = ["CodedResult", "MonteCarloResult", "run_coded", "monte_carlo", "expec
            "mse", "relacc", "check_round"]
 
 
-def check_round(f, scheme, X, stragglers, faults, *, name: str = "X", batches: bool = False):
+def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
+                batches: bool = False):
     """Validate the arguments of a simulated round, X being (K, d) inputs or (C, K, d)
     batches (with ``batches``, (K, d) becomes C = 1); returns ``(X, faults)`` as used.
 
     Raises a clear error for a non-callable f, a non-scheme, inputs of the wrong shape or
-    with non-finite values, unknown model objects, and a straggler model that leaves fewer
-    survivors than the scheme needs.
+    with non-finite values, unknown model objects, models whose sizes exceed N, a straggler
+    model that leaves fewer survivors than the scheme needs, and a key that is not one
+    PRNG key.
     """
+    check.check_key(key)
     if not callable(f):
         raise TypeError(f"f must be callable (one input (d,) -> one output (m,)), got {f!r}.")
     if not isinstance(scheme, Scheme):
@@ -53,6 +56,11 @@ def check_round(f, scheme, X, stragglers, faults, *, name: str = "X", batches: b
     if not isinstance(stragglers, StragglerModel):
         raise TypeError("stragglers must be a straggler model (e.g. "
                         f"letcc_jax.ExactStragglers(S)), got {stragglers!r}.")
+    if faults is None or isinstance(faults, FaultModel):
+        faults = () if faults is None else (faults,)
+    elif not isinstance(faults, (tuple, list)):
+        raise TypeError(f"faults must be a list of fault models (e.g. "
+                        f"[letcc_jax.GaussianNoise(sigma)]), got {faults!r}.")
     faults = tuple(faults)
     for fault in faults:
         if not isinstance(fault, FaultModel):
@@ -60,6 +68,8 @@ def check_round(f, scheme, X, stragglers, faults, *, name: str = "X", batches: b
                             f"got {fault!r}.")
     for model in (scheme, stragglers, *faults):
         model.validate()
+    for model in (stragglers, *faults):
+        model.check_workers(scheme.N)
     need, guaranteed = scheme.min_survivors, stragglers.min_alive(scheme.N)
     if 0 < guaranteed < need:
         raise ValueError(
@@ -80,6 +90,9 @@ def _calibration_batches(X, K: int, name: str):
             f"{name} must have shape (K, d) or (C, K, d) with K = {K}, got {X.shape}. "
             "Flatten each input to a vector first."
         )
+    if X.shape[0] == 0 or X.shape[2] == 0:
+        raise ValueError(f"{name} has shape {X.shape}: it needs at least one batch (C >= 1) "
+                         "of inputs with at least one feature (d >= 1).")
     return X
 
 
@@ -109,7 +122,7 @@ def run_coded(
     Raises:
       ValueError: bad inputs, or (on concrete values) an input could not be estimated.
     """
-    X, faults = check_round(f, scheme, X, stragglers, faults)
+    X, faults = check_round(f, scheme, X, stragglers, faults, key)
     grid = _round.batch_shape((scheme, stragglers, faults))
     if grid:
         raise ValueError(f"run_coded runs one round; its parameters are swept over {grid}. "
@@ -173,7 +186,7 @@ def monte_carlo(
         result.mse.shape                                        # (10, 26, 200)
     """
     trials = check.check_positive_int(trials, "trials")
-    X, faults = check_round(f, scheme, X, stragglers, faults)
+    X, faults = check_round(f, scheme, X, stragglers, faults, key)
     if labels is not None:
         labels = jnp.asarray(labels)
         shape = X.shape[:-1]
@@ -209,5 +222,6 @@ def expected_loss(
     ``tune`` follows). Swept parameters give one value per grid point, shape (*grid).
     """
     trials = check.check_positive_int(trials, "trials")
-    X, faults = check_round(f, scheme, X_cal, stragglers, faults, name="X_cal", batches=True)
+    X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
+                            batches=True)
     return _round.expected_loss_compiled(f, scheme, X, key, stragglers, faults, trials=trials)

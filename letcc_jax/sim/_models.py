@@ -79,12 +79,25 @@ class StragglerModel(Checked):
     def min_alive(self, N: int) -> int:
         raise NotImplementedError
 
+    def check_workers(self, N: int) -> None:
+        """Raise a ValueError if the model's sizes do not fit N workers."""
+
 
 class FaultModel(Checked):
     """What answering workers send: ``apply(key, Y)`` corrupts the (N, m) outputs."""
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         raise NotImplementedError
+
+    def check_workers(self, N: int) -> None:
+        """Raise a ValueError if the model's sizes do not fit N workers."""
+
+
+def _check_at_most(model, field: str, N: int):
+    value = getattr(model, field)
+    if value > N:
+        raise ValueError(f"{type(model).__name__}: {field}={value} exceeds the N={N} workers; "
+                         f"use {field} <= {N}.")
 
 
 @jax.tree_util.register_dataclass
@@ -110,16 +123,17 @@ class ExactStragglers(StragglerModel):
         _set_count(self, "S")
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self._check(N)
+        self.check_workers(N)
         return ~random_subset(key, N, self.S)
 
     def min_alive(self, N: int) -> int:
-        self._check(N)
+        self.check_workers(N)
         return N - self.S
 
-    def _check(self, N):
+    def check_workers(self, N: int) -> None:
         if self.S >= N:
-            raise ValueError(f"ExactStragglers: S={self.S} stragglers leave no worker of N={N}.")
+            raise ValueError(f"ExactStragglers: S={self.S} stragglers leave no worker of N={N}; "
+                             f"use S < {N}.")
 
 
 @jax.tree_util.register_dataclass
@@ -175,9 +189,12 @@ class LatencyStragglers(StragglerModel):
         t = shift + draw / rate
         return jnp.where(random_subset(k_slow, N, self.slow), t * slowdown, t)
 
+    def check_workers(self, N: int) -> None:
+        _check_at_most(self, "wait_for", N)
+        _check_at_most(self, "slow", N)
+
     def sample(self, key, N: int) -> Bool[Array, " N"]:
-        if self.wait_for > N:
-            raise ValueError(f"LatencyStragglers: wait_for={self.wait_for} exceeds N={N}.")
+        self.check_workers(N)
         t = self.finish_times(key, N)
         return jnp.argsort(jnp.argsort(t)) < self.wait_for
 
@@ -221,6 +238,9 @@ class Adversaries(FaultModel):
         check_parameter(self.magnitude, "Adversaries: magnitude", ">= 0", lambda v: v >= 0,
                         literal_only=literal_only)
 
+    def check_workers(self, N: int) -> None:
+        _check_at_most(self, "count", N)
+
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         k_who, k_val = jax.random.split(key)
         bad = random_subset(k_who, Y.shape[0], self.count)[:, None]
@@ -243,6 +263,9 @@ class FailedWorkers(FaultModel):
 
     def check_values(self, literal_only: bool) -> None:
         _set_count(self, "count")
+
+    def check_workers(self, N: int) -> None:
+        _check_at_most(self, "count", N)
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         bad = random_subset(key, Y.shape[0], self.count)[:, None]

@@ -285,7 +285,10 @@ def tune(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    learn = tuple(dict.fromkeys(learn))
+    try:
+        learn = tuple(dict.fromkeys((learn,) if isinstance(learn, str) else learn))
+    except TypeError:
+        raise ValueError(f"learn must name some of {LEARNABLE}, got {learn!r}.") from None
     unknown = [name for name in learn if name not in LEARNABLE]
     if unknown or not learn:
         raise ValueError(f"learn must name some of {LEARNABLE}, got {learn!r}.")
@@ -293,12 +296,13 @@ def tune(
                         (validation_trials, "validation_trials"),
                         (validate_every, "validate_every")):
         check.check_positive_int(value, name)
-    rates = (learning_rate, lambda_learning_rate, residual_learning_rate)
-    if not all(np.isfinite(r) and r > 0 for r in rates):
-        raise ValueError(f"learning rates must be finite and > 0, got {rates}.")
-    if not (np.isfinite(residual_l2) and residual_l2 >= 0):
-        raise ValueError(f"residual_l2 must be finite and >= 0, got {residual_l2!r}.")
-    X, faults = check_round(f, scheme, X_cal, stragglers, faults, name="X_cal", batches=True)
+    for value, name in ((learning_rate, "learning_rate"),
+                        (lambda_learning_rate, "lambda_learning_rate"),
+                        (residual_learning_rate, "residual_learning_rate")):
+        check.check_real(value, name, "finite and > 0", lambda v: v > 0)
+    check.check_real(residual_l2, "residual_l2", "finite and >= 0", lambda v: v >= 0)
+    X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
+                            batches=True)
     if _round.batch_shape((scheme, stragglers, faults)):
         raise ValueError("tune tunes one scheme in one setting; its arguments are a sweep.")
     with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)

@@ -1,0 +1,270 @@
+"""Failure semantics, and the hostile inputs that once gave a wrong number or an unclear
+error (each test here failed before its fix).
+
+The semantics: an input the valid results cannot determine (``Scheme.recovered``) is
+estimated as 0 wherever no error can be raised (``decode`` and ``run_coded`` under jit,
+every Monte Carlo trial, ``decoder_matrix``); eager ``decode`` and ``run_coded`` raise; a
+row with a NaN or inf is an erasure everywhere, ``recovered`` included.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import letcc_jax as lc
+
+K, N, D = 4, 10, 2
+SCHEMES = {"letcc": lc.letcc(K, N), "letcc_smooth": lc.letcc(K, N, lam_dec=1e-3),
+           "bacc": lc.bacc(K, N), "lcc": lc.lcc(K, N), "lcc2": lc.lcc(K, N, degree=2),
+           "uncoded": lc.uncoded(K, N)}
+
+
+def f(x):
+    return jnp.sin(x)
+
+
+def _inputs(dtype=np.float64):
+    return jnp.asarray(np.random.default_rng(0).normal(size=(K, D)), dtype)
+
+
+def _below_threshold(scheme):
+    """A mask with one survivor fewer than the scheme needs (for uncoded: input 0 lost)."""
+    if scheme.name == "uncoded":
+        return jnp.arange(N) % K != 0
+    return jnp.arange(N) < scheme.min_survivors - 1
+
+
+# ------------------------------------------------------------------ failure semantics
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_unrecoverable_inputs_are_estimated_as_zero_under_jit(name, dtype):
+    scheme = jax.tree.map(lambda v: jnp.asarray(v, dtype), SCHEMES[name])
+    Y = jnp.sin(scheme.encode(_inputs(dtype))) + 1.0  # far from 0 everywhere
+    alive = _below_threshold(scheme)
+    lost = ~np.asarray(scheme.recovered(alive))
+    assert lost.any()
+    out = np.asarray(jax.jit(lambda s, y, a: s.decode(y, a))(scheme, Y, alive))
+    assert np.all(out[lost] == 0)
+    assert np.all(out[~lost] != 0)  # uncoded: the other inputs keep their estimates
+    # The decoder matrix says the same: decode(Y, alive) == D @ Y.
+    D_F = np.asarray(scheme.decoder_matrix(alive))
+    assert np.all(D_F[lost] == 0)
+    np.testing.assert_allclose(out, D_F @ np.where(np.asarray(alive)[:, None], Y, 0),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    with pytest.raises(ValueError, match="valid worker results|no replica"):
+        scheme.decode(Y, alive)
+
+
+@pytest.mark.parametrize("name", ["letcc", "bacc", "lcc"])
+def test_failed_trials_score_the_zero_estimate(name):
+    """A Monte Carlo trial below the threshold counts as a failure, with the loss of the
+    zero estimate: no extrapolated polynomial, no survivor copied to every input."""
+    scheme, X = SCHEMES[name], _inputs()
+    result = lc.monte_carlo(f, scheme, X, jax.random.key(0), trials=200,
+                            stragglers=lc.BernoulliStragglers(0.75))
+    survivors, rec = np.asarray(result.survivors), np.asarray(result.recovered)
+    below = survivors < scheme.min_survivors
+    assert below.any() and (~below).any()
+    assert np.all(rec[below] == 0) and np.all(rec[~below] == 1)
+    zero = float(jnp.mean(jnp.sum(f(X) ** 2, axis=1)))
+    np.testing.assert_allclose(np.asarray(result.mse)[below], zero, rtol=1e-12)
+    assert result.summary()["failure_rate"] == pytest.approx(below.mean())
+
+
+def test_run_coded_under_jit_follows_the_same_semantics():
+    scheme, X = SCHEMES["bacc"], _inputs()
+    run = jax.jit(lambda key: lc.run_coded(f, scheme, X, key,
+                                           stragglers=lc.ExactStragglers(N - 1)))
+    with pytest.raises(ValueError, match="needs at least 2"):
+        run(jax.random.key(0))  # the model guarantees too few survivors: caught up front
+    run = jax.jit(lambda key: lc.run_coded(f, scheme, X, key,
+                                           faults=[lc.FailedWorkers(N - 1)]))
+    result = run(jax.random.key(0))
+    assert not np.asarray(result.recovered).any()
+    assert np.all(np.asarray(result.estimate) == 0)
+    with pytest.raises(ValueError, match="valid worker results"):
+        lc.run_coded(f, scheme, X, jax.random.key(0), faults=[lc.FailedWorkers(N - 1)])
+
+
+def test_recovered_counts_nan_rows_as_erasures():
+    scheme = SCHEMES["uncoded"]
+    Y = np.array(scheme.encode(_inputs()))
+    Y[np.arange(N) % K == 1] = np.nan  # every replica of input 1
+    alive = jnp.ones(N, bool)
+    assert np.asarray(scheme.recovered(alive)).all()  # the mask alone cannot know
+    np.testing.assert_array_equal(scheme.recovered(alive, Y), np.arange(K) != 1)
+    with pytest.raises(ValueError, match=r"input\(s\) \[1\]"):
+        scheme.decode(Y, alive)
+    bacc = SCHEMES["bacc"]
+    Y = np.full((N, D), np.nan)
+    Y[3] = 1.0
+    assert not np.asarray(bacc.recovered(alive, Y)).any()
+    assert np.asarray(jax.jit(bacc.recovered)(alive, jnp.asarray(Y))).sum() == 0
+
+
+# -------------------------------------------------------- validation not bypassed
+
+
+def test_nodes_are_checked_in_replace_and_in_the_constructors():
+    scheme = lc.letcc(K, N)
+    with pytest.raises(ValueError, match="alpha must be strictly ascending"):
+        scheme.replace(alpha=scheme.alpha.at[1].set(scheme.alpha[0]))
+    with pytest.raises(ValueError, match="beta must be ascending"):
+        scheme.replace(beta=scheme.beta[::-1])
+    with pytest.raises(ValueError, match="beta must hold at least 2 nodes"):
+        scheme.replace(beta=scheme.beta[:1])
+    with pytest.raises(ValueError, match="alpha must be strictly ascending"):
+        lc.BACC(np.array([0.0, 0.0, 0.5]), np.linspace(-1, 1, 6))
+    with pytest.raises(ValueError, match="degree must be a positive int"):
+        lc.LCC(np.linspace(-1, 1, 3), np.linspace(-1, 1, 6), degree=0)
+
+
+def test_repeated_worker_tags_are_replicas():
+    """Workers at one tag compute the same coded input; the first that answered counts."""
+    scheme = lc.letcc(K, N)
+    beta = np.asarray(scheme.beta).copy()
+    beta[1] = beta[0]
+    twin = lc.letcc(K, N, points=(np.asarray(scheme.alpha), beta))
+    X = _inputs()
+    coded = np.asarray(twin.encode(X))
+    np.testing.assert_array_equal(coded[0], coded[1])
+    Y = np.sin(coded)
+    without = jnp.arange(N) != 1
+    np.testing.assert_allclose(twin.decode(Y), twin.decode(Y, without), rtol=1e-12)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (-1, ValueError, "lam_dec must be finite and >= 0"),  # an int once skipped the check
+    (None, TypeError, "lam_dec must be a real number"),
+    ("0.1", TypeError, "lam_dec must be a real number"),
+    (True, TypeError, "lam_dec must be a real number"),
+    (1j, TypeError, "lam_dec must be a real number"),
+])
+def test_lambdas_of_every_type_are_checked(value, error, match):
+    with pytest.raises(error, match=match):
+        lc.letcc(K, N).replace(lam_dec=value)
+    with pytest.raises(error, match=match):
+        lc.letcc(K, N, lam_dec=value)
+
+
+@pytest.mark.parametrize("model, match", [
+    (lambda: lc.BernoulliStragglers(2), "p must be in"),
+    (lambda: lc.GaussianNoise(-1), "sigma must be >= 0"),
+    (lambda: lc.GaussianNoise("loud"), "sigma must be a real number"),
+    (lambda: lc.LatencyStragglers(3, rate=float("nan")), "rate must be > 0"),
+])
+def test_model_parameters_of_every_type_are_checked(model, match):
+    """Integer and string parameters reach the same checks as floats, at the latest when
+    a call validates the model."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2,
+                       **({"faults": [m]} if isinstance(m := model(), lc.FaultModel)
+                          else {"stragglers": m}))
+
+
+def test_smoothing_spline_rejects_repeated_knots_and_empty_masks():
+    t = jnp.linspace(-1, 1, 6)
+    y = jnp.sin(3 * t)
+    with pytest.raises(ValueError, match="t must be finite and strictly ascending"):
+        lc.smoothing_spline(t.at[2].set(t[1]), y)  # gave NaN
+    with pytest.raises(ValueError, match="alive selects no rows"):
+        lc.smoothing_spline(t, y, jnp.zeros(6, bool))
+    with pytest.raises(ValueError, match="lam must be finite and >= 0"):
+        lc.smoothing_spline(t, y, lam=-1.0)
+
+
+# ------------------------------------------------------------ JAX transformations
+
+
+def test_checks_skip_traced_values_of_closed_over_arrays():
+    scheme, X = lc.letcc(K, N), _inputs()
+    coded = jax.jit(lambda: scheme.encode(X))()
+    np.testing.assert_allclose(coded, scheme.encode(X), rtol=1e-12)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(scheme.encode(x) ** 2)))(X)
+    assert grad.shape == (K, D) and np.all(np.isfinite(grad))
+    swept = jax.jit(lambda lam: scheme.replace(lam_dec=lam).decode(jnp.sin(coded)))(0.1)
+    assert swept.shape == (K, D)
+
+
+# ------------------------------------------------------------------ types users pass
+
+
+def test_numpy_integer_sizes_are_accepted():
+    for factory in (lc.letcc, lc.bacc, lc.lcc, lc.uncoded):
+        assert factory(np.int64(K), np.int32(N)).N == N
+    assert lc.lcc(K, N, degree=np.int64(2)).min_survivors == 2 * (K - 1) + 1
+    assert lc.ExactStragglers(np.int64(2)).S == 2
+    result = lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0),
+                            trials=np.int64(3), batch_size=np.int32(2))
+    assert result.mse.shape == (3,)
+
+
+@pytest.mark.parametrize("g", [lambda x: jax.lax.complex(x, x), lambda x: jnp.round(x).astype(int),
+                               lambda x: (x, x)])
+def test_outputs_that_are_not_real_arrays_are_rejected(g):
+    with pytest.raises(TypeError, match="f must return one array of real floating-point"):
+        lc.monte_carlo(g, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2)
+    with pytest.raises(TypeError, match="f must return one array of real floating-point"):
+        lc.run_coded(g, lc.letcc(K, N), _inputs(), jax.random.key(0))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"faults": [lc.Adversaries(N + 3)]}, "count=13 exceeds the N=10 workers"),
+    ({"faults": [lc.FailedWorkers(N + 1)]}, "count=11 exceeds the N=10 workers"),
+    ({"stragglers": lc.LatencyStragglers(5, slow=N + 1)}, "slow=11 exceeds the N=10"),
+    ({"stragglers": lc.ExactStragglers(N)}, "S=10 stragglers leave no worker"),
+    ({"faults": [None]}, "faults must be fault models"),
+    ({"faults": 3}, "faults must be a list of fault models"),
+    ({"stragglers": None}, "stragglers must be a straggler model"),
+    ({"trials": 0}, "trials must be a positive int"),
+    ({"batch_size": 0}, "batch_size must be a positive int"),
+])
+def test_model_sizes_and_entries_are_checked_against_the_call(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), **kwargs)
+
+
+def test_a_single_fault_model_or_none_is_accepted():
+    scheme, X, key = lc.letcc(K, N), _inputs(), jax.random.key(0)
+    one = lc.monte_carlo(f, scheme, X, key, trials=3, faults=lc.GaussianNoise(0.1))
+    listed = lc.monte_carlo(f, scheme, X, key, trials=3, faults=[lc.GaussianNoise(0.1)])
+    np.testing.assert_array_equal(one.mse, listed.mse)
+    none = lc.monte_carlo(f, scheme, X, key, trials=3, faults=None)
+    np.testing.assert_array_equal(none.mse, lc.monte_carlo(f, scheme, X, key, trials=3).mse)
+
+
+@pytest.mark.parametrize("key", [0, np.uint32(3), "seed",
+                                 jax.random.split(jax.random.key(0), 2)])
+def test_keys_must_be_one_prng_key(key):
+    call = functools.partial(lc.monte_carlo, f, lc.letcc(K, N), _inputs(), key, trials=2)
+    with pytest.raises(TypeError, match="key must be one JAX PRNG key"):
+        call()
+    with pytest.raises(TypeError, match="key must be one JAX PRNG key"):
+        lc.select_lambda(f, lc.letcc(K, N), _inputs(), key, trials=2)
+
+
+def test_legacy_raw_keys_are_accepted():
+    raw = lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.PRNGKey(0), trials=3,
+                         stragglers=lc.ExactStragglers(2))
+    typed = lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.wrap_key_data(
+        jax.random.PRNGKey(0)), trials=3, stragglers=lc.ExactStragglers(2))
+    np.testing.assert_array_equal(raw.mse, typed.mse)
+
+
+def test_empty_calibration_sets_and_features_are_rejected():
+    with pytest.raises(ValueError, match=r"X_cal has shape \(0, 4, 2\)"):
+        lc.select_lambda(f, lc.letcc(K, N), jnp.zeros((0, K, D)), jax.random.key(0))
+    with pytest.raises(ValueError, match="no features"):
+        lc.letcc(K, N).encode(jnp.zeros((K, 0)))
+    with pytest.raises(TypeError, match="X must be an array of real numbers"):
+        lc.letcc(K, N).encode(None)
+
+
+def test_make_scheme_names_options_a_scheme_does_not_take():
+    with pytest.raises(TypeError, match="bacc takes no option lam_dec; its options are points"):
+        lc.make_scheme("bacc", K, N, lam_dec=0.1)
+    assert lc.make_scheme("letcc+residual", K, N, lam_dec=0.1).lam_dec == 0.1
