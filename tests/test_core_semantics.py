@@ -268,3 +268,48 @@ def test_make_scheme_names_options_a_scheme_does_not_take():
     with pytest.raises(TypeError, match="bacc takes no option lam_dec; its options are points"):
         lc.make_scheme("bacc", K, N, lam_dec=0.1)
     assert lc.make_scheme("letcc+residual", K, N, lam_dec=0.1).lam_dec == 0.1
+
+
+def test_matrix_dtypes_must_be_real_floating():
+    scheme = lc.letcc(K, N)
+    for dtype, match in (("foo", "floating-point dtype"), (int, "real floating-point"),
+                         (complex, "real floating-point")):
+        with pytest.raises(TypeError, match=match):
+            scheme.encoder_matrix(dtype=dtype)
+        with pytest.raises(TypeError, match=match):
+            scheme.decoder_matrix(jnp.ones(N, bool), dtype=dtype)
+    assert scheme.encoder_matrix(dtype=jnp.float32).dtype == jnp.float32
+
+
+def test_a_non_finite_residual_is_rejected():
+    with pytest.raises(ValueError, match="residual contains non-finite values"):
+        lc.residual_letcc(K, N, residual=jnp.full((N, K), jnp.nan))
+
+
+class _Unhashable:
+    __hash__ = None
+
+    def __call__(self, x):
+        return jnp.sin(x)
+
+
+@pytest.mark.parametrize("g, error, match", [
+    (_Unhashable(), TypeError, "f must be hashable"),
+    (np.sin, TypeError, "f failed on inputs of shape"),  # NumPy on a tracer
+    (lambda x: x * jnp.nan, ValueError, "f returned NaN or inf on the inputs X"),
+])
+def test_f_problems_are_named(g, error, match):
+    with pytest.raises(error, match=match):
+        lc.monte_carlo(g, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2)
+
+
+@pytest.mark.parametrize("labels", [np.full(K, D), np.full(K, -1)])
+def test_labels_must_index_the_outputs(labels):
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, m\) = \[0, 2\)"):
+        lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2, labels=labels)
+
+
+def test_devices_must_be_jax_devices():
+    with pytest.raises(TypeError, match="devices must be JAX devices"):
+        lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2,
+                       devices=["cpu"])

@@ -16,6 +16,9 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from dask import config as dask_config  # noqa: E402
+from dask.utils import parse_timedelta  # noqa: E402
+from test_workers_dask_hostile import _installed  # noqa: E402
 from workers_common import ALIVE, F, K, N, SCHEMES, X  # noqa: E402
 
 import letcc_jax as lc  # noqa: E402
@@ -74,10 +77,14 @@ def test_backends_agree_on_the_same_stragglers(dask, name):
 def test_f_is_shipped_once_per_worker(dask):
     for _ in range(3):
         dask.run(F, SCHEMES["bacc"], X)
-    held = dask.client.has_what()
-    kernels = {key for keys in held.values() for key in keys if key.startswith("_Kernel")}
-    assert len(kernels) == 1  # one scattered copy of f, reused by every round
-    assert all(kernels <= set(keys) for keys in held.values())  # and held by every worker
+    # f stays on every worker when idle: the active memory manager, which trims replicated
+    # data back to one copy, does not touch it (else every task would run where f is).
+    interval = dask_config.get("distributed.scheduler.active-memory-manager.interval")
+    time.sleep(parse_timedelta(interval) + 0.5)
+    installed = dask.client.run(_installed)
+    assert len(installed) == 2  # every worker holds f
+    assert all(len(names) == 1 for names in installed.values())  # once, reused by every round
+    assert len(set(sum(installed.values(), []))) == 1
 
 
 @pytest.mark.timeout(60)

@@ -141,7 +141,12 @@ def encode_report(scheme, X):
 
 def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
     """f on every row of X, each output flattened to a row (a scalar f gives m = 1)."""
-    Y = jax.vmap(f)(X)
+    try:
+        Y = jax.vmap(f)(X)
+    except Exception as exc:  # f's own failure, reported with what it was given
+        raise TypeError(f"f failed on inputs of shape {X.shape[1:]} and dtype {X.dtype} "
+                        f"(traced by JAX; f must be written with jax.numpy): "
+                        f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(Y, jax.Array) or not jnp.issubdtype(Y.dtype, jnp.floating):
         what = f"dtype {Y.dtype}" if isinstance(Y, jax.Array) else f"{jax.tree.structure(Y)}"
         raise TypeError(f"f must return one array of real floating-point values, got {what}; "
@@ -429,6 +434,9 @@ def _pattern_size(scheme, Y, alive) -> int:
 # Module-level jitted functions: their caches are what makes eager calls cheap.
 
 encode_compiled = jax.jit(encode_report)
+outputs_finite_compiled = jax.jit(
+    lambda f, X: jax.vmap(lambda x: jnp.all(jnp.isfinite(outputs(f, x))))(X),
+    static_argnames="f")
 decode_compiled = jax.jit(_in_cache_blocks(decode_report, _pattern_size))
 recovery_compiled = jax.jit(
     lambda scheme, alive, Y=None: scheme.apply_recovery(alive if Y is None else usable(Y, alive)))

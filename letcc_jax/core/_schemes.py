@@ -255,8 +255,17 @@ class Scheme(check.Checked):
 
 
 def _dtype(leaf, dtype) -> np.dtype:
-    """``dtype``, or by default the leaf's: a hashable static argument."""
-    return np.dtype(jnp.result_type(leaf) if dtype is None else dtype)
+    """``dtype``, or by default the leaf's: a hashable static argument, real floating."""
+    if dtype is None:
+        return np.dtype(jnp.result_type(leaf))
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a floating-point dtype such as jnp.float32, got "
+                        f"{dtype!r}.") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a real floating-point dtype, got {dtype}.")
+    return dtype
 
 
 def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array, " n"]:
@@ -332,10 +341,12 @@ class ResidualLeTCC(LeTCC):
     def check_values(self, literal_only: bool) -> None:
         super().check_values(literal_only)
         shape = np.shape(self.residual)
-        if (check.concrete_parameter(self.residual, f"{self.name}: residual", literal_only)
-                is not None and shape[-2:] != (self.N, self.K)):
+        values = check.concrete_parameter(self.residual, f"{self.name}: residual", literal_only)
+        if values is not None and shape[-2:] != (self.N, self.K):
             raise ValueError(f"residual must have shape (N, K) = ({self.N}, {self.K}), "
                              f"got {shape}.")
+        if values is not None and not np.all(np.isfinite(values)):
+            raise ValueError(f"{self.name}: residual contains non-finite values.")
 
     @classmethod
     def from_letcc(cls, scheme: LeTCC, residual: Float[Array, "N K"] | None = None):

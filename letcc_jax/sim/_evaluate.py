@@ -14,6 +14,7 @@ noise draws (common random numbers), and the whole grid is one compilation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -32,18 +33,24 @@ __all__ = ["CodedResult", "MonteCarloResult", "run_coded", "monte_carlo", "expec
 
 
 def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
-                batches: bool = False):
+                batches: bool = False, truth: bool = False):
     """Validate the arguments of a simulated round, X being (K, d) inputs or (C, K, d)
     batches (with ``batches``, (K, d) becomes C = 1); returns ``(X, faults)`` as used.
 
-    Raises a clear error for a non-callable f, a non-scheme, inputs of the wrong shape or
-    with non-finite values, unknown model objects, models whose sizes exceed N, a straggler
-    model that leaves fewer survivors than the scheme needs, and a key that is not one
-    PRNG key.
+    Raises a clear error for a non-callable or unhashable f, a non-scheme, inputs of the
+    wrong shape or with non-finite values, unknown model objects, models whose sizes exceed
+    N, a straggler model that leaves fewer survivors than the scheme needs, and a key that
+    is not one PRNG key. With ``truth`` (the loss compares against f(X)), f must also be
+    finite on X, which costs one evaluation of f on the inputs (eagerly only).
     """
     check.check_key(key)
     if not callable(f):
         raise TypeError(f"f must be callable (one input (d,) -> one output (m,)), got {f!r}.")
+    try:
+        hash(f)
+    except TypeError:
+        raise TypeError(f"f must be hashable: compilations are cached per f. Pass a function "
+                        f"or a functools.partial instead of {type(f).__name__}.") from None
     if not isinstance(scheme, Scheme):
         raise TypeError("scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), "
                         f"got {scheme!r}.")
@@ -77,7 +84,21 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
             f"{guaranteed} of N={scheme.N}; reduce the stragglers or add workers."
         )
     _round.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
+    if truth and check.is_concrete(X):
+        finite = np.asarray(_round.outputs_finite_compiled(f, X if X.ndim == 3 else X[None]))
+        if not finite.all():
+            where = "" if X.ndim == 2 else f" (batch {np.flatnonzero(~finite).tolist()[:5]})"
+            raise ValueError(f"f returned NaN or inf on the inputs {name}{where}: the loss "
+                             "compares the estimates with f's outputs there, so they must be "
+                             "finite.")
     return X, faults
+
+
+@functools.lru_cache(maxsize=64)
+def _output_size(f, shape: tuple, dtype) -> int:
+    """m, the size of one output of f on an input of ``shape`` and ``dtype``."""
+    out = jax.eval_shape(lambda x: _round.outputs(f, x), jax.ShapeDtypeStruct((1,) + shape, dtype))
+    return int(out.shape[-1])
 
 
 def _calibration_batches(X, K: int, name: str):
@@ -186,7 +207,7 @@ def monte_carlo(
         result.mse.shape                                        # (10, 26, 200)
     """
     trials = check.check_positive_int(trials, "trials")
-    X, faults = check_round(f, scheme, X, stragglers, faults, key)
+    X, faults = check_round(f, scheme, X, stragglers, faults, key, truth=True)
     if labels is not None:
         labels = jnp.asarray(labels)
         shape = X.shape[:-1]
@@ -194,11 +215,19 @@ def monte_carlo(
             name = "(C, K)" if X.ndim == 3 else "(K,)"
             raise ValueError(f"labels must be integers of shape {name} = {shape}, got "
                              f"{labels.shape} {labels.dtype}.")
+        values = check.concrete_values(labels)
+        m = _output_size(f, X.shape[-1:], X.dtype)
+        if values is not None and values.size and (values.min() < 0 or values.max() >= m):
+            raise ValueError(f"labels must be class indices in [0, m) = [0, {m}) (argmax over "
+                             f"f's {m} outputs), got values in [{values.min()}, {values.max()}].")
     if batch_size is not None:
         batch_size = check.check_positive_int(batch_size, "batch_size")
     devices = tuple(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: give at least one device (or None for all local devices).")
+    if not all(isinstance(device, jax.Device) for device in devices):
+        raise TypeError(f"devices must be JAX devices (e.g. jax.local_devices()), got "
+                        f"{devices!r}.")
     return _round.monte_carlo_compiled(
         f, scheme, X, key, labels, stragglers, faults, trials=trials, batch_size=batch_size,
         devices=devices if len(devices) > 1 else ())
@@ -223,5 +252,5 @@ def expected_loss(
     """
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
-                            batches=True)
+                            batches=True, truth=True)
     return _round.expected_loss_compiled(f, scheme, X, key, stragglers, faults, trials=trials)

@@ -79,7 +79,7 @@ def select_lambda(
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
-                            batches=True)
+                            batches=True, truth=True)
     if _round.batch_shape(scheme):
         raise ValueError("select_lambda searches the lambdas of one scheme; this one is a sweep.")
     grid_enc, grid_dec = _grid(lam_enc_grid, "lam_enc_grid"), _grid(lam_dec_grid, "lam_dec_grid")

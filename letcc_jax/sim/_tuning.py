@@ -302,7 +302,7 @@ def tune(
         check.check_real(value, name, "finite and > 0", lambda v: v > 0)
     check.check_real(residual_l2, "residual_l2", "finite and >= 0", lambda v: v >= 0)
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
-                            batches=True)
+                            batches=True, truth=True)
     if _round.batch_shape((scheme, stragglers, faults)):
         raise ValueError("tune tunes one scheme in one setting; its arguments are a sweep.")
     with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)

@@ -19,7 +19,7 @@ Quick start::
 
     scheme = lc.letcc(K=8, N=16)
     result = workers.run(f, scheme, X)                    # vmap, every worker answers
-    with workers.DaskBackend(n_workers=4) as dask:
+    with workers.DaskBackend(n_workers=4) as dask:        # in a script: under __main__
         result = dask.run(f, scheme, X, wait_for=12, deadline=5.0)
     result.estimate, result.used, result.timings.total_s  # (K, m), (N,), seconds
 
@@ -76,16 +76,20 @@ def run(
     """One round of coded computing on real workers: encode X, evaluate f, decode.
 
     Args:
-      f: one input (d,) -> one output (flattened to (m,)); hashable, and picklable for Dask.
+      f: one input (d,) -> one output (flattened to (m,)); hashable, and picklable
+        (cloudpickle) for Dask. f is compiled (and shipped) once per f object, so it must not
+        change behaviour after its first use; pass a new f instead of mutating one.
       scheme: a coding scheme, e.g. ``letcc_jax.letcc(K, N)``.
       X: (K, d) inputs.
       backend: a name in ``BACKENDS`` or a ``Backend`` instance. By name, ``"dask"`` starts
-        an embedded local cluster for this call only; make a ``DaskBackend`` once to run
-        many rounds.
+        an embedded local cluster for this call only (its worker processes are spawned: call
+        it under ``if __name__ == "__main__":`` in a script); make a ``DaskBackend`` once to
+        run many rounds.
       alive: (N,) bool, workers that take part; the rest are stragglers (default: all).
       wait_for: Dask only: decode once this many valid results are in and they determine
         every input (default: all workers in ``alive``).
-      deadline: Dask only: seconds after dispatch at which to decode from what arrived.
+      deadline: Dask only: seconds after the round starts (shipping f included) at which to
+        decode from what arrived; ``inf`` or None: no deadline.
       faults: Dask only: ``WorkerFaults`` to inject.
 
     Returns:

@@ -39,7 +39,7 @@ class Timings(NamedTuple):
     Attributes:
       encode_s: encoding on the master.
       compute_s: from handing the coded inputs to the backend until it handed back the
-        results used (for Dask: including cancelling the rest).
+        results used (for Dask: shipping f and cancelling the rest included).
       decode_s: decoding on the master.
       total_s: the whole call, validation included.
       arrival_s: (N,) seconds after dispatch at which worker n's answer reached the master;
@@ -88,7 +88,8 @@ class Round:
     Attributes:
       alive: (N,) bool, workers that take part (the others are simulated stragglers).
       wait_for: as passed to ``run`` (None = every worker in ``alive``); ``enough`` applies it.
-      deadline: seconds after dispatch at which to stop waiting (None = no deadline).
+      deadline: seconds after the backend starts the round at which to stop waiting
+        (None = no deadline).
       faults: injected worker faults, or None.
       m: size of one output of f.
       dtype: dtype of the outputs.
@@ -154,7 +155,10 @@ class Backend:
 
         Args:
           f: one input (d,) -> one output (any shape, flattened to (m,)). It must be
-            hashable (a function or ``functools.partial``) and, for Dask, picklable.
+            hashable (a function or ``functools.partial``) and, for Dask, picklable
+            (cloudpickle). Backends compile (and Dask ships) f once and reuse it for the same
+            f object, so f must not change behaviour after its first use: mutating a
+            callable object in place is not detected; pass a new f instead.
           scheme: a coding scheme, e.g. ``letcc_jax.letcc(K, N)``.
           X: (K, d) inputs.
           alive: (N,) bool, workers that take part; the others are stragglers whose
@@ -163,8 +167,9 @@ class Backend:
           wait_for: asynchronous backends only: decode as soon as at least this many valid
             results have arrived AND they determine every input (for replication, every
             input has an answering replica). Default: all workers in ``alive``.
-          deadline: asynchronous backends only: seconds after dispatch at which to decode
-            from whatever valid results have arrived.
+          deadline: asynchronous backends only: seconds after the backend starts the round
+            (shipping f and waiting for workers included) at which to decode from whatever
+            valid results have arrived. ``inf`` or None: no deadline.
           faults: asynchronous backends only: injected worker faults (``WorkerFaults``).
 
         Returns:
@@ -177,6 +182,14 @@ class Backend:
         start = time.perf_counter()
         if not callable(f):
             raise TypeError(f"f must be callable (one input (d,) -> one output), got {f!r}.")
+        try:
+            hash(f)
+        except TypeError:
+            raise TypeError(
+                f"f must be hashable (backends compile it once per f), got an unhashable "
+                f"{type(f).__name__}; pass a function or functools.partial, or give the class "
+                "identity hashing (e.g. @dataclass(eq=False))."
+            ) from None
         if not isinstance(scheme, Scheme):
             raise TypeError(
                 f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got {scheme!r}."
@@ -184,8 +197,7 @@ class Backend:
         N = scheme.N
         alive = np.ones((N,), bool) if alive is None else np.asarray(check_mask(alive, N))
         need = _check_wait_for(wait_for, int(alive.sum()))
-        if deadline is not None and not deadline > 0:
-            raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}.")
+        deadline = seconds_or_none(deadline, "deadline")
         if faults is not None:
             if not isinstance(faults, WorkerFaults):
                 raise TypeError(f"faults must be a letcc_jax.workers.WorkerFaults, got {faults!r}.")
@@ -236,6 +248,17 @@ def _check_wait_for(wait_for, alive_count: int) -> int:
             "lower wait_for or mark more workers alive."
         )
     return int(wait_for)
+
+
+def seconds_or_none(value, name: str) -> float | None:
+    """A time limit in seconds > 0; None (no limit) for None or ``inf``."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ) or not value > 0:  # also rejects NaN
+        raise ValueError(f"{name} must be a number of seconds > 0 (inf or None: no limit), got {value!r}.")
+    return None if math.isinf(value) else float(value)
 
 
 def _output_spec(f, coded: np.ndarray) -> tuple[int, np.dtype]:
