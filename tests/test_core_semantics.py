@@ -135,6 +135,11 @@ def test_repeated_worker_tags_are_replicas():
     Y = np.sin(coded)
     without = jnp.arange(N) != 1
     np.testing.assert_allclose(twin.decode(Y), twin.decode(Y, without), rtol=1e-12)
+    # Two answers at one tag are one point of the curve: not enough to decode.
+    pair = jnp.arange(N) < 2
+    assert not np.asarray(twin.recovered(pair)).any()
+    with pytest.raises(ValueError, match="valid worker results"):
+        twin.decode(Y, pair)
 
 
 @pytest.mark.parametrize("value, error, match", [

@@ -1,6 +1,8 @@
 """The README's quick start runs as written, and its Demo section shows the demo's table."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,17 @@ def test_readme_demo_table_is_the_demo_output_format():
     shown = {tuple(int(c) for c in line.split("|")[2:5])  # N, K, survivors
              for line in section.splitlines() if line.startswith("| lenet5 |")}
     assert {(N, K, N - S) for N, K, S in configs.TABLE1["demo"].settings} <= shown
+
+
+def test_readme_real_workers_snippet_runs_as_a_script(tmp_path):
+    """The Dask snippet spawns worker processes: it must run as a script, guard included."""
+    section = (ROOT / "README.md").read_text().split("## Real workers", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'if __name__ == "__main__":' in snippet
+    script = tmp_path / "workers_snippet.py"
+    script.write_text(snippet)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    K, d, used = re.match(r"\((\d+), (\d+)\) (\d+) \{\} ", done.stdout).groups()
+    assert (int(K), int(d)) == (8, 4) and int(used) >= 13

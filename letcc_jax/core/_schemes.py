@@ -227,8 +227,9 @@ class Scheme(check.Checked):
         raise NotImplementedError
 
     def apply_recovery(self, alive: Bool[Array, " N"]) -> Bool[Array, " K"]:
-        """Which inputs the decoder estimates from the clean mask ``alive`` (traced)."""
-        ok = jnp.sum(alive.astype(jnp.int32)) >= self.min_survivors
+        """Which inputs the decoder estimates from the clean mask ``alive`` (traced): all of
+        them once ``min_survivors`` distinct worker tags answered."""
+        ok = jnp.sum(_distinct(self.beta, alive).astype(jnp.int32)) >= self.min_survivors
         return jnp.broadcast_to(ok, (self.K,))
 
     # ------------------------------------------------------------ implementation
