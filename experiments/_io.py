@@ -112,7 +112,7 @@ def print_config(name: str, config) -> None:
 def parse_experiment_args(argv, experiment: str, description: str, configs: dict, *,
                           untrained_help: str, functions: list[str] | None = None):
     """The experiments' shared command line: ``--config`` (any entry of ``configs`` but
-    "smoke"), ``--smoke``, ``--untrained``, ``--out`` and, given ``functions``, a
+    "smoke"; default "cpu") or ``--smoke`` (not both), ``--untrained``, ``--out`` and, given ``functions``, a
     ``--functions`` restriction. Returns ``(config, out)``: the chosen config with the run's
     ``name`` and ``untrained`` set, and ``functions`` overridden when the flag is given; and
     the folder ``<--out>/<experiment>``, created and checked to be writable. Every mistake
@@ -120,15 +120,18 @@ def parse_experiment_args(argv, experiment: str, description: str, configs: dict
     ``--out``) is a usage error, exit status 2, before anything runs."""
     configure_jax()
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", choices=[c for c in configs if c != "smoke"], default="cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
+    # Default None, not "cpu": argparse sees a clash only with a value that is not the default.
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--config", choices=[c for c in configs if c != "smoke"], default=None,
+                      help="sizes to run (default: cpu)")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
     parser.add_argument("--untrained", action="store_true", help=untrained_help)
     if functions:
         parser.add_argument("--functions", nargs="+", choices=functions,
                             help="restrict to these f (default: the config's)")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    name = "smoke" if args.smoke else args.config
+    name = "smoke" if args.smoke else args.config or "cpu"
     config = dataclasses.replace(configs[name], name=name, untrained=args.untrained)
     if functions and args.functions:
         try:

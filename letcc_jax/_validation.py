@@ -86,7 +86,8 @@ class Checked:
 
 def float_array(x, name: str):
     """``x`` as a JAX array of floating dtype (integers and booleans promote to the default
-    float); a TypeError naming ``name`` for anything else (None, strings, complex)."""
+    float, half precision to float32); a TypeError naming ``name`` for anything else
+    (None, strings, complex)."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of real numbers, got {x!r}.")
     try:
@@ -98,7 +99,13 @@ def float_array(x, name: str):
         if not (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
             raise TypeError(f"{name} must be real; got dtype {x.dtype}.")
         x = x.astype(jnp.result_type(float))
-    return x
+    return at_least_float32(x)
+
+
+def at_least_float32(x):
+    """Half-precision data (float16, bfloat16) as float32: the decoders need float32's range
+    and resolution (node spacings of 1/N^2, squares of the data). Other dtypes unchanged."""
+    return x.astype(jnp.float32) if jnp.finfo(x.dtype).bits < 32 else x
 
 
 def check_matrix(x, rows: int, name: str, rows_name: str):
@@ -199,7 +206,7 @@ def check_key(key, name: str = "key"):
         if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
             if shape == ():
                 return key
-        elif dtype == jnp.uint32 and len(shape) == 1 and shape[0] >= 2:
+        elif dtype == jnp.uint32 and shape == jax.random.key_data(jax.random.key(0)).shape:
             return key
     raise TypeError(
         f"{name} must be one JAX PRNG key, e.g. jax.random.key(0) or jax.random.PRNGKey(0); "

@@ -318,3 +318,120 @@ def test_devices_must_be_jax_devices():
     with pytest.raises(TypeError, match="devices must be JAX devices"):
         lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2,
                        devices=["cpu"])
+
+
+# ------------------------------------------------------- numbers at the extremes
+
+
+@pytest.mark.parametrize("half", [jnp.float16, jnp.bfloat16])
+def test_half_precision_data_are_decoded_in_float32(half):
+    """float16 once gave NaN from LeTCC; bfloat16 rounded the nodes (errors of 1.9)."""
+    scheme = lc.letcc(6, 30)
+    Y = jnp.asarray(np.sin(3 * np.asarray(lc.chebyshev_second(30)))[:, None])
+    out = scheme.decode(Y.astype(half))
+    assert out.dtype == jnp.float32
+    exact = scheme.decode(Y.astype(half).astype(jnp.float64))
+    np.testing.assert_allclose(out, exact, atol=1e-5)
+    coded = scheme.encode(jnp.ones((6, 2), half))
+    assert coded.dtype == jnp.float32 and np.all(np.isfinite(coded))
+
+
+def test_smoothing_spline_treats_non_finite_rows_as_erasures():
+    t = jnp.linspace(-1, 1, 10)
+    y = jnp.sin(3 * t)
+    out = lc.smoothing_spline(t, y.at[3].set(jnp.nan), lam=1e-3)
+    np.testing.assert_allclose(out, lc.smoothing_spline(t, y, jnp.arange(10) != 3, lam=1e-3),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="no rows of y with finite values"):
+        lc.smoothing_spline(t, jnp.full(10, jnp.inf))
+
+
+@pytest.mark.parametrize("method", ["sris", "blocked", "reinsch"])
+@pytest.mark.parametrize("lam", [1e20, 1e250, 1e300])
+def test_huge_lambdas_give_the_straight_line(method, lam):
+    t = np.sort(np.random.default_rng(1).uniform(-1, 1, 25))
+    y = np.sin(3 * t)
+    out = np.asarray(lc.smoothing_spline(t, y, lam=lam, method=method))
+    line = np.polyval(np.polyfit(t, y, 1), t)
+    np.testing.assert_allclose(out, line, atol=1e-9 if method == "reinsch" else 1e-13)
+    out32 = lc.smoothing_spline(t.astype(np.float32), y.astype(np.float32), lam=np.float32(1e38))
+    np.testing.assert_allclose(out32, line, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-150, 1e120, 1e200])
+def test_nodes_at_any_scale(scale):
+    """Knots scaled by 1e-150 once gave NaN, by 1e200 errors of 0.6."""
+    alpha, beta = lc.chebyshev_first(K) * scale, lc.chebyshev_second(N) * scale
+    scheme = lc.letcc(K, N, points=(alpha, beta))
+    unit = lc.letcc(K, N)
+    X = _inputs()
+    np.testing.assert_allclose(scheme.encode(X), unit.encode(X), atol=1e-13)
+    Y = jnp.sin(unit.encode(X))
+    np.testing.assert_allclose(scheme.decode(Y), unit.decode(Y), atol=1e-13)
+
+
+@pytest.mark.parametrize("scale", [1e38, 1e30, 1e-30])
+def test_float32_values_at_the_ends_of_the_range(scale):
+    scheme = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), lc.letcc(K, N, lam_dec=1e-3))
+    Y = np.sin(np.asarray(lc.letcc(K, N).encode(_inputs())))
+    out = np.asarray(scheme.decode((Y * scale).astype(np.float32)), np.float64) / scale
+    np.testing.assert_allclose(out, lc.letcc(K, N, lam_dec=1e-3).decode(Y), atol=1e-5)
+
+
+def test_complex_and_string_points_are_rejected():
+    alpha, beta = lc.chebyshev_first(K), lc.chebyshev_second(N)
+    with pytest.raises(TypeError, match="alpha must be an array of 4 real numbers"):
+        lc.letcc(K, N, points=(alpha + 0.5j, beta))
+    with pytest.raises(TypeError, match="beta must be an array of 10 real numbers"):
+        lc.letcc(K, N, points=(alpha, [str(b) for b in beta]))
+
+
+def test_outputs_of_size_zero_and_sweeps_of_size_zero_are_rejected():
+    with pytest.raises(TypeError, match="f returned an empty output"):
+        lc.run_coded(lambda x: jnp.zeros((0,)), lc.letcc(K, N), _inputs(), jax.random.key(0))
+    with pytest.raises(ValueError, match="empty sweep axis"):
+        lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2,
+                       faults=[lc.GaussianNoise(jnp.zeros((0,)))])
+
+
+def test_run_coded_takes_one_batch_and_raw_keys_of_the_right_shape():
+    with pytest.raises(ValueError, match=r"X must have shape \(K, features\)"):
+        lc.run_coded(f, lc.letcc(K, N), _inputs()[None].repeat(2, 0), jax.random.key(0))
+    with pytest.raises(TypeError, match="key must be one JAX PRNG key"):
+        lc.run_coded(f, lc.letcc(K, N), _inputs(), jnp.zeros(4, jnp.uint32))
+
+
+def test_choosing_functions_say_they_run_eagerly():
+    scheme, X = lc.letcc(K, N), _inputs()
+    Y = jnp.sin(scheme.encode(X))
+    with pytest.raises(TypeError, match="gcv runs eagerly"):
+        jax.jit(lambda y: lc.gcv(scheme, y)[1])(Y)
+    with pytest.raises(TypeError, match="select_lambda runs eagerly"):
+        jax.jit(lambda x: lc.select_lambda(f, scheme, x, jax.random.key(0)).mse)(X)
+    with pytest.raises(ValueError, match="gcv: the scores overflowed"):
+        lc.gcv(scheme, Y * 1e200 + jnp.asarray(np.random.default_rng(0).normal(size=Y.shape))
+               * 1e199)
+
+
+def test_monte_carlo_under_vmap_over_what_f_closes_over():
+    ws = jnp.linspace(0.5, 1.5, 3)
+    X = _inputs()
+    losses = jax.vmap(lambda w: lc.expected_loss(lambda x: jnp.tanh(w * x), lc.letcc(K, N), X,
+                                                 jax.random.key(0), trials=4,
+                                                 stragglers=lc.ExactStragglers(2)))(ws)
+    one = lc.expected_loss(functools.partial(lambda w, x: jnp.tanh(w * x), 1.5), lc.letcc(K, N),
+                           X, jax.random.key(0), trials=4, stragglers=lc.ExactStragglers(2))
+    np.testing.assert_allclose(losses[-1], one, rtol=1e-10)
+
+
+def test_single_device_and_scheme_name_types():
+    result = lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2,
+                            devices=jax.devices()[0])
+    assert result.mse.shape == (2,)
+    with pytest.raises(ValueError, match="unknown scheme"):
+        lc.make_scheme(["letcc"], K, N)
+    with pytest.raises(TypeError, match="labels must be an integer array"):
+        lc.monte_carlo(f, lc.letcc(K, N), _inputs(), jax.random.key(0), trials=2, labels="abc")
+    with pytest.raises(ValueError, match="lam_dec_grid"):
+        lc.select_lambda(f, lc.letcc(K, N), _inputs(), jax.random.key(0),
+                         lam_dec_grid=[True, False])

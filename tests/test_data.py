@@ -478,3 +478,31 @@ def test_numpy_ints_are_accepted():
     split = data.calibration_split(ds, np.int32(12), np.int64(18), seed=np.uint8(3))
     np.testing.assert_array_equal(split.cal_index,
                                   data.calibration_split(ds, 12, 18, seed=3).cal_index)
+
+
+@pytest.mark.parametrize("loader", [data.load_fashion_mnist, data.load_mnist, data.load_cifar10,
+                                    data.load_cifar100])
+@pytest.mark.parametrize("download", ["yes", 1, None])
+def test_download_must_be_a_bool(tmp_path, loader, download):
+    with pytest.raises(TypeError, match="download must be True or False"):
+        loader(tmp_path, download=download)
+
+
+@pytest.mark.parametrize("split", ["train", "t10k"])
+def test_idx_files_without_images_are_refused(tmp_path, split):
+    arrays = fake_idx_set(np.random.default_rng(4))
+    arrays[f"{split}-images-idx3-ubyte"] = np.zeros((0, 28, 28), np.uint8)
+    arrays[f"{split}-labels-idx1-ubyte"] = np.zeros(0, np.uint8)
+    write_idx_set(tmp_path / "set", arrays)
+    with pytest.raises(data.DataFileError, match="holds no images") as info:
+        data.load_fashion_mnist(tmp_path / "set")
+    assert str(tmp_path / "set" / f"{split}-images-idx3-ubyte") in str(info.value)
+
+
+def test_cifar_batches_without_images_are_refused(tmp_path):
+    write_cifar10(tmp_path, np.random.default_rng(4))
+    empty = {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(empty, protocol=4))
+    with pytest.raises(data.DataFileError, match="holds no images") as info:
+        data.load_cifar10(tmp_path)
+    assert str(tmp_path / "data_batch_3") in str(info.value)

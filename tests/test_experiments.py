@@ -277,6 +277,10 @@ def test_output_dir_probe_leaves_no_file(tmp_path):
      "--functions: the smoke config has no settings or batches for tanh_net"),
     ("tuning", ["--out", ""], "--out must name a folder"),
     ("table1", ["--smoke", "--trials", "3"], "unrecognized arguments: --trials 3"),
+    ("table1", ["--smoke", "--config", "paper"],
+     "argument --config: not allowed with argument --smoke"),
+    ("error_vs_n", ["--config", "cpu", "--smoke"],
+     "argument --smoke: not allowed with argument --config"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, monkeypatch, capsys, name, flags, message):
     module = _experiment(name, monkeypatch)
@@ -298,3 +302,13 @@ def test_experiments_name_a_damaged_data_file(tmp_path, monkeypatch):
     monkeypatch.setenv("LETCC_DATA", str(tmp_path))
     with pytest.raises(SystemExit, match="cannot be read: .*train-images-idx3-ubyte is empty"):
         load_data("fashion_mnist")
+
+
+@pytest.mark.parametrize("flags, name", [([], "cpu"), (["--config", "paper"], "paper"),
+                                         (["--smoke"], "smoke")])
+def test_the_config_is_cpu_unless_chosen(tmp_path, flags, name):
+    from experiments._io import parse_experiment_args
+
+    config, _ = parse_experiment_args([*flags, "--out", str(tmp_path)], "table1", "table 1",
+                                      configs.TABLE1, untrained_help="no training")
+    assert config.name == name

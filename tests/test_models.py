@@ -361,3 +361,36 @@ def test_damaged_cache_files_are_named(tmp_path, monkeypatch):
     train.save_checkpoint(models.make_model("lenet5", ds.image_shape, 3), folder / "state.msgpack")
     with pytest.raises(ValueError, match="record.json is corrupt.*retrain=True"):
         train.get_trained_model("lenet5", ds, config, progress=False)
+
+
+def test_pure_apply_takes_array_likes_and_checks_the_image_shape():
+    model = models.make_model("lenet5", (28, 28, 1), 10)
+    f = models.pure_apply(model)
+    np.testing.assert_allclose(f([0.0] * 784), f(jnp.zeros(784)), rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"f takes one numeric array of shape \(784,\)"):
+        f("not an image")
+    with pytest.raises(ValueError, match=r"image_shape=\(32, 32, 3\) does not match the LeNet5"):
+        models.pure_apply(model, (32, 32, 3))
+    assert models.pure_apply(model, [28, 28, 1])(jnp.zeros(784)).shape == (10,)
+
+
+def test_save_checkpoint_names_an_unusable_path(tmp_path):
+    model = models.make_model("lenet5", (16, 16, 1), 3)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"file/x\.msgpack.*is an existing file"):
+        train.save_checkpoint(model, tmp_path / "file" / "x.msgpack")
+    with pytest.raises(ValueError, match="is a directory"):
+        train.save_checkpoint(model, tmp_path)
+
+
+def test_n_train_beyond_the_dataset_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("LETCC_JAX_CACHE", str(tmp_path))
+    ds = bars_dataset(32, 8)
+    config = train.TrainConfig(epochs=1, batch_size=16, n_train=1000)
+    message = "n_train=1000 exceeds the 32 training images"
+    with pytest.raises(ValueError, match=message):
+        train.get_trained_model("lenet5", ds, config, progress=False)
+    with pytest.raises(ValueError, match=message):
+        train.train_model(models.make_model("lenet5", ds.image_shape, ds.num_classes), ds,
+                          config, progress=False)
+    assert not (tmp_path / "models").exists()

@@ -186,6 +186,79 @@ def test_unusable_cluster_settings_are_named(kwargs, match):
         workers.DaskBackend(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"client": "tcp://127.0.0.1:8786"}, TypeError, "client must be a distributed.Client"),
+        ({"address": 8786}, TypeError, "address must be"),
+        ({"address": "tcp://127.0.0.1:1", "connect_timeout": 0}, ValueError, "connect_timeout"),
+        ({"n_workers": 1, "processes": False, "bogus_kw": 1, "silence_logs": logging.CRITICAL},
+         TypeError, r"bogus_kw.*may be invalid"),
+    ],
+)
+def test_unusable_backend_arguments_are_named(kwargs, error, match):
+    pytest.importorskip("distributed")
+    with pytest.raises(error, match=match):
+        workers.DaskBackend(**kwargs)
+
+
+@pytest.mark.timeout(30)
+def test_an_invalid_cluster_keyword_in_worker_processes_is_named():
+    pytest.importorskip("distributed")
+    with pytest.raises(TypeError, match=r"unexpected keyword.*bogus_kw.*may be invalid") as info:
+        workers.DaskBackend(n_workers=1, bogus_kw=1, silence_logs=logging.CRITICAL)
+    assert info.value.__cause__ is not None
+
+
+@pytest.mark.timeout(20)
+def test_an_unreachable_scheduler_is_a_clear_error():
+    pytest.importorskip("distributed")
+    start = time.perf_counter()
+    with pytest.raises(ConnectionError, match=r"tcp://127.0.0.1:1.*connect_timeout=0.5") as info:
+        workers.DaskBackend(address="tcp://127.0.0.1:1", connect_timeout=0.5)
+    assert time.perf_counter() - start < 10
+    assert isinstance(info.value.__cause__, OSError)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"delay": {0: "1"}}, TypeError, r"delay\[0\] must be a real number"),
+        ({"delay": [1, 2]}, TypeError, "delay must be a mapping"),
+        ({"delay": {0.5: 1.0}}, TypeError, "delay must hold worker indices"),
+        ({"fail": 3}, TypeError, "fail must be a collection"),
+        ({"nan": "12"}, TypeError, "nan must be a collection"),
+        ({"garbage_scale": "big"}, TypeError, "garbage_scale must be a real number"),
+        ({"garbage_scale": float("inf")}, ValueError, "garbage_scale must be finite"),
+    ],
+)
+def test_worker_faults_fields_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        workers.WorkerFaults(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((16, 2.5, 1.0), {}, ValueError, "S must be an int"),
+        (("16", 2, 1.0), {}, ValueError, "N must be an int"),
+        ((16, 2, "1"), {}, TypeError, "delay must be a real number"),
+        ((16, 2, 1.0), {"seed": "x"}, TypeError, "seed must be an int"),
+    ],
+)
+def test_worker_faults_slow_arguments_are_named(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        workers.WorkerFaults.slow(*args, **kwargs)
+
+
+def test_worker_faults_accept_numpy_numbers():
+    faults = workers.WorkerFaults.slow(np.int64(16), np.int32(2), np.float32(0.5), seed=np.int64(3))
+    assert len(faults.delay) == 2 and set(faults.delay.values()) == {0.5}
+    faults = workers.WorkerFaults(delay={np.int64(1): np.float64(2)}, fail=np.array([1, 2]),
+                                  garbage_scale=np.float32(3))
+    assert faults.delay == {1: 2.0} and faults.fail == {1, 2} and faults.garbage_scale == 3.0
+
+
 @pytest.mark.timeout(60)
 def test_close_is_idempotent_and_final():
     pytest.importorskip("distributed")

@@ -85,6 +85,8 @@ def _check_count(n, name: str, minimum: int) -> None:
 
 def _check_nodes(nodes, n: int, name: str, size_name: str, strict: bool) -> np.ndarray:
     try:
+        if np.asarray(nodes).dtype.kind not in "fiu":  # no strings, booleans or complex
+            raise TypeError
         arr = np.asarray(nodes, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of {n} real numbers, got {nodes!r}.") from None

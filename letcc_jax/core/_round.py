@@ -151,6 +151,11 @@ def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
         what = f"dtype {Y.dtype}" if isinstance(Y, jax.Array) else f"{jax.tree.structure(Y)}"
         raise TypeError(f"f must return one array of real floating-point values, got {what}; "
                         "for a complex f, return its real and imaginary parts stacked.")
+    if math.prod(Y.shape[1:]) == 0:
+        raise TypeError(f"f returned an empty output (shape {Y.shape[1:]}); it must return at "
+                        "least one value.")
+    if jnp.finfo(Y.dtype).bits < 32:  # half precision: decode in float32 (see float_array)
+        Y = Y.astype(jnp.float32)
     if Y.ndim == 1:
         Y = Y[:, None]
     return Y.reshape(Y.shape[0], -1)
@@ -253,6 +258,10 @@ def batch_shape(tree) -> tuple[int, ...]:
     """The sweep grid of ``tree`` (schemes, models, tuples of them): the broadcast of the
     leading axes that parameters carry beyond their own rank; () when nothing is swept."""
     _, _, batch, _ = _split_shapes(tree)
+    empty = sorted({s for s in batch if 0 in s})
+    if empty:
+        raise ValueError(f"a swept parameter has an empty sweep axis (leading axes {empty}); "
+                         "give every sweep at least one value.")
     try:
         return tuple(np.broadcast_shapes(*batch)) if batch else ()
     except ValueError:

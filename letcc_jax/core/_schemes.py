@@ -128,7 +128,8 @@ class Scheme(check.Checked):
 
     # ----------------------------------------------------------------- public API
     def encode(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
-        """Coded inputs: worker n receives row n. Follows the dtype of ``X``.
+        """Coded inputs: worker n receives row n. Follows the dtype of ``X`` (half precision
+        is encoded in float32).
 
         Raises:
           ValueError: X is not (K, d), or (on concrete inputs) not finite.
@@ -154,7 +155,7 @@ class Scheme(check.Checked):
           alive: boolean mask, True where the worker answered; default all True.
 
         Returns:
-          (K, m) estimates in the dtype of Y. Under jit (no error can be raised), an input
+          (K, m) estimates in the dtype of Y (float32 for half-precision Y). Under jit (no error can be raised), an input
           the valid results cannot determine (see ``recovered``) is estimated as 0.
 
         Raises:
@@ -247,8 +248,9 @@ class Scheme(check.Checked):
         if grid:
             raise ValueError(
                 f"{method}: this {self.name} scheme is a sweep (parameters with leading axes "
-                f"{grid}); call {method} on one scheme (e.g. inside jax.vmap), or pass the "
-                "sweep to monte_carlo / expected_loss."
+                f"{grid}); pass the sweep to monte_carlo / expected_loss, or map over the "
+                f"values yourself, e.g. jax.vmap(lambda lam: scheme.replace(lam_dec=lam)."
+                f"{method}(...))(lams)."
             )
 
     def _nodes(self, dtype):
@@ -576,7 +578,7 @@ def make_scheme(name: str, K: int, N: int, **options) -> Scheme:
     "lcc", "uncoded")."""
     try:
         factory = SCHEMES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown scheme {name!r}; choose from {sorted(SCHEMES)}.") from None
     accepted = _options(factory)
     unknown = sorted(set(options) - set(accepted)) if accepted is not None else []

@@ -17,7 +17,8 @@ __all__ = ["smoothing_spline"]
 
 @functools.partial(jax.jit, static_argnames="method")
 def _smooth(t, y, alive, lam, x, method):
-    return spline.smooth(t, y, alive, lam, x, method=method)
+    used = alive & jnp.all(jnp.isfinite(y), axis=1)  # a row with a NaN or inf is an erasure
+    return spline.smooth(t, y, used, lam, x, method=method), jnp.any(used)
 
 
 def smoothing_spline(
@@ -37,7 +38,8 @@ def smoothing_spline(
     Args:
       t: (n,) knots, strictly ascending (like scipy's ``make_smoothing_spline``).
       y: (n, m) values (or (n,), giving an (E,) result); rows that are not alive are
-        ignored, whatever they hold.
+        ignored, whatever they hold, and a row with a NaN or inf counts as not alive (an
+        erasure, as in ``decode``).
       alive: (n,) boolean mask of the rows to fit; default all.
       lam: smoothing parameter, finite and >= 0.
       x: (E,) evaluation points; default ``t``.
@@ -45,12 +47,12 @@ def smoothing_spline(
         ``letcc_jax.core.spline``).
 
     Returns:
-      (E, m) values of the spline at x, in the dtype of y; under jit, 0 where ``alive``
-      selects no row.
+      (E, m) values of the spline at x, in the dtype of y (float32 for half-precision y);
+      under jit, 0 where ``alive`` selects no finite row.
 
     Raises:
       ValueError: shapes that do not match; knots or x not finite, knots not strictly
-        ascending; lam negative or not finite; (eagerly) an ``alive`` that selects no row.
+        ascending; lam negative or not finite; (eagerly) no alive row with finite values.
       TypeError: complex or non-numeric arrays, a non-boolean ``alive``.
 
     Example::
@@ -72,13 +74,14 @@ def smoothing_spline(
         raise ValueError("t must be finite and strictly ascending; sort the knots (and their "
                          "rows of y), and average the rows of repeated knots.")
     alive = np.ones((n,), bool) if alive is None else check.check_mask(alive, n)
-    if check.is_concrete(alive) and not np.any(alive):
-        raise ValueError("alive selects no rows of y; there is nothing to fit.")
     check.check_lambda(lam, "lam")
     x = t if x is None else jnp.asarray(check.float_array(x, "x"), y.dtype)
     if x.ndim != 1:
         raise ValueError(f"x must be a 1-D array of evaluation points, got shape {x.shape}.")
     check.check_finite(x, "x")
-    out = _smooth(t, y if y.ndim == 2 else y[:, None], alive, jnp.asarray(lam, y.dtype), x,
-                  method)
+    out, fitted = _smooth(t, y if y.ndim == 2 else y[:, None], alive, jnp.asarray(lam, y.dtype),
+                          x, method)
+    if check.is_concrete(fitted) and not bool(fitted):
+        raise ValueError("alive selects no rows of y with finite values; there is nothing to "
+                         "fit.")
     return out if y.ndim == 2 else out[:, 0]

@@ -33,9 +33,10 @@ __all__ = ["CodedResult", "MonteCarloResult", "run_coded", "monte_carlo", "expec
 
 
 def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
-                batches: bool = False, truth: bool = False):
+                batches: bool = False, truth: bool = False, single: bool = False):
     """Validate the arguments of a simulated round, X being (K, d) inputs or (C, K, d)
-    batches (with ``batches``, (K, d) becomes C = 1); returns ``(X, faults)`` as used.
+    batches (with ``batches``, (K, d) becomes C = 1; with ``single``, only (K, d)); returns
+    ``(X, faults)`` as used.
 
     Raises a clear error for a non-callable or unhashable f, a non-scheme, inputs of the
     wrong shape or with non-finite values, unknown model objects, models whose sizes exceed
@@ -54,7 +55,7 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
     if not isinstance(scheme, Scheme):
         raise TypeError("scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), "
                         f"got {scheme!r}.")
-    if batches or np.ndim(X) == 3:
+    if batches or (np.ndim(X) == 3 and not single):
         X = _calibration_batches(X, scheme.K, name)
     else:
         X = check.float_array(X, name)
@@ -84,8 +85,10 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
             f"{guaranteed} of N={scheme.N}; reduce the stragglers or add workers."
         )
     _round.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
-    if truth and check.is_concrete(X):
-        finite = np.asarray(_round.outputs_finite_compiled(f, X if X.ndim == 3 else X[None]))
+    finite = _round.outputs_finite_compiled(f, X if X.ndim == 3 else X[None]) if truth else None
+    # Skipped under a transformation, where X or what f closes over is traced.
+    if finite is not None and check.is_concrete(X, finite):
+        finite = np.asarray(finite)
         if not finite.all():
             where = "" if X.ndim == 2 else f" (batch {np.flatnonzero(~finite).tolist()[:5]})"
             raise ValueError(f"f returned NaN or inf on the inputs {name}{where}: the loss "
@@ -143,7 +146,7 @@ def run_coded(
     Raises:
       ValueError: bad inputs, or (on concrete values) an input could not be estimated.
     """
-    X, faults = check_round(f, scheme, X, stragglers, faults, key)
+    X, faults = check_round(f, scheme, X, stragglers, faults, key, single=True)
     grid = _round.batch_shape((scheme, stragglers, faults))
     if grid:
         raise ValueError(f"run_coded runs one round; its parameters are swept over {grid}. "
@@ -209,7 +212,10 @@ def monte_carlo(
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X, stragglers, faults, key, truth=True)
     if labels is not None:
-        labels = jnp.asarray(labels)
+        try:
+            labels = jnp.asarray(labels)
+        except TypeError:
+            raise TypeError(f"labels must be an integer array, got {labels!r}.") from None
         shape = X.shape[:-1]
         if labels.shape != shape or not jnp.issubdtype(labels.dtype, jnp.integer):
             name = "(C, K)" if X.ndim == 3 else "(K,)"
@@ -222,6 +228,8 @@ def monte_carlo(
                              f"f's {m} outputs), got values in [{values.min()}, {values.max()}].")
     if batch_size is not None:
         batch_size = check.check_positive_int(batch_size, "batch_size")
+    if isinstance(devices, jax.Device):
+        devices = (devices,)
     devices = tuple(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: give at least one device (or None for all local devices).")

@@ -44,6 +44,8 @@ class LambdaSearch(NamedTuple):
 
 def _grid(values, name):
     try:
+        if isinstance(values, (str, bytes)) or np.asarray(values).dtype.kind not in "fiu":
+            raise TypeError
         grid = np.asarray(values, np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a non-empty sequence of finite values >= 0, "
@@ -77,6 +79,7 @@ def select_lambda(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    _require_eager("select_lambda", scheme, X_cal, key)
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
                             batches=True, truth=True)
@@ -122,6 +125,7 @@ def gcv(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"gcv tunes a LeTCC decoder, got {type(scheme).__name__}.")
+    _require_eager("gcv", scheme, Y, alive)
     scheme.validate()
     Y = check.float_array(Y, "Y")
     check.check_matrix(Y, scheme.N, "Y", "N")
@@ -136,4 +140,14 @@ def gcv(
     scores = np.asarray(_gcv_scores(jnp.asarray(scheme.beta, Y.dtype),
                                     jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)),
                                     jnp.asarray(used), jnp.asarray(grid, Y.dtype)))
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("gcv: the scores overflowed or are undefined for some lambdas of "
+                         "lam_grid; rescale Y (e.g. to unit size) and call again.")
     return float(grid[int(np.nanargmin(scores))]), scores
+
+
+def _require_eager(name: str, *args):
+    """``name`` chooses among values in Python: its arguments must be concrete."""
+    if not check.is_concrete(*jax.tree.leaves(args)):
+        raise TypeError(f"{name} runs eagerly (it chooses among the values it computes); "
+                        "call it outside jax.jit / jax.vmap / jax.grad.")

@@ -93,7 +93,12 @@ class FaultModel(Checked):
         """Raise a ValueError if the model's sizes do not fit N workers."""
 
 
+def _check_N(model, N) -> None:
+    check_count(N, f"{type(model).__name__}: N (the number of workers)", 1)
+
+
 def _check_at_most(model, field: str, N: int):
+    _check_N(model, N)
     value = getattr(model, field)
     if value > N:
         raise ValueError(f"{type(model).__name__}: {field}={value} exceeds the N={N} workers; "
@@ -131,6 +136,7 @@ class ExactStragglers(StragglerModel):
         return N - self.S
 
     def check_workers(self, N: int) -> None:
+        _check_N(self, N)
         if self.S >= N:
             raise ValueError(f"ExactStragglers: S={self.S} stragglers leave no worker of N={N}; "
                              f"use S < {N}.")

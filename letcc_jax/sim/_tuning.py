@@ -65,9 +65,17 @@ def ordered_nodes(logits: Float[Array, " G"], pin_ends: bool = False) -> Float[A
       pin_ends: which of the two.
 
     Returns:
-      (n,) nodes, ascending. Adding a constant to the logits does not change them.
+      (n,) nodes, ascending. Adding a constant to the logits does not change them; logits
+      more than ~log(1/eps) apart give gaps below round-off, and nodes that coincide.
+
+    Raises:
+      ValueError: logits not 1-D with at least 1 entry (3 free), or (eagerly) not finite.
     """
-    logits = jnp.asarray(logits)
+    logits = check.float_array(logits, "logits")
+    if logits.ndim != 1 or logits.shape[0] < (1 if pin_ends else 3):
+        raise ValueError(f"logits must be 1-D with at least {1 if pin_ends else 3} entries "
+                         f"(n - 1 with pinned ends, n + 1 free), got shape {logits.shape}.")
+    check.check_finite(logits, "logits")
     inner = -1.0 + 2.0 * jnp.cumsum(jax.nn.softmax(logits))[:-1]
     if not pin_ends:
         return inner
@@ -285,6 +293,9 @@ def tune(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    if not check.is_concrete(*jax.tree.leaves((scheme, X_cal, key))):
+        raise TypeError("tune runs eagerly (an optimisation loop in Python); call it outside "
+                        "jax.jit / jax.vmap / jax.grad.")
     try:
         learn = tuple(dict.fromkeys((learn,) if isinstance(learn, str) else learn))
     except TypeError:

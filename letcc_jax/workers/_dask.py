@@ -46,6 +46,7 @@ from distributed import (
     secede,
 )
 
+from .._validation import check_real
 from ._base import Answers, Backend, NotEnoughResults, Round, seconds_or_none
 from ._faults import InjectedFault, TaskFault
 
@@ -185,6 +186,8 @@ class DaskBackend(Backend):
     Args:
       client: an existing ``distributed.Client`` (synchronous); left open on ``close``.
       address: a scheduler address ("tcp://host:8786") to connect to instead.
+      connect_timeout: seconds to wait for the scheduler at ``address`` before raising
+        ``ConnectionError``.
       n_workers, threads_per_worker, processes: the embedded ``LocalCluster`` made when
         neither ``client`` nor ``address`` is given. It listens on 127.0.0.1 only, without
         a dashboard. With ``processes`` (the default) each worker is a separate process,
@@ -206,6 +209,7 @@ class DaskBackend(Backend):
         client: Client | None = None,
         *,
         address: str | None = None,
+        connect_timeout: float = 10.0,
         n_workers: int = 2,
         threads_per_worker: int = 1,
         processes: bool = True,
@@ -215,6 +219,17 @@ class DaskBackend(Backend):
     ):
         if client is not None and address is not None:
             raise ValueError("pass either client= or address=, not both.")
+        if client is not None and not isinstance(client, Client):
+            raise TypeError(
+                f"client must be a distributed.Client, got {type(client).__name__}; to connect "
+                "to a scheduler by its address, pass address= instead."
+            )
+        if address is not None and not isinstance(address, str):
+            raise TypeError(
+                f'address must be a scheduler address string ("tcp://host:8786"), got {address!r}.'
+            )
+        connect_timeout = check_real(connect_timeout, "connect_timeout", "finite seconds > 0",
+                                     lambda s: s > 0)
         if (client is not None or address is not None) and cluster_kwargs:
             raise ValueError(
                 f"{sorted(cluster_kwargs)} configure the embedded cluster; they do not apply "
@@ -234,8 +249,17 @@ class DaskBackend(Backend):
                 raise ValueError("DaskBackend needs a synchronous Client (asynchronous=False).")
             self.client = client
         elif address is not None:
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=connect_timeout)
+            except OSError as exc:
+                raise ConnectionError(
+                    f"could not connect to the Dask scheduler at {address!r} within "
+                    f"connect_timeout={connect_timeout:g} s. Check that a scheduler runs there "
+                    "(`dask scheduler`) and is reachable from here, or pass a longer "
+                    "connect_timeout."
+                ) from exc
         else:
+            passed = sorted(cluster_kwargs)
             if processes and jax.config.jax_enable_x64:
                 env = cluster_kwargs.setdefault("env", {})
                 env.setdefault("JAX_ENABLE_X64", "1")
@@ -248,12 +272,29 @@ class DaskBackend(Backend):
             cluster_kwargs["scheduler_kwargs"] = {
                 "dashboard": False, **cluster_kwargs.get("scheduler_kwargs", {})
             }
-            self._cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=threads_per_worker,
-                processes=processes,
-                **cluster_kwargs,
-            )
+            try:
+                self._cluster = LocalCluster(
+                    n_workers=n_workers,
+                    threads_per_worker=threads_per_worker,
+                    processes=processes,
+                    **cluster_kwargs,
+                )
+            except Exception as exc:
+                if not passed:
+                    raise
+                # LocalCluster forwards unknown keywords to its workers (Nanny, Worker,
+                # Server), which reject them only when they start.
+                root, error = exc, RuntimeError
+                while True:
+                    error = TypeError if isinstance(root, TypeError) else error
+                    if (inner := root.__cause__ or root.__context__) is None:
+                        break
+                    root = inner
+                raise error(
+                    f"starting the embedded LocalCluster failed ({type(root).__name__}: {root}); "
+                    f"one of the cluster_kwargs passed, {passed}, may be invalid. Pass only "
+                    "arguments that distributed.LocalCluster (or its workers) accept."
+                ) from exc
             self.client = Client(self._cluster, direct_to_workers=True)
 
     def __enter__(self) -> DaskBackend:

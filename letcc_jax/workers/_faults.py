@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._validation import check_count, check_real, is_int
+
 __all__ = ["InjectedFault", "WorkerFaults"]
 
 
@@ -34,9 +36,14 @@ class TaskFault(NamedTuple):
 
 
 def _indices(values, name: str) -> frozenset[int]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Collection):
+        raise TypeError(
+            f"WorkerFaults.{name} must be a collection of worker indices (e.g. [0, 3]), "
+            f"got {values!r}."
+        )
     out = set()
     for v in values:
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        if not is_int(v):
             raise TypeError(f"WorkerFaults.{name} must hold worker indices (ints), got {v!r}.")
         out.add(int(v))
     return frozenset(out)
@@ -69,23 +76,34 @@ class WorkerFaults:
     garbage_scale: float = 1e3
 
     def __post_init__(self):
+        if not isinstance(self.delay, Mapping):
+            raise TypeError(
+                "WorkerFaults.delay must be a mapping worker index -> seconds (e.g. {3: 0.5}), "
+                f"got {self.delay!r}."
+            )
         delay = {}
-        for n, seconds in dict(self.delay).items():
+        for n, seconds in self.delay.items():
             (n,) = _indices([n], "delay")
-            if not np.isfinite(seconds) or seconds < 0:
-                raise ValueError(f"WorkerFaults.delay[{n}] must be finite seconds >= 0, got {seconds!r}.")
-            delay[n] = float(seconds)
+            delay[n] = check_real(seconds, f"WorkerFaults.delay[{n}]", "finite seconds >= 0",
+                                  lambda s: s >= 0)
         object.__setattr__(self, "delay", delay)
         for name in ("fail", "kill", "nan", "garbage"):
             object.__setattr__(self, name, _indices(getattr(self, name), name))
-        if not np.isfinite(self.garbage_scale) or self.garbage_scale <= 0:
-            raise ValueError(f"WorkerFaults.garbage_scale must be finite and > 0, got {self.garbage_scale!r}.")
+        object.__setattr__(self, "garbage_scale", check_real(
+            self.garbage_scale, "WorkerFaults.garbage_scale", "finite and > 0", lambda s: s > 0))
 
     @classmethod
     def slow(cls, N: int, S: int, delay: float, *, seed: int | np.random.Generator = 0) -> WorkerFaults:
         """``S`` of the ``N`` workers, chosen uniformly at random, start ``delay`` s late."""
-        if not 0 <= S <= N:
+        N = check_count(N, "WorkerFaults.slow: N")
+        S = check_count(S, "WorkerFaults.slow: S")
+        if S > N:
             raise ValueError(f"WorkerFaults.slow: need 0 <= S <= N, got S={S}, N={N}.")
+        delay = check_real(delay, "WorkerFaults.slow: delay", "finite seconds >= 0", lambda s: s >= 0)
+        if not (seed is None or is_int(seed) or isinstance(seed, np.random.Generator)):
+            raise TypeError(
+                f"WorkerFaults.slow: seed must be an int or a numpy.random.Generator, got {seed!r}."
+            )
         chosen = np.random.default_rng(seed).choice(N, size=S, replace=False)
         return cls(delay={int(n): delay for n in chosen})
 

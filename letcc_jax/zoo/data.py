@@ -355,6 +355,8 @@ def _read_cifar_batch(path: Path, label_key: bytes,
             f"{path} is not a CIFAR batch with b'data' and {label_key!r} (found {keys})."
         )
     data = _integer_array(path, batch[b"data"], "b'data' (the pixels)")
+    if data.size == 0:
+        raise DataFileError(f"{path} holds no images; replace it with the original file.")
     labels = _integer_array(path, batch[label_key], f"{label_key!r} (the labels)")
     if (data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1
             or data.shape[0] != labels.shape[0]):
@@ -362,7 +364,7 @@ def _read_cifar_batch(path: Path, label_key: bytes,
             f"{path}: expected b'data' of shape (n, 3072) and n labels, got {data.shape} and "
             f"{labels.shape}."
         )
-    if data.size and (data.min() < 0 or data.max() > 255):
+    if data.min() < 0 or data.max() > 255:
         raise DataFileError(
             f"{path}: pixel values must lie in 0..255, found {data.min()}..{data.max()}."
         )
@@ -551,6 +553,8 @@ def _download(source: _Source, target: Path, mirrors: Sequence[str]) -> Path:
 
 def _locate(source: _Source, data_dir: str | os.PathLike | None, download: bool) -> Path:
     """Returns the folder holding the files of ``source``, downloading them if allowed."""
+    if not isinstance(download, (bool, np.bool_)):
+        raise TypeError(f"download must be True or False, got {download!r}.")
     if data_dir is not None:
         candidates = [_as_path(data_dir, "data_dir")]
     else:
@@ -608,6 +612,9 @@ def _load_idx_dataset(source: _Source, name: str, data_dir, download: bool) -> D
                 f"{folder}: {split} images of shape {images.shape} do not match labels of shape "
                 f"{labels.shape}; expected (n, 28, 28) and (n,)."
             )
+        if images.shape[0] == 0:
+            raise DataFileError(f"{image_file} holds no images; replace it with the original "
+                                f"{source.title} file.")
         _check_labels(label_file, labels, 10)
         arrays[f"x_{split}"] = _to_float_images(images)
         arrays[f"y_{split}"] = labels.astype(np.int32)

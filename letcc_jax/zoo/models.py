@@ -321,18 +321,26 @@ def pure_apply(model: nnx.Module,
 
     Args:
         model: a model mapping (B, H, W, C) to (B, num_classes).
-        image_shape: (H, W, C); defaults to ``model.image_shape``.
+        image_shape: (H, W, C); defaults to ``model.image_shape`` (and must equal it where
+          the model has one).
 
     Returns:
         f: (d,) or (H, W, C) array -> (num_classes,) array.
     """
+    built_for = getattr(model, "image_shape", None)
     if image_shape is None:
-        if not hasattr(model, "image_shape"):
+        if built_for is None:
             raise ValueError(
                 f"{type(model).__name__} has no image_shape attribute; pass image_shape=(H, W, C)."
             )
-        image_shape = model.image_shape
+        image_shape = built_for
     image_shape = _check_image_shape(image_shape)
+    if built_for is not None and image_shape != tuple(built_for):
+        raise ValueError(
+            f"image_shape={image_shape} does not match the {type(model).__name__}, built for "
+            f"images of shape {tuple(built_for)}; omit image_shape, or build the model for "
+            f"{image_shape}."
+        )
     d = math.prod(image_shape)
     inference = nnx.view(model, use_running_average=True, deterministic=True,
                          raise_if_not_found=False)
@@ -340,6 +348,13 @@ def pure_apply(model: nnx.Module,
     state = jax.tree.map(jnp.copy, state)
 
     def f(x: jax.Array) -> jax.Array:
+        try:
+            x = jnp.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"f takes one numeric array of shape ({d},) or {image_shape}, got "
+                f"{type(x).__name__} ({exc})."
+            ) from exc
         if x.shape not in ((d,), image_shape):
             raise ValueError(
                 f"f takes one input of shape ({d},) or {image_shape}, got {x.shape}; "

@@ -175,6 +175,16 @@ def _check_fits(model: nnx.Module, image_shape: tuple[int, ...], num_classes: in
                          "classes; build it with the data's num_classes.")
 
 
+def _check_n_train(config: TrainConfig, dataset: Dataset) -> None:
+    """``config.n_train`` asks for no more training images than ``dataset`` has."""
+    available = dataset.x_train.shape[0]
+    if config.n_train is not None and config.n_train > available:
+        raise ValueError(
+            f"config.n_train={config.n_train} exceeds the {available} training images of "
+            f"{dataset.name}; lower n_train, or pass n_train=None to train on all of them."
+        )
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """The optax optimiser and learning-rate schedule described by ``config``."""
     _check_config(config)
@@ -218,6 +228,7 @@ def train_model(model: nnx.Module, dataset: Dataset, config: TrainConfig, *,
                         f"{type(dataset).__name__}.")
     _check_config(config)
     _check_fits(model, dataset.image_shape, dataset.num_classes, f"the images of {dataset.name}")
+    _check_n_train(config, dataset)
     x_train, y_train = dataset.x_train, dataset.y_train
     if config.n_train is not None:
         x_train, y_train = x_train[: config.n_train], y_train[: config.n_train]
@@ -294,7 +305,16 @@ def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 
 def save_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
     """Writes the model's state (parameters and BatchNorm statistics) to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"Cannot save a checkpoint to {path}: it is a directory; give a file "
+                         "path such as <folder>/state.msgpack.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ValueError(
+            f"Cannot save a checkpoint to {path}: a part of its folder {path.parent} is an "
+            "existing file, not a directory; choose a path inside a directory."
+        ) from exc
     payload = serialization.msgpack_serialize(jax.device_get(nnx.to_pure_dict(nnx.state(model))))
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
         tmp.write(payload)
@@ -379,6 +399,7 @@ def _resolve(name: str, dataset: str | Dataset,
     else:
         raise TypeError(f"dataset must be a Dataset or one of {sorted(DATASETS)}, got "
                         f"{type(dataset).__name__}.")
+    _check_n_train(config, ds)
     settings = _settings(name, ds, config)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = f"{_path_safe(name)}-{_path_safe(ds.name)}-{key}"

@@ -136,8 +136,37 @@ def smooth(
     ``method``: ``"auto"`` (Reinsch for lam = 0, else the square-root information
     smoother), ``"sris"``, ``"blocked"`` or ``"reinsch"``; see the module
     ``letcc_jax.core.spline``.
+
+    Knots and values far from unit scale are first scaled by powers of two (exact), and
+    lam with them (t -> s t takes lam to lam s^3), so that no intermediate overflows or
+    underflows; lam is capped where the fit is the straight line to working precision.
+    Knots within [2^-10, 2^10] and values within [2^-20, 2^20] in magnitude run unscaled.
     """
-    return evaluate(fit(t, y, alive, lam, method), x)
+    dtype = y.dtype
+    s = _power_of_two_scale(jnp.max(jnp.abs(t)), 10)
+    rows = alive[:, None] & jnp.isfinite(y)
+    v = _power_of_two_scale(jnp.max(jnp.where(rows, jnp.abs(y), 0)), 20)
+    lam = jnp.asarray(lam, dtype)
+    scaled = jnp.minimum(lam * s**3, jnp.asarray(LAM_MAX_EPS / jnp.finfo(dtype).eps, dtype))
+    lam = jnp.where(lam > 0, scaled, lam)
+    out = evaluate(fit(t * s, y * v, alive, lam, method), x * s)
+    return out / v
+
+
+#: Mean-form lam beyond which (times eps) the fit on unit-scale knots is the straight line:
+#: the cap is LAM_MAX_EPS / eps of the dtype.
+LAM_MAX_EPS = 1e4
+
+
+def _power_of_two_scale(magnitude, bits: int):
+    """2^k with magnitude * 2^k in [1, 2), or 1 when magnitude is within [2^-bits, 2^bits]
+    (or 0, or not finite). Multiplying by it is exact."""
+    dtype = magnitude.dtype
+    _, exponent = jnp.frexp(magnitude)
+    scale = jnp.ldexp(jnp.ones((), dtype), 1 - exponent)
+    usual = (magnitude >= 2.0**-bits) & (magnitude <= 2.0**bits)
+    keep = usual | (magnitude == 0) | ~jnp.isfinite(magnitude)
+    return jnp.where(keep, jnp.ones((), dtype), scale)
 
 
 def gcv_score(
