@@ -344,6 +344,8 @@ def test_smoothing_spline_treats_non_finite_rows_as_erasures():
                                rtol=1e-12)
     with pytest.raises(ValueError, match="no rows of y with finite values"):
         lc.smoothing_spline(t, jnp.full(10, jnp.inf))
+    with pytest.raises(ValueError, match=r"y has shape \(0,\)"):
+        lc.smoothing_spline(t[:0], jnp.zeros((0,)))
 
 
 @pytest.mark.parametrize("method", ["sris", "blocked", "reinsch"])
@@ -370,12 +372,18 @@ def test_nodes_at_any_scale(scale):
     np.testing.assert_allclose(scheme.decode(Y), unit.decode(Y), atol=1e-13)
 
 
+@pytest.mark.parametrize("lam", [0.0, 1e-3])
 @pytest.mark.parametrize("scale", [1e38, 1e30, 1e-30])
-def test_float32_values_at_the_ends_of_the_range(scale):
-    scheme = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), lc.letcc(K, N, lam_dec=1e-3))
+def test_float32_values_at_the_ends_of_the_range(scale, lam):
+    """Outputs of 2e38 (near float32's largest) once gave NaN."""
+    scheme = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), lc.letcc(K, N, lam_dec=lam))
     Y = np.sin(np.asarray(lc.letcc(K, N).encode(_inputs())))
+    Y = Y / np.abs(Y).max() * 2.3  # the largest entry becomes 2.3 * scale
     out = np.asarray(scheme.decode((Y * scale).astype(np.float32)), np.float64) / scale
-    np.testing.assert_allclose(out, lc.letcc(K, N, lam_dec=1e-3).decode(Y), atol=1e-5)
+    np.testing.assert_allclose(out, lc.letcc(K, N, lam_dec=lam).decode(Y), atol=1e-5)
+    X = np.asarray(_inputs()) / np.abs(_inputs()).max() * 2.3
+    coded = np.asarray(scheme.encode((X * scale).astype(np.float32)), np.float64) / scale
+    np.testing.assert_allclose(coded, lc.letcc(K, N).encode(X), atol=1e-5)
 
 
 def test_complex_and_string_points_are_rejected():

@@ -66,6 +66,8 @@ def smoothing_spline(
     if y.ndim not in (1, 2):
         raise ValueError(f"y must have shape (n,) or (n, m), got {y.shape}.")
     n = y.shape[0]
+    if n == 0 or (y.ndim == 2 and y.shape[1] == 0):
+        raise ValueError(f"y has shape {y.shape}: it needs at least one row and one column.")
     t = jnp.asarray(check.float_array(t, "t"), y.dtype)
     if t.shape != (n,):
         raise ValueError(f"t must have shape (n,) = ({n},) like the rows of y, got {t.shape}.")

@@ -163,7 +163,9 @@ def _power_of_two_scale(magnitude, bits: int):
     (or 0, or not finite). Multiplying by it is exact."""
     dtype = magnitude.dtype
     _, exponent = jnp.frexp(magnitude)
-    scale = jnp.ldexp(jnp.ones((), dtype), 1 - exponent)
+    info = jnp.finfo(dtype)  # a scale that is itself a normal number (no flush to zero)
+    power = jnp.clip(1 - exponent, int(info.minexp), int(info.maxexp) - 1)
+    scale = jnp.ldexp(jnp.ones((), dtype), power.astype(exponent.dtype))
     usual = (magnitude >= 2.0**-bits) & (magnitude <= 2.0**bits)
     keep = usual | (magnitude == 0) | ~jnp.isfinite(magnitude)
     return jnp.where(keep, jnp.ones((), dtype), scale)
