@@ -443,3 +443,15 @@ def test_single_device_and_scheme_name_types():
     with pytest.raises(ValueError, match="lam_dec_grid"):
         lc.select_lambda(f, lc.letcc(K, N), _inputs(), jax.random.key(0),
                          lam_dec_grid=[True, False])
+
+
+@pytest.mark.parametrize("model", [lc.NoStragglers(), lc.ExactStragglers(2),
+                                   lc.BernoulliStragglers(0.2), lc.LatencyStragglers(3)])
+def test_straggler_models_check_what_sample_is_given(model):
+    assert model.sample(jax.random.key(0), N).shape == (N,)
+    with pytest.raises(TypeError, match="key must be one JAX PRNG key"):
+        model.sample(0, N)
+    with pytest.raises(ValueError, match=r"N \(the number of workers\) must be an int >= 1"):
+        model.sample(jax.random.key(0), "10")
+    with pytest.raises(ValueError, match=r"N \(the number of workers\) must be an int >= 1"):
+        model.sample(jax.random.key(0), -1)

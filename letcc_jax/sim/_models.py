@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from .._validation import Checked, check_count, check_parameter
+from .._validation import Checked, check_count, check_key, check_parameter
 
 __all__ = [
     "StragglerModel",
@@ -81,6 +81,12 @@ class StragglerModel(Checked):
 
     def check_workers(self, N: int) -> None:
         """Raise a ValueError if the model's sizes do not fit N workers."""
+        _check_N(self, N)
+
+    def _check_sample(self, key, N: int) -> None:
+        """``sample``'s arguments: one PRNG key and a number of workers that fits."""
+        check_key(key)
+        self.check_workers(N)
 
 
 class FaultModel(Checked):
@@ -111,6 +117,7 @@ class NoStragglers(StragglerModel):
     """Every worker answers."""
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
+        self._check_sample(key, N)
         return jnp.ones((N,), bool)
 
     def min_alive(self, N: int) -> int:
@@ -128,7 +135,7 @@ class ExactStragglers(StragglerModel):
         _set_count(self, "S")
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self.check_workers(N)
+        self._check_sample(key, N)
         return ~random_subset(key, N, self.S)
 
     def min_alive(self, N: int) -> int:
@@ -154,6 +161,7 @@ class BernoulliStragglers(StragglerModel):
                         lambda p: (p >= 0) & (p < 1), literal_only=literal_only)
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
+        self._check_sample(key, N)
         u = jax.random.uniform(key, (N,))
         return u >= jnp.asarray(self.p, u.dtype)
 
@@ -200,7 +208,7 @@ class LatencyStragglers(StragglerModel):
         _check_at_most(self, "slow", N)
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self.check_workers(N)
+        self._check_sample(key, N)
         t = self.finish_times(key, N)
         return jnp.argsort(jnp.argsort(t)) < self.wait_for
 
