@@ -9,8 +9,6 @@ checks are therefore eager-only; the traced code treats what it cannot check as 
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -208,25 +206,12 @@ def check_key(key, name: str = "key"):
         if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
             if shape == ():
                 return key
-        elif dtype == jnp.uint32 and shape == _raw_key_shape():
+        elif dtype == jnp.uint32 and shape == jax.random.key_data(jax.random.key(0)).shape:
             return key
     raise TypeError(
         f"{name} must be one JAX PRNG key, e.g. jax.random.key(0) or jax.random.PRNGKey(0); "
         f"got {_describe(key)}. Split keys with jax.random.split first if you have several."
     )
-
-
-@functools.cache
-def _raw_key_shape() -> tuple[int, ...]:
-    """The shape of a raw key of the default PRNG implementation (computed once)."""
-    return jax.random.key_data(jax.random.key(0)).shape
-
-
-def require_eager(name: str, why: str, *args) -> None:
-    """A TypeError if any leaf of ``args`` is traced: ``name`` runs in Python (``why``)."""
-    if not is_concrete(*jax.tree.leaves(args)):
-        raise TypeError(f"{name} runs eagerly ({why}); call it outside jax.jit / jax.vmap / "
-                        "jax.grad.")
 
 
 def _describe(x) -> str:

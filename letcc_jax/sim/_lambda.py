@@ -20,8 +20,6 @@ from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["DEFAULT_LAMBDA_GRID", "LambdaSearch", "select_lambda", "gcv"]
 
-_CHOOSES = "it chooses among the values it computes"
-
 DEFAULT_LAMBDA_GRID = tuple(float(v) for v in np.concatenate([[0.0], np.logspace(-9, 0, 19)]))
 
 
@@ -81,7 +79,7 @@ def select_lambda(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    check.require_eager("select_lambda", _CHOOSES, scheme, X_cal, key)
+    _require_eager("select_lambda", scheme, X_cal, key)
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
                             batches=True, truth=True)
@@ -127,7 +125,7 @@ def gcv(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"gcv tunes a LeTCC decoder, got {type(scheme).__name__}.")
-    check.require_eager("gcv", _CHOOSES, scheme, Y, alive)
+    _require_eager("gcv", scheme, Y, alive)
     scheme.validate()
     Y = check.float_array(Y, "Y")
     check.check_matrix(Y, scheme.N, "Y", "N")
@@ -146,3 +144,10 @@ def gcv(
         raise ValueError("gcv: the scores overflowed or are undefined for some lambdas of "
                          "lam_grid; rescale Y (e.g. to unit size) and call again.")
     return float(grid[int(np.nanargmin(scores))]), scores
+
+
+def _require_eager(name: str, *args):
+    """``name`` chooses among values in Python: its arguments must be concrete."""
+    if not check.is_concrete(*jax.tree.leaves(args)):
+        raise TypeError(f"{name} runs eagerly (it chooses among the values it computes); "
+                        "call it outside jax.jit / jax.vmap / jax.grad.")

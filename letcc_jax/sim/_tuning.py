@@ -293,7 +293,9 @@ def tune(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    check.require_eager("tune", "an optimisation loop in Python", scheme, X_cal, key)
+    if not check.is_concrete(*jax.tree.leaves((scheme, X_cal, key))):
+        raise TypeError("tune runs eagerly (an optimisation loop in Python); call it outside "
+                        "jax.jit / jax.vmap / jax.grad.")
     try:
         learn = tuple(dict.fromkeys((learn,) if isinstance(learn, str) else learn))
     except TypeError:

@@ -144,8 +144,8 @@ def smooth(
     """
     dtype = y.dtype
     s = _power_of_two_scale(jnp.max(jnp.abs(t)), 10)
-    # Rows that are not alive may hold anything; a non-finite alive row keeps the scale 1.
-    v = _power_of_two_scale(jnp.max(jnp.where(alive[:, None], jnp.abs(y), 0)), 20)
+    rows = alive[:, None] & jnp.isfinite(y)
+    v = _power_of_two_scale(jnp.max(jnp.where(rows, jnp.abs(y), 0)), 20)
     lam = jnp.asarray(lam, dtype)
     scaled = jnp.minimum(lam * s**3, jnp.asarray(LAM_MAX_EPS / jnp.finfo(dtype).eps, dtype))
     lam = jnp.where(lam > 0, scaled, lam)
