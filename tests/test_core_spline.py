@@ -222,13 +222,16 @@ LARGE_SMOOTH_CASES = [(N, lam) for N in (200, 2000, 10_000) for lam in (1e-9, 1e
 @pytest.mark.parametrize("N, lam", LARGE_SMOOTH_CASES)
 def test_smoothing_decoder_large_N_against_exact(N, lam, jit_decode):
     scheme, beta, alpha, Y, alive = large_case(N, N // 4, seed=N)
-    scheme = scheme.replace(lam_dec=jnp.asarray(lam, np.float64))
     g_exact, _ = ref.reinsch_mp(beta[alive], Y[alive], lam)
     exact = ref.natural_smoothing_spline(beta[alive], g_exact, np.ones(alive.sum(), bool), 0.0,
                                          alpha)
-    assert_close(decode(jit_decode, scheme, Y, alive, np.float64), exact, 1e-12)
-    out32 = decode(jit_decode, scheme, Y.astype(np.float32), alive, np.float32)
-    assert_close(out32, exact, 5e-4 if N > 2000 else 2e-4)
+    # The CPU default, and the parallel smoother that "auto" runs on accelerators.
+    for solver in ("auto", "parallel"):
+        scheme = scheme.replace(lam_dec=jnp.asarray(lam, np.float64), solver=solver)
+        assert_close(decode(jit_decode, scheme, Y, alive, np.float64), exact, 1e-12,
+                     err_msg=solver)
+        out32 = decode(jit_decode, scheme, Y.astype(np.float32), alive, np.float32)
+        assert_close(out32, exact, 5e-4 if N > 2000 else 2e-4, err_msg=solver)
 
 
 @pytest.mark.parametrize("lam", [0.0, 1e-6, 1e-2])
@@ -255,11 +258,13 @@ def test_both_solvers_match_the_reference_where_reinsch_is_well_conditioned(lam,
 BLOCKED_SIZES = [2, 3, 5, 17, 50, 257]
 
 
+@pytest.mark.parametrize("method", ["blocked", "parallel"])
 @pytest.mark.parametrize("N", BLOCKED_SIZES)
-def test_blocked_smoother_matches_the_reference(N, dtype):
-    """The two-level smoother against the float64 reference, at sizes that exercise the
-    padding of its last block; survivor patterns with dead ends, runs of dead workers,
-    exactly two survivors, one and none."""
+def test_blocked_smoother_matches_the_reference(N, dtype, method):
+    """The two-level and the parallel smoother against the float64 reference, at sizes
+    that exercise the padding of the last block (of 2^L + 1 knots for the parallel one);
+    survivor patterns with dead ends, runs of dead workers, exactly two survivors, one and
+    none."""
     rng = np.random.default_rng(N)
     t = lc.chebyshev_second(N)
     y = np.stack([np.sin(3 * t), np.cos(2 * t)], 1) + 0.1 * rng.standard_normal((N, 2))
@@ -282,7 +287,7 @@ def test_blocked_smoother_matches_the_reference(N, dtype):
             else:  # the constant through the one survivor, or zero
                 expected = np.tile(y[alive].sum(0), (len(x), 1))
             out = fn(jnp.asarray(t, dtype), jnp.asarray(y, dtype), jnp.asarray(alive),
-                     jnp.asarray(lam, dtype), jnp.asarray(x, dtype), method="blocked")
+                     jnp.asarray(lam, dtype), jnp.asarray(x, dtype), method=method)
             assert out.dtype == dtype
             assert_close(np.asarray(out, np.float64), expected, tol,
                          err_msg=f"lam={lam} alive={alive.astype(int)}")
@@ -292,10 +297,11 @@ def test_blocked_smoother_matches_the_reference(N, dtype):
                 assert_close(np.asarray(out), np.asarray(seq), 1e-11)
 
 
-def test_blocked_and_sequential_smoothers_agree():
-    """The two orders of elimination solve the same least-squares problem: at N = 5000 they
-    agree to ~1e-13 in values and in derivatives w.r.t. Y and lam, and vmap over masks
-    equals a loop through the two-level form."""
+@pytest.mark.parametrize("solver", ["blocked", "parallel"])
+def test_blocked_and_sequential_smoothers_agree(solver):
+    """The orders of elimination solve the same least-squares problem: at N = 5000 the
+    two-level and the parallel smoother agree with the sequential one to ~1e-13 in values
+    and in derivatives w.r.t. Y and lam, and vmap over masks equals a loop."""
     N, K = 5000, 40
     scheme, beta, alpha, Y, alive = large_case(N, K, seed=11)
     Y = jnp.asarray(Y)
@@ -306,13 +312,13 @@ def test_blocked_and_sequential_smoothers_agree():
         out = lc.letcc(K, N, lam_dec=lam, solver=solver).decode(Y, alive)
         return jnp.sum(jnp.sin(out))
 
-    auto = jax.jit(jax.value_and_grad(lambda Y, lam: loss(Y, lam, "blocked"), argnums=(0, 1)))
+    auto = jax.jit(jax.value_and_grad(lambda Y, lam: loss(Y, lam, solver), argnums=(0, 1)))
     seq = jax.jit(jax.value_and_grad(lambda Y, lam: loss(Y, lam, "sris"), argnums=(0, 1)))
     (va, (gYa, gla)), (vs, (gYs, gls)) = auto(Y, lam), seq(Y, lam)
     np.testing.assert_allclose(va, vs, rtol=1e-12)
     assert_close(np.asarray(gYa), np.asarray(gYs), 1e-10)
     np.testing.assert_allclose(gla, gls, rtol=1e-9)
-    scheme = lc.letcc(K, N, lam_dec=lam, solver="blocked")
+    scheme = lc.letcc(K, N, lam_dec=lam, solver=solver)
     masks = jnp.stack([alive, jnp.roll(alive, 7)])
     batched = jax.jit(jax.vmap(scheme.decode, in_axes=(None, 0)))(Y, masks)
     for i in range(2):
@@ -335,6 +341,23 @@ def test_auto_picks_the_two_level_smoother_only_for_large_float64_fits(monkeypat
         jax.eval_shape(lambda y: spline.fit(t, y, jnp.ones(n, bool), jnp.asarray(1e-3, dtype)),
                        jax.ShapeDtypeStruct((n, 1), dtype))
         assert calls == [expected], (n, dtype, calls)
+
+
+def test_auto_picks_the_parallel_smoother_on_accelerators(monkeypatch):
+    """On a GPU or TPU every sequential step is a kernel launch: "auto" then runs the
+    parallel smoother at every size and dtype (checked by which one traces)."""
+    calls = []
+    for name in ("sris", "sris_blocked", "sris_parallel"):
+        real = getattr(spline, name)
+        monkeypatch.setattr(spline, name,
+                            lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    monkeypatch.setattr(spline.jax, "default_backend", lambda: "gpu")
+    for n, dtype in ((100, np.float32), (spline.BLOCKED_MIN_N, np.float64)):
+        calls.clear()
+        t = jnp.linspace(-1.0, 1.0, n, dtype=dtype)
+        jax.eval_shape(lambda y: spline.fit(t, y, jnp.ones(n, bool), jnp.asarray(1e-3, dtype)),
+                       jax.ShapeDtypeStruct((n, 1), dtype))
+        assert calls == ["sris_parallel"], (n, dtype, calls)
 
 
 def test_fit_reports_the_spline_at_every_knot():

@@ -294,8 +294,8 @@ class LeTCC(Scheme):
     the worker points. Decoder: the smoothing spline through the survivors (beta_n, y_n)
     with ``lam_dec``, evaluated at the data points. Lambdas are in mean form (see
     ``letcc_jax.smoothing_spline``); 0 means interpolation. Costs O(N m) per decode.
-    ``solver`` (static) picks the spline solver: ``"auto"``, ``"sris"``, ``"blocked"`` or
-    ``"reinsch"`` (see ``letcc``).
+    ``solver`` (static) picks the spline solver: ``"auto"``, ``"sris"``, ``"blocked"``,
+    ``"parallel"`` or ``"reinsch"`` (see ``letcc``).
     """
 
     lam_enc: Float[Array, "*batch"] = _leaf(0, default=0.0)
@@ -508,12 +508,14 @@ def letcc(
       lam_dec: decoder smoothing parameter (>= 0); grows with output noise, see
         ``select_lambda`` and ``gcv``.
       points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
-      solver: ``"auto"`` (default: Reinsch for lam = 0; for lam > 0 the square-root
-        information smoother, in its two-level form for float64 from N = 20,000),
-        ``"sris"`` (always the sequential smoother: the most accurate, and the fastest
-        under vmap over many patterns), ``"blocked"`` (always the two-level form: the
-        fastest single decode) or ``"reinsch"`` (normal equations: lose accuracy as
-        N * lam grows). See ``letcc_jax.core.spline``.
+      solver: ``"auto"`` (default: Reinsch for lam = 0; for lam > 0 on a GPU or TPU the
+        parallel smoother, on a CPU the square-root information smoother, in its two-level
+        form for float64 from N = 20,000), ``"sris"`` (always the sequential smoother: the
+        most accurate, and the fastest under vmap over many patterns on a CPU),
+        ``"blocked"`` (always the two-level form: the fastest single decode on a CPU),
+        ``"parallel"`` (orthogonal cyclic reduction, O(log N) sequential depth: for
+        accelerators) or ``"reinsch"`` (normal equations: lose accuracy as N * lam grows).
+        See ``letcc_jax.core.spline``.
     """
     K, N = _check_sizes(K, N, "letcc")
     check.check_lambda(lam_enc, "lam_enc")

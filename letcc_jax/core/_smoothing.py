@@ -43,7 +43,7 @@ def smoothing_spline(
       alive: (n,) boolean mask of the rows to fit; default all.
       lam: smoothing parameter, finite and >= 0.
       x: (E,) evaluation points; default ``t``.
-      method: ``"auto"``, ``"sris"``, ``"blocked"`` or ``"reinsch"`` (see
+      method: ``"auto"``, ``"sris"``, ``"blocked"``, ``"parallel"`` or ``"reinsch"`` (see
         ``letcc_jax.core.spline``).
 
     Returns:

@@ -9,8 +9,8 @@ substitutes back for its interior. The same orthogonal transformations of the sa
 least-squares problem as the sequential smoother (``_sris``), in a different elimination
 order.
 
-The rotations act on a few rows with many structural zeros; ``_qr`` unrolls them at trace
-time and spends no work on the zeros.
+The rotations act on a few rows with many structural zeros; ``_lsq.qr_rows`` unrolls them at
+trace time and spends no work on the zeros.
 """
 
 from __future__ import annotations
@@ -23,52 +23,11 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-from ._lsq import givens, interval_rows, safe_inv
+from ._lsq import dense as _dense
+from ._lsq import interval_rows, safe_inv
+from ._lsq import qr_rows as _qr
 
 __all__ = ["sris_blocked"]
-
-
-def _mul(coef, x):
-    """``coef * x`` where x may be a right-hand side with a trailing column axis; None is 0."""
-    if x is None:
-        return None
-    return (coef if coef.ndim == x.ndim else coef[..., None]) * x
-
-
-def _add(x, y):
-    return y if x is None else x if y is None else x + y
-
-
-def _qr(rows, ncols):
-    """Givens QR of a few rows with known zeros, unrolled at trace time.
-
-    Each row is a list of ``ncols`` coefficients and a right-hand side (last entry); an
-    entry is an array or None for a structural zero, so no work is spent on zeros. Returns
-    the rows triangularised on the ``ncols`` columns (row k is None left of column k);
-    rows past ``ncols`` are residuals.
-    """
-    rows = [list(r) for r in rows]
-    for k in range(ncols):
-        for r in range(k + 1, len(rows)):
-            if rows[r][k] is None:
-                continue
-            if rows[k][k] is None:
-                rows[k], rows[r] = rows[r], rows[k]
-                continue
-            c, s, rho = givens(rows[k][k], rows[r][k])
-            top, bot = [None] * (ncols + 1), [None] * (ncols + 1)
-            top[k] = rho
-            for col in range(k + 1, ncols + 1):
-                x, y = rows[k][col], rows[r][col]
-                top[col] = _add(_mul(c, x), _mul(s, y))
-                bot[col] = _add(_mul(-s, x), _mul(c, y))
-            rows[k], rows[r] = top, bot
-    return rows
-
-
-def _dense(entries, like):
-    """Structural zeros (None) as arrays shaped like ``like`` (a trace-time list)."""
-    return [jnp.zeros_like(like) if v is None else v for v in entries]
 
 
 def _block_size(n):

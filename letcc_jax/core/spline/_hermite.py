@@ -42,8 +42,11 @@ def hermite(t0, t1, g0, g1, s0, s1, x):
     return value, deriv
 
 
-def evaluate(spline: SplineFit, x: Float[Array, " E"]) -> Float[Array, "E m"]:
-    """Evaluate a fitted spline at ``x``: cubic inside the knot range, linear outside."""
+def evaluate(spline: SplineFit, x: Float[Array, " E"], search: str = "scan") -> Float[Array, "E m"]:
+    """Evaluate a fitted spline at ``x``: cubic inside the knot range, linear outside.
+    ``search`` is ``jnp.searchsorted``'s method for bracketing x: ``"scan"`` (a loop of
+    log2(n) steps) or ``"scan_unrolled"`` (the same steps unrolled: no loop in the program,
+    for accelerators)."""
     t, g, slope = spline.t, spline.g, spline.slope
     x = x.astype(t.dtype)
     n = t.shape[0]
@@ -51,7 +54,7 @@ def evaluate(spline: SplineFit, x: Float[Array, " E"]) -> Float[Array, "E m"]:
         return jnp.broadcast_to(g[0], (x.shape[0],) + g.shape[1:])
     # When t and x are shared by many fits (vmap over survivor masks), this search runs
     # once and each fit costs a gather.
-    j = jnp.clip(jnp.searchsorted(t, x, side="right") - 1, 0, n - 2)
+    j = jnp.clip(jnp.searchsorted(t, x, side="right", method=search) - 1, 0, n - 2)
     cubic, _ = hermite(t[j], t[j + 1], take(g, j), take(g, j + 1),
                        take(slope, j), take(slope, j + 1), x)
     left = g[0] + slope[0] * (x - t[0])[:, None]

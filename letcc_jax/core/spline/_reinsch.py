@@ -29,11 +29,13 @@ def _compact(alive: Bool[Array, " n"]):
 
 
 def reinsch_all(
-    t: Float[Array, " n"], y0: Float[Array, "n m"], alive: Bool[Array, " n"], a: Float[Array, ""]
+    t: Float[Array, " n"], y0: Float[Array, "n m"], alive: Bool[Array, " n"], a: Float[Array, ""],
+    banded: str = "auto",
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Reinsch on the compacted survivors, then the spline's values and slopes at every
     knot (the stragglers' knots lie on its cubic pieces or its linear ends). ``y0`` is zero
-    on the stragglers, ``a = |F| lam``."""
+    on the stragglers, ``a = |F| lam``; ``banded`` is the pentadiagonal solver
+    (``letcc_jax.core._banded``: ``"auto"``, ``"ldl"`` or ``"cr"``)."""
     n = y0.shape[0]
     dtype = y0.dtype
     order, count, rank = _compact(alive)
@@ -44,7 +46,7 @@ def reinsch_all(
     # Padding knots continue to the right with unit spacing: finite, increasing, inert.
     tc = jnp.where(real, take(t, order), t_last + (idx - count + 1).astype(dtype))
     yc = jnp.where(real[:, None], take(y0, order), 0.0)
-    gc, sc = _reinsch(tc, yc, count, a)
+    gc, sc = _reinsch(tc, yc, count, a, banded)
     j = jnp.clip(rank, 0, jnp.maximum(count - 2, 0))  # the survivor at or before each knot
     value, deriv = hermite(take(tc, j), take(tc, j + 1), take(gc, j), take(gc, j + 1),
                           take(sc, j), take(sc, j + 1), t)
@@ -60,7 +62,8 @@ def reinsch_all(
 
 
 def _reinsch(
-    tc: Float[Array, " n"], yc: Float[Array, "n m"], count: Int[Array, ""], a: Float[Array, ""]
+    tc: Float[Array, " n"], yc: Float[Array, "n m"], count: Int[Array, ""], a: Float[Array, ""],
+    banded: str = "auto",
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Knot values and slopes by Reinsch's algorithm (pentadiagonal normal equations), on
     the first ``count`` knots of the compacted buffer."""
@@ -84,7 +87,7 @@ def _reinsch(
     diag2 = a * q_hi[:-2] * q_lo[2:]
     rhs = q_lo[:, None] * yc[:-2] + q_mid[:, None] * yc[1:-1] + q_hi[:, None] * yc[2:]
 
-    gamma_in = solve_spd_pentadiagonal(diag0, diag1, diag2, rhs)
+    gamma_in = solve_spd_pentadiagonal(diag0, diag1, diag2, rhs, method=banded)
     zero_row = jnp.zeros((1, m), dtype)
     gamma = jnp.concatenate([zero_row, gamma_in, zero_row])
     # (Q gamma)_k = Q[k, k-1] gamma_{k-1} + Q[k, k] gamma_k + Q[k, k+1] gamma_{k+1}.

@@ -1,0 +1,35 @@
+"""The device benchmark runs end to end in its smoke size (``--smoke``), on the CPU here
+and unchanged on a GPU or TPU, and writes its JSON and Markdown."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(600)
+def test_bench_device_smoke(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_device.py"),
+                           "--smoke", "--out", str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "device_cpu_smoke.json").read_text())
+    assert result["machine"]["backend"] == "cpu"
+    for section in ("monte_carlo", "latency", "float32", "sharded", "f"):
+        assert result[section], section
+    assert {r["dtype"] for r in result["monte_carlo"]} == {"float32", "float64"}
+    assert all(r["patterns_per_s"] > 0 for r in result["monte_carlo"])
+    solvers = {r["solver"] for r in result["latency"]}
+    assert {"sris", "parallel", "auto"} <= solvers
+    # Every solver decodes the same problem: float32 within 1e-3 of float64 (Reinsch's
+    # normal equations are the loosest), float64 at round-off.
+    for row in result["float32"]:
+        assert row["float32_rel_err"] < 1e-3 and row["float64_rel_err"] < 1e-10, row
+    table = (tmp_path / "device_cpu_smoke.md").read_text()
+    assert "| N | sris |" in table and "coded inputs/s" in table
