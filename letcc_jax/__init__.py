@@ -53,6 +53,7 @@ from .sim._models import (
     StragglerModel,
 )
 from .sim._tuning import LEARNABLE, TuningResult, node_logits, ordered_nodes, tune
+from .sim._worst import WorstCase, worst_stragglers
 
 try:
     __version__ = version("letcc_jax")
@@ -83,6 +84,7 @@ __all__ = [
     "StragglerModel",
     "TuningResult",
     "Uncoded",
+    "WorstCase",
     "bacc",
     "chebyshev_first",
     "chebyshev_second",
@@ -103,4 +105,5 @@ __all__ = [
     "smoothing_spline",
     "tune",
     "uncoded",
+    "worst_stragglers",
 ]

@@ -1,0 +1,263 @@
+"""Worst-case stragglers: the S workers whose absence hurts a scheme most on given inputs.
+
+Coded computing's guarantees hold for straggler sets the master does not choose; the
+average over random sets (``monte_carlo``) can hide the sets that break a scheme (for
+replication: every replica of one input). ``worst_stragglers`` finds, for fixed inputs
+X and f, the set of S stragglers that maximises the decoding error
+
+    (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2,
+
+with the library's failure semantics (an input the survivors cannot determine is estimated
+as 0, so losing it costs ||f(x_k)||^2 / K). f runs once on the K inputs and once on the N
+coded inputs; every candidate set is then one decode, and candidates are scored in vmapped
+batches of one compiled program.
+
+- ``"exhaustive"``: every one of the C(N, S) sets; exact.
+- ``"search"``: swap local search (each round scores all S (N - S) exchanges of one
+  straggler for one survivor in one call and takes the best, until none improves) from
+  several starts: the greedy set (S steps, each removing the worker whose loss raises the
+  error most, all N candidates in one call), the worst run of S workers consecutive in
+  tag order (a gap, or all replicas of one input: sets that single swaps cannot assemble
+  when every partial step leaves the error unchanged), and a few random sets. The best local optimum: a lower bound on the worst case, equal to it in the cases
+  ``tests/test_worst.py`` enumerates.
+- ``"auto"``: exhaustive when C(N, S) is at most ``exhaustive_max``, else search.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .. import _validation as check
+from ..core import _round
+from ..core._schemes import Scheme
+from ._evaluate import check_round
+from ._models import ExactStragglers
+
+__all__ = ["WorstCase", "worst_stragglers"]
+
+METHODS = ("auto", "exhaustive", "search")
+
+
+class WorstCase(NamedTuple):
+    """The worst straggler set found.
+
+    Attributes:
+      stragglers: (S,) sorted indices of the straggling workers.
+      alive: (N,) bool, the workers that answer.
+      mse: the decoding error (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 with these stragglers.
+      exact: True when every set was scored (``"exhaustive"``): ``mse`` is the worst case;
+        False for ``"search"``, a local optimum (a lower bound on the worst case).
+      evaluated: straggler sets scored.
+      rounds: swap rounds of the local searches, all starts together (0 for exhaustive).
+    """
+
+    stragglers: np.ndarray
+    alive: np.ndarray
+    mse: float
+    exact: bool
+    evaluated: int
+    rounds: int
+
+
+@functools.partial(jax.jit, static_argnames="f")
+def _honest(f, scheme, X):
+    """f on the coded inputs (N, m) and on the inputs themselves (K, m)."""
+    return _round.outputs(f, scheme.apply_encoder(X)), _round.outputs(f, X)
+
+
+@jax.jit
+def _scores(scheme, Y, truth, masks):
+    """The decoding error for every survivor mask in ``masks`` (B, N)."""
+
+    def one(alive):
+        estimate, _, _ = _round.decode_report(scheme, Y, alive)
+        return _round.mse(estimate, truth)
+
+    return jax.vmap(one)(masks)
+
+
+class _Scorer:
+    """Scores survivor masks in padded batches of one size (one compilation)."""
+
+    def __init__(self, scheme, Y, truth, batch: int):
+        self.args, self.batch, self.count = (scheme, Y, truth), batch, 0
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(masks), self.batch):
+            chunk = masks[start:start + self.batch]
+            size = len(chunk)
+            width = min(self.batch, 1 << max(0, size - 1).bit_length())  # few distinct shapes
+            padded = np.concatenate([chunk, np.repeat(chunk[:1], width - size, axis=0)])
+            out.append(np.asarray(_scores(*self.args, jnp.asarray(padded)))[:size])
+        self.count += len(masks)
+        return np.concatenate(out) if out else np.zeros((0,))
+
+
+def _exhaustive(score: _Scorer, N: int, S: int):
+    best, best_set = -np.inf, None
+    combos = itertools.combinations(range(N), S)
+    while True:
+        sets = list(itertools.islice(combos, score.batch))
+        if not sets:
+            return best_set, best
+        idx = np.asarray(sets, dtype=np.int64).reshape(len(sets), S)
+        masks = np.ones((len(sets), N), bool)
+        np.put_along_axis(masks, idx, False, axis=1)
+        values = score(masks)
+        i = int(np.argmax(values))
+        if values[i] > best:
+            best, best_set = float(values[i]), idx[i]
+
+
+def _greedy(score: _Scorer, N: int, S: int) -> np.ndarray:
+    """S steps, each dropping the worker whose loss hurts most (N candidates per call)."""
+    alive = np.ones(N, bool)
+    for _ in range(S):
+        candidates = np.repeat(alive[None], N, axis=0)
+        candidates[np.arange(N), np.arange(N)] = False
+        values = np.where(alive, score(candidates), -np.inf)
+        alive[int(np.argmax(values))] = False
+    return alive
+
+
+def _windows(score: _Scorer, order: np.ndarray, S: int) -> np.ndarray:
+    """The worst run of S workers consecutive in tag order ``order``: a gap, what hurts a
+    decoder that interpolates, or every replica of an input (replicas share a tag)."""
+    N = len(order)
+    starts = np.arange(N - S + 1)
+    masks = np.ones((len(starts), N), bool)
+    for k in range(S):
+        masks[starts, order[starts + k]] = False
+    return masks[int(np.argmax(score(masks)))]
+
+
+def _swaps(score: _Scorer, alive: np.ndarray, max_rounds: int):
+    """Swap one straggler for one survivor, the best of all S (N - S) exchanges per call,
+    until none improves."""
+    value = float(score(alive[None])[0])
+    rounds = 0
+    while rounds < max_rounds:
+        dead, live = np.flatnonzero(~alive), np.flatnonzero(alive)
+        pairs = np.asarray(list(itertools.product(dead, live)), dtype=np.int64)
+        candidates = np.repeat(alive[None], len(pairs), axis=0)
+        rows = np.arange(len(pairs))
+        candidates[rows, pairs[:, 0]] = True
+        candidates[rows, pairs[:, 1]] = False
+        values = score(candidates)
+        i = int(np.argmax(values))
+        # A relative margin keeps round-off from cycling between equal sets.
+        if not values[i] > value * (1 + 1e-12) + np.finfo(np.float64).tiny:
+            break
+        alive, value = candidates[i], float(values[i])
+        rounds += 1
+    return alive, value, rounds
+
+
+def _search(score: _Scorer, order: np.ndarray, S: int, max_rounds: int, restarts: int,
+            seed: int):
+    """Swap search from the greedy set, the worst window in tag order ``order`` and
+    ``restarts`` random sets; the best local optimum."""
+    rng = np.random.default_rng(seed)
+    N = len(order)
+    starts = [_greedy(score, N, S), _windows(score, order, S)]
+    for _ in range(restarts):
+        alive = np.ones(N, bool)
+        alive[rng.choice(N, S, replace=False)] = False
+        starts.append(alive)
+    best = (None, -np.inf, 0)
+    total = 0
+    for alive in starts:
+        alive, value, rounds = _swaps(score, alive, max_rounds)
+        total += rounds
+        if value > best[1]:
+            best = (alive, value, 0)
+    return np.flatnonzero(~best[0]), best[1], total
+
+
+def worst_stragglers(
+    f: Callable,
+    scheme: Scheme,
+    X: Float[Array, "K d"],
+    S: int,
+    *,
+    method: str = "auto",
+    exhaustive_max: int = 20_000,
+    max_rounds: int = 1_000,
+    restarts: int = 4,
+    seed: int = 0,
+    batch: int = 1024,
+) -> WorstCase:
+    """The set of ``S`` stragglers that maximises the decoding error on the inputs ``X``.
+
+    Args:
+      f: one input (d,) -> one output (m,), as in ``monte_carlo`` (hashable).
+      scheme: a coding scheme (not swept).
+      X: (K, d) inputs, finite; f must be finite on them.
+      S: number of stragglers, 0 <= S < N.
+      method: ``"auto"`` (default: ``"exhaustive"`` when C(N, S) <= ``exhaustive_max``,
+        else ``"search"``), ``"exhaustive"`` or ``"search"`` (module docstring).
+      exhaustive_max: the most sets ``"auto"`` enumerates.
+      max_rounds: the most swap rounds of each local search.
+      restarts: random starting sets of the local search, besides the greedy set and the
+        worst run of S consecutive workers.
+      seed: seed of the random starting sets.
+      batch: candidate sets scored per compiled call.
+
+    Returns:
+      A ``WorstCase``: the stragglers, the survivor mask, the error, whether it is exact,
+      and how many sets were scored.
+
+    Raises:
+      ValueError: S out of range, an unknown method, bad inputs or f not finite on X.
+      TypeError: f not callable or hashable, scheme not a scheme, S not an int.
+
+    Example::
+
+        worst = lc.worst_stragglers(f, lc.letcc(8, 40), X, S=8)
+        worst.mse, worst.stragglers
+    """
+    if not check.is_int(S):
+        raise TypeError(f"S must be an int (the number of stragglers), got {S!r}.")
+    S = int(S)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    batch = check.check_positive_int(batch, "batch")
+    max_rounds = check.check_count(max_rounds, "max_rounds")
+    restarts = check.check_count(restarts, "restarts")
+    seed = check.check_count(seed, "seed")
+    exhaustive_max = check.check_count(exhaustive_max, "exhaustive_max")
+    N = scheme.N if isinstance(scheme, Scheme) else None
+    if N is not None and not 0 <= S < N:
+        raise ValueError(f"S must be in [0, N) = [0, {N}), got {S}.")
+    stragglers = ExactStragglers(S) if S > 0 else None
+    X, _ = check_round(f, scheme, X, stragglers or ExactStragglers(1), None, jax.random.key(0),
+                       truth=True, single=True)
+    if _round.batch_shape(scheme):
+        raise ValueError("worst_stragglers takes one scheme; its parameters are swept.")
+    Y, truth = _honest(f, scheme, X)
+    score = _Scorer(scheme, Y, truth, batch)
+    if S == 0:
+        value = float(score(np.ones((1, N), bool))[0])
+        return WorstCase(np.zeros(0, np.int64), np.ones(N, bool), value, True, 1, 0)
+    exhaustive = method == "exhaustive" or (
+        method == "auto" and math.comb(N, S) <= exhaustive_max)
+    if exhaustive:
+        dead, value = _exhaustive(score, N, S)
+        rounds = 0
+    else:
+        order = np.argsort(np.asarray(scheme.beta), kind="stable")
+        dead, value, rounds = _search(score, order, S, max_rounds, restarts, seed)
+    alive = np.ones(N, bool)
+    alive[dead] = False
+    return WorstCase(np.sort(np.asarray(dead, np.int64)), alive, value, exhaustive,
+                     score.count, rounds)
