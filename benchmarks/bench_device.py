@@ -152,7 +152,8 @@ def sharded(rounds):
 
 def f_throughput(batch):
     rows = []
-    for name, shape, kwargs in (("lenet5", (28, 28, 1), {}), ("vit", (32, 32, 3), {"patch_size": 4})):
+    models = (("lenet5", (28, 28, 1), {}), ("vit", (32, 32, 3), {"patch_size": 4}))
+    for name, shape, kwargs in models:
         f = _model(name, shape, **kwargs)
         d = int(np.prod(shape))
         scheme = lc.letcc(50, batch, lam_enc=0.0)

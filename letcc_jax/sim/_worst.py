@@ -18,7 +18,8 @@ batches of one compiled program.
   several starts: the greedy set (S steps, each removing the worker whose loss raises the
   error most, all N candidates in one call), the worst run of S workers consecutive in
   tag order (a gap, or all replicas of one input: sets that single swaps cannot assemble
-  when every partial step leaves the error unchanged), and a few random sets. The best local optimum: a lower bound on the worst case, equal to it in the cases
+  when every partial step leaves the error unchanged), and a few random sets. The best
+  local optimum: a lower bound on the worst case, equal to it in the cases
   ``tests/test_worst.py`` enumerates.
 - ``"auto"``: exhaustive when C(N, S) is at most ``exhaustive_max``, else search.
 """
@@ -86,7 +87,8 @@ def _scores(scheme, Y, truth, masks):
 
 
 class _Scorer:
-    """Scores survivor masks in padded batches of one size (one compilation)."""
+    """Scores survivor masks in batches padded to a power of two up to ``batch`` (a few
+    compilations at most), counting the masks scored."""
 
     def __init__(self, scheme, Y, truth, batch: int):
         self.args, self.batch, self.count = (scheme, Y, truth), batch, 0
@@ -174,14 +176,13 @@ def _search(score: _Scorer, order: np.ndarray, S: int, max_rounds: int, restarts
         alive = np.ones(N, bool)
         alive[rng.choice(N, S, replace=False)] = False
         starts.append(alive)
-    best = (None, -np.inf, 0)
-    total = 0
+    best_alive, best, total = None, -np.inf, 0
     for alive in starts:
         alive, value, rounds = _swaps(score, alive, max_rounds)
         total += rounds
-        if value > best[1]:
-            best = (alive, value, 0)
-    return np.flatnonzero(~best[0]), best[1], total
+        if value > best:
+            best_alive, best = alive, value
+    return np.flatnonzero(~best_alive), best, total
 
 
 def worst_stragglers(
@@ -236,12 +237,12 @@ def worst_stragglers(
     restarts = check.check_count(restarts, "restarts")
     seed = check.check_count(seed, "seed")
     exhaustive_max = check.check_count(exhaustive_max, "exhaustive_max")
-    N = scheme.N if isinstance(scheme, Scheme) else None
-    if N is not None and not 0 <= S < N:
-        raise ValueError(f"S must be in [0, N) = [0, {N}), got {S}.")
-    stragglers = ExactStragglers(S) if S > 0 else None
-    X, _ = check_round(f, scheme, X, stragglers or ExactStragglers(1), None, jax.random.key(0),
+    if isinstance(scheme, Scheme) and not 0 <= S < scheme.N:
+        raise ValueError(f"S must be in [0, N) = [0, {scheme.N}), got {S}.")
+    # check_round validates f, the scheme and X, and that N - S workers can decode.
+    X, _ = check_round(f, scheme, X, ExactStragglers(max(S, 1)), None, jax.random.key(0),
                        truth=True, single=True)
+    N = scheme.N
     if _round.batch_shape(scheme):
         raise ValueError("worst_stragglers takes one scheme; its parameters are swept.")
     Y, truth = _honest(f, scheme, X)

@@ -113,7 +113,7 @@ def fit(
     ok = count >= 2
     a = count.astype(dtype) * lam
     # "parallel" keeps every part free of sequential loops over the knots, lam = 0 too.
-    banded = "cr" if method == "parallel" else "auto"
+    banded = "cr" if _loop_free(method) else "auto"
     if method == "reinsch":
         g, slope = reinsch_all(t, y0, alive, a)
     else:
@@ -134,11 +134,16 @@ def fit(
     return SplineFit(t, g, slope)
 
 
+def _loop_free(method: str) -> bool:
+    """Whether a fit by ``method`` avoids loops over the knots: ``"parallel"``, and
+    ``"auto"`` on an accelerator, where every sequential step costs a kernel launch."""
+    return method == "parallel" or (method == "auto" and jax.default_backend() != "cpu")
+
+
 def _auto_smoother(n: int, dtype):
-    """``"auto"``'s smoother for lam > 0: on an accelerator the parallel one (every
-    sequential step costs a kernel launch there); on a CPU the sequential sweep, in float64
-    from ``BLOCKED_MIN_N`` knots in its two-level form."""
-    if jax.default_backend() != "cpu":
+    """``"auto"``'s smoother for lam > 0: on an accelerator the parallel one; on a CPU the
+    sequential sweep, in float64 from ``BLOCKED_MIN_N`` knots in its two-level form."""
+    if _loop_free("auto"):
         return sris_parallel
     return sris_blocked if n >= BLOCKED_MIN_N and dtype == jnp.float64 else sris
 
@@ -170,9 +175,8 @@ def smooth(
     lam = jnp.asarray(lam, dtype)
     scaled = jnp.minimum(lam * s**3, jnp.asarray(LAM_MAX_EPS / jnp.finfo(dtype).eps, dtype))
     lam = jnp.where(lam > 0, scaled, lam)
-    loop_free = method == "parallel" or (method == "auto" and jax.default_backend() != "cpu")
     out = evaluate(fit(t * s, y * v, alive, lam, method), x * s,
-                   search="scan_unrolled" if loop_free else "scan")
+                   search="scan_unrolled" if _loop_free(method) else "scan")
     return out / v
 
 
