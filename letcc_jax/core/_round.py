@@ -30,6 +30,8 @@ from jax import lax
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
+from .._pytree import pytree_dataclass
+
 __all__ = [
     "CodedResult",
     "MonteCarloResult",
@@ -305,7 +307,7 @@ def over_grid(fn: Callable, tree, batch_size: int | None = 1):
     return jax.tree.map(lambda v: v.reshape(grid + v.shape[1:]), out)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class _Outputs:
     """Honest worker outputs as a sweep-aware leaf: (N, m) per grid point."""

@@ -5,7 +5,7 @@ inputs (N, d), and ``decode`` maps the N worker outputs (N, m) plus a boolean su
 (N,) to K estimates (K, m). Output coordinates never mix, so one scalar operator serves
 all d (or m) columns.
 
-Schemes are immutable pytrees (``jax.tree_util.register_dataclass``): the node positions,
+Schemes are immutable pytrees (``letcc_jax._pytree.pytree_dataclass``): the node positions,
 the smoothing parameters and learned weights are leaves (so they can be differentiated,
 vmapped over, swept and tuned), the sizes and names are static. Each declares the rank of
 its leaves (``metadata={"ndim": ...}``), so that a leaf with extra leading axes is read as
@@ -31,6 +31,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .. import _validation as check
+from .._pytree import pytree_dataclass
 from . import _barycentric as bary
 from . import _round
 from . import spline as _spline
@@ -285,7 +286,7 @@ def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array
     return alive & ~same
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class LeTCC(Scheme):
     """Learning-theoretic coded computing: natural cubic smoothing splines both ways.
@@ -327,7 +328,7 @@ class LeTCC(Scheme):
         return _spline.smooth(beta, Y, _distinct(beta, alive), lam, alpha, method=self.solver)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class ResidualLeTCC(LeTCC):
     """LeTCC whose encoder matrix carries a learned residual: encode(X) = (E + R) X.
@@ -386,7 +387,7 @@ class BarycentricScheme(Scheme):
         return bary.interpolation_matrix(beta, w, alpha) @ Y
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class BACC(BarycentricScheme):
     """Berrut approximated coded computing: Berrut's rational interpolant both ways,
@@ -398,7 +399,7 @@ class BACC(BarycentricScheme):
         return bary.berrut_weights(mask, nodes.dtype)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class LCC(BarycentricScheme):
     """Lagrange coded computing over the reals: the interpolating polynomial both ways.
@@ -429,7 +430,7 @@ class LCC(BarycentricScheme):
         return bary.lagrange_weights(nodes, mask)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class Uncoded(Scheme):
     """Replication: worker n computes f(x_{n mod K}); the estimate of f(x_k) is the mean

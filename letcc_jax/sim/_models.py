@@ -2,7 +2,7 @@
 
 A straggler model samples a boolean survivor mask of shape (N,); a fault model corrupts the
 (N, m) worker outputs. Both take an explicit PRNG key and are immutable pytrees
-(``jax.tree_util.register_dataclass``): their numeric parameters (noise levels,
+(``letcc_jax._pytree.pytree_dataclass``): their numeric parameters (noise levels,
 probabilities, magnitudes, latency parameters) are array leaves, and only sizes (counts of
 workers) and names are static. A new ``sigma`` or ``p`` is therefore new data for a
 compiled function, not a new compilation, and a parameter given as an array with leading
@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from .._pytree import pytree_dataclass
 from .._validation import Checked, check_count, check_key, check_parameter
 
 __all__ = [
@@ -111,7 +112,7 @@ def _check_at_most(model, field: str, N: int):
                          f"use {field} <= {N}.")
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class NoStragglers(StragglerModel):
     """Every worker answers."""
@@ -124,7 +125,7 @@ class NoStragglers(StragglerModel):
         return N
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class ExactStragglers(StragglerModel):
     """Exactly ``S`` workers, uniformly at random, fail to answer (the paper's model)."""
@@ -149,7 +150,7 @@ class ExactStragglers(StragglerModel):
                              f"use S < {N}.")
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class BernoulliStragglers(StragglerModel):
     """Each worker straggles independently with probability ``p`` (a leaf)."""
@@ -169,7 +170,7 @@ class BernoulliStragglers(StragglerModel):
         return 0
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class LatencyStragglers(StragglerModel):
     """Workers finish at random times; the master keeps the first ``wait_for`` results.
@@ -216,7 +217,7 @@ class LatencyStragglers(StragglerModel):
         return min(self.wait_for, N)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianNoise(FaultModel):
     """Every worker's output gets i.i.d. N(0, sigma^2) noise (noisy computation)."""
@@ -231,7 +232,7 @@ class GaussianNoise(FaultModel):
         return Y + jnp.asarray(self.sigma, Y.dtype) * jax.random.normal(key, Y.shape, Y.dtype)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class Adversaries(FaultModel):
     """``count`` random workers return arbitrary bounded vectors instead of f(.).
@@ -266,7 +267,7 @@ class Adversaries(FaultModel):
         return jnp.where(bad, fake, Y)
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class FailedWorkers(FaultModel):
     """``count`` random workers return NaN (a crashed kernel, a corrupted message).

@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ..._pytree import pytree_dataclass
+
 __all__ = ["SplineFit", "evaluate", "hermite", "take"]
 
 
-@jax.tree_util.register_dataclass
+@pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class SplineFit:
     """The cubic spline through the knots ``t`` (all of them, survivors or not) with values
