@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
@@ -75,3 +76,31 @@ def random_tanh_network(key, d=8, hidden=32, m=4):
     """f = ``tanh_network`` R^d -> R^m with random weights drawn from ``key``. The weights are
     closed over: f must be hashable for the jitted evaluators."""
     return functools.partial(tanh_network, random_network(key, d, hidden, m))
+
+
+def batched_inputs(name: str, K: int, batches: int, seed: int, *, untrained: bool = False,
+                   train: Mapping | None = None):
+    """(f, X_cal, X_eval) for f = ``name`` ("synthetic" or "lenet5"): ``batches``
+    calibration batches of K inputs and as many disjoint evaluation batches, (batches, K, d)
+    each. Synthetic inputs are uniform on [-1, 1]; LeNet-5's are Fashion-MNIST test images
+    split by ``letcc_jax.zoo.data.calibration_split``."""
+    if name == "synthetic":
+        keys = jax.random.split(jax.random.PRNGKey(seed))
+        return (synthetic,
+                *(jax.random.uniform(k, (batches, K, 1), minval=-1.0, maxval=1.0)
+                  for k in keys))
+    from letcc_jax.zoo.data import calibration_split
+
+    ds = load_data("fashion_mnist")
+    split = calibration_split(ds, batches * K, batches * K, seed=seed)
+    f, _ = model_function(name, ds, untrained, train=train)
+    return f, *(jnp.asarray(a.reshape(batches, K, -1)) for a in (split.x_cal, split.x_eval))
+
+
+def fit_slope(N, mse) -> float:
+    """Least-squares slope of log(mse) against log(N) over the large-N half of the points."""
+    N, mse = np.asarray(N, np.float64), np.asarray(mse, np.float64)
+    keep = (N >= np.median(N)) & np.isfinite(mse) & (mse > 0)
+    if keep.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(N[keep]), np.log(mse[keep]), 1)[0])

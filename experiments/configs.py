@@ -59,10 +59,26 @@ class Table1Config:
     straggler draws on a calibration batch disjoint from the evaluation images."""
     seed: int
     """Seeds the data split and every straggler draw."""
+    worst_case: tuple[str, ...] = ()
+    """Models whose settings also get the worst-case table: every scheme, plus LeTCC tuned
+    by ``letcc_jax.tune``, under the S stragglers that ``letcc_jax.worst_stragglers``
+    finds worst on the first evaluation batch."""
+    worst_restarts: int = 0
+    worst_max_rounds: int = 1_000
+    """Random starts and swap rounds per local search of ``worst_stragglers`` (besides its
+    greedy and tag-window starts); exhaustive where C(N, S) <= 20,000."""
+    tune_steps: int = 100
+    """Adam steps of ``letcc_jax.tune`` (from the selected lam_dec, on the calibration
+    batch) for the tuned LeTCC of the worst-case table."""
     name: str = ""
     untrained: bool = False
     """Set per run by the command line: the config's name, and whether the models keep their
     random initial weights (a fast stand-in for tests)."""
+
+    def __post_init__(self):
+        unknown = [m for m in self.worst_case if m not in self.models]
+        if unknown:
+            raise ValueError(f"worst_case names models the config does not run: {unknown}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -97,6 +113,32 @@ class ErrorVsNConfig:
     untrained: bool = False
     """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
     random initial weights (a fast stand-in for tests)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProbabilisticConfig:
+    """Sizes of the probabilistic-straggler sweep (``experiments.probabilistic``)."""
+
+    train: FrozenDict | None = None
+    """Overrides of LeNet-5's default ``TrainConfig``; None keeps it."""
+    N: tuple[int, ...]
+    K: int
+    """The worker counts swept, at a fixed number K of inputs."""
+    p: tuple[float, ...]
+    """Each worker straggles independently with probability p (one curve per p)."""
+    functions: tuple[str, ...]
+    """The f swept: "synthetic" and/or "lenet5" (as in the error-vs-N sweep)."""
+    trials: int
+    batches: int
+    """``batches`` calibration and as many disjoint evaluation batches of K inputs,
+    ``trials`` straggler draws on each."""
+    lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec is re-tuned per (N, p) on the mean loss over the calibration
+    batches."""
+    seed: int
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -152,6 +194,8 @@ TABLE1 = {
         cal_trials=25,
         lam_dec_grid=LAM_DEC_GRID,
         seed=0,
+        worst_case=("lenet5",),
+        worst_max_rounds=20,
     ),
     "paper": Table1Config(
         models=FrozenDict(lenet5="mnist", repvgg="cifar10", vit="cifar100"),
@@ -161,6 +205,9 @@ TABLE1 = {
         cal_trials=50,
         lam_dec_grid=LAM_DEC_GRID,
         seed=0,
+        worst_case=("lenet5", "repvgg", "vit"),
+        worst_restarts=2,
+        tune_steps=150,
     ),
     # make demo: LeNet-5 only, trained for fewer epochs (the whole demo, training included,
     # fits in five minutes on two cores); trials, batches and seed as in "cpu"
@@ -182,6 +229,8 @@ TABLE1 = {
         cal_trials=8,
         lam_dec_grid=(0.0, 1e-4, 1e-2),
         seed=0,
+        worst_case=("lenet5",),
+        tune_steps=3,
     ),
 }
 
@@ -219,6 +268,30 @@ ERROR_VS_N = {
         S_fixed=2,
         rel_sigmas=(0.0, 1e-2),
         functions=("synthetic", "lenet5"),
+        trials=8,
+        batches=2,
+        lam_dec_grid=(0.0, 1e-4),
+        seed=0,
+    ),
+}
+
+PROBABILISTIC = {
+    "cpu": ProbabilisticConfig(
+        N=(10, 16, 25, 40, 63, 100, 160, 250, 400, 630, 1000, 1600),
+        K=8,
+        p=(0.1, 0.3),
+        functions=("synthetic", "lenet5"),
+        trials=50,
+        batches=4,
+        lam_dec_grid=LAM_DEC_GRID,
+        seed=0,
+    ),
+    # the synthetic f only: LeNet-5's inputs load as in the error-vs-N sweep
+    "smoke": ProbabilisticConfig(
+        N=(10, 20),
+        K=4,
+        p=(0.1, 0.3),
+        functions=("synthetic",),
         trials=8,
         batches=2,
         lam_dec_grid=(0.0, 1e-4),

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._common import load_data, model_function, synthetic
+from experiments._common import batched_inputs, fit_slope
 from experiments._io import (environment, parse_experiment_args, print_config, write_csv,
                              write_json)
 from experiments.configs import ERROR_VS_N, ErrorVsNConfig
@@ -40,28 +40,10 @@ from experiments.configs import ERROR_VS_N, ErrorVsNConfig
 THEORY = {"noiseless": -3.0, "noisy": -0.6}
 
 
-def fit_slope(N, mse) -> float:
-    """Least-squares slope of log(mse) against log(N) over the large-N half of the points."""
-    N, mse = np.asarray(N, np.float64), np.asarray(mse, np.float64)
-    keep = (N >= np.median(N)) & np.isfinite(mse) & (mse > 0)
-    if keep.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(N[keep]), np.log(mse[keep]), 1)[0])
-
-
 def inputs(name, config: ErrorVsNConfig):
     """(f, X_cal, X_eval): disjoint calibration and evaluation inputs, (batches, K, d) each."""
-    K, C = config.K, config.batches
-    if name == "synthetic":
-        keys = jax.random.split(jax.random.PRNGKey(config.seed))
-        return (synthetic,
-                *(jax.random.uniform(k, (C, K, 1), minval=-1.0, maxval=1.0) for k in keys))
-    from letcc_jax.zoo.data import calibration_split
-
-    ds = load_data("fashion_mnist")
-    split = calibration_split(ds, C * K, C * K, seed=config.seed)
-    f, _ = model_function(name, ds, config.untrained, train=config.train)
-    return f, *(jnp.asarray(a.reshape(C, K, -1)) for a in (split.x_cal, split.x_eval))
+    return batched_inputs(name, config.K, config.batches, config.seed,
+                          untrained=config.untrained, train=config.train)
 
 
 def run_regime(f, X_cal, X_eval, N, S, sigmas, config: ErrorVsNConfig, key):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import letcc_jax as lc
-from experiments import configs, demo, error_vs_n, table1
+from experiments import configs, demo, error_vs_n, probabilistic, table1
 from letcc_jax.zoo.data import load_fashion_mnist
 
 
@@ -97,7 +97,7 @@ def test_configs_keep_the_demo_comparable_and_fast():
     assert configs.ERROR_VS_N["demo"].train == demo.train  # one trained model
 
 
-@pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "TUNING"])
+@pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "PROBABILISTIC", "TUNING"])
 def test_configs_are_frozen_and_hashable(registry):
     for config in getattr(configs, registry).values():
         assert hash(config) == hash(dataclasses.replace(config))
@@ -119,7 +119,9 @@ def test_configs_are_written_as_lists_and_objects():
 def test_experiments_do_not_import_each_other():
     # each experiment is its own command line; what they share lives in experiments._common
     folder = Path(error_vs_n.__file__).parent
-    experiments = {"table1", "error_vs_n", "tuning", "demo"}
+    experiments = {p.stem for p in folder.glob("*.py")
+                   if not p.stem.startswith("_") and p.stem != "configs"}
+    assert {"table1", "error_vs_n", "probabilistic", "tuning", "demo"} <= experiments
     for name in experiments:
         imported = set()
         for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
@@ -156,6 +158,44 @@ def test_error_vs_n_smoke(tmp_path, caplog):
         assert 0 < r["S"] < r["N"]
         if r["scheme"] == "letcc":
             assert r["lam_dec"] in config["lam_dec_grid"]
+
+
+def test_claimed_rates_are_the_papers():
+    # log_{1/p}(N)^3 N^-3 for BACC, log_{1/p}(N)^4 N^-2 for LeTCC; log_10(100) = 2
+    np.testing.assert_allclose(probabilistic.claimed_rate("bacc", 0.1, 100), 8 * 100.0 ** -3,
+                               rtol=1e-12)
+    np.testing.assert_allclose(probabilistic.claimed_rate("letcc", 0.1, [100, 1000]),
+                               [16 * 100.0 ** -2, 81 * 1000.0 ** -2], rtol=1e-12)
+
+
+def test_no_loss_from_needs_every_larger_N_clean():
+    rows = [{"function": "f", "p": 0.1, "scheme": "uncoded", "N": N, "mse_mean": 1.0,
+             "failure_rate": rate} for N, rate in ((10, 0.5), (20, 0.0), (40, 0.1), (80, 0.0),
+                                                   (160, 0.0))]
+    rows += [{**r, "p": 0.3, "failure_rate": 0.2 if r["N"] == 160 else 0.0} for r in rows]
+    assert probabilistic.no_loss_from(rows) == {("f", 0.1): 80}
+
+
+def test_probabilistic_smoke(tmp_path):
+    rows, fitted = probabilistic.main(["--smoke", "--out", str(tmp_path)])
+    out = tmp_path / "probabilistic"
+    config = json.loads((out / "results.json").read_text())["config"]
+    expected = len(config["functions"]) * len(config["N"]) * len(config["p"]) * 3
+    assert len(rows) == expected
+    with (out / "results.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == expected
+    assert (out / "probabilistic_synthetic.png").stat().st_size > 0
+    assert "| synthetic | 0.3 |" in (out / "table.md").read_text()
+    assert len(fitted) == expected // len(config["N"])
+    by = {(r["N"], r["p"], r["scheme"]): r for r in rows}
+    for r in rows:
+        assert np.isfinite(r["mse_mean"]) and r["mse_mean"] >= 0
+        assert 0 <= r["failure_rate"] <= 1
+        assert (r["lam_dec"] in config["lam_dec_grid"]) == (r["scheme"] == "letcc")
+        if r["scheme"] == "uncoded" and r["failure_rate"] == 0:
+            assert r["mse_mean"] < 1e-10  # every input has an exact surviving replica
+    for N in config["N"]:  # more stragglers cannot help on the same uniform draws
+        assert by[(N, 0.3, "bacc")]["mse_mean"] >= by[(N, 0.1, "bacc")]["mse_mean"]
 
 
 @needs_data

@@ -1,0 +1,232 @@
+"""The probabilistic straggler regime: error against N when every worker straggles on its own.
+
+Each of the N workers straggles independently with probability p (``BernoulliStragglers``),
+so the number of stragglers is random (mean pN) and no set of them is chosen. K is fixed
+and N grows. Moradi and Maddah-Ali (arXiv 2502.00645) bound the expected error in this
+regime by O(log^3_{1/p}(N) N^-3) for BACC and O(log^4_{1/p}(N) N^-2) for LeTCC; both rate
+curves are drawn, anchored at the measured curve's middle N, and the slope each claimed
+rate has over the fitted range is reported next to the measured one (the log factors make
+a claimed N^-3 look like about N^-2 at these N). Replication is measured too: with K fixed
+an input is lost only if all of its about N/K replicas straggle, with probability about
+p^(N/K), so its error falls exponentially in N.
+
+Per (f, N) LeTCC is one ``letcc_jax.monte_carlo`` sweep over every p and every lam_dec of
+the grid, on ``batches`` calibration batches of K inputs to choose lam_dec per p and then,
+with other keys, on as many disjoint evaluation batches; BACC and replication are one call
+each with LeTCC's evaluation key, so every scheme and lam_dec sees the same straggler draws
+(one uniform number per worker, compared with each p). MSE per trial = (1/K) sum_k
+||f_hat(x_k) - f(x_k)||^2 with the library's failure semantics (an input no survivor
+determines is estimated as 0); the plot shows its mean over draws and batches.
+
+    python -m experiments.probabilistic            # cpu config
+    python -m experiments.probabilistic --smoke    # seconds
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+import letcc_jax as lc
+from experiments._common import batched_inputs, fit_slope
+from experiments._io import (environment, markdown_table, parse_experiment_args, print_config,
+                             write_csv, write_json)
+from experiments.configs import PROBABILISTIC, ProbabilisticConfig
+
+SCHEMES = ("letcc", "bacc", "uncoded")
+NAMES = {"letcc": "LeTCC", "bacc": "BACC", "uncoded": "replication"}
+#: The claimed bounds, log_{1/p}(N)^a * N^b, as (a, b) (arXiv 2502.00645).
+RATES = {"bacc": (3, -3.0), "letcc": (4, -2.0)}
+
+
+def claimed_rate(scheme: str, p: float, N) -> np.ndarray:
+    """The claimed bound up to its constant: log_{1/p}(N)^a N^b."""
+    a, b = RATES[scheme]
+    N = np.asarray(N, np.float64)
+    return (np.log(N) / np.log(1.0 / p)) ** a * N ** b
+
+
+def run_point(f, X_cal, X_eval, N, config: ProbabilisticConfig, key):
+    """Every scheme at one N and every p: ``(best, mse, recovered)`` with ``best`` (P,) the
+    index of LeTCC's lam_dec per p, and per scheme per-trial MSE and share of recovered
+    inputs, (P, batches, trials) each."""
+    k_cal, k_eval = jax.random.split(key)
+    ps = jnp.asarray(config.p, jnp.float32)
+    swept = lc.letcc(config.K, N).replace(lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
+
+    def letcc(X, key):  # (P, G, batches, trials); calibration and evaluation share a program
+        return lc.monte_carlo(f, swept, X, key, trials=config.trials,
+                              stragglers=lc.BernoulliStragglers(ps[:, None]))
+
+    best = np.nanargmin(np.asarray(letcc(X_cal, k_cal).mse, np.float64).mean(axis=(-2, -1)),
+                        axis=1)
+    chosen = letcc(X_eval, k_eval)
+    rows = np.arange(len(best))
+    mse = {"letcc": np.asarray(chosen.mse, np.float64)[rows, best]}
+    recovered = {"letcc": np.asarray(chosen.recovered, np.float64)[rows, best]}
+    for name in SCHEMES[1:]:
+        result = lc.monte_carlo(f, lc.make_scheme(name, config.K, N), X_eval, k_eval,
+                                trials=config.trials, stragglers=lc.BernoulliStragglers(ps))
+        mse[name] = np.asarray(result.mse, np.float64)
+        recovered[name] = np.asarray(result.recovered, np.float64)
+    return best, mse, recovered
+
+
+def run(config: ProbabilisticConfig, progress=True) -> list[dict]:
+    rows = []
+    key = jax.random.PRNGKey(config.seed)
+    jobs = [(fn, N) for fn in config.functions for N in config.N]
+    loaded = {}
+    for fn, N in tqdm(jobs, desc="N", disable=not progress):
+        if fn not in loaded:
+            loaded[fn] = batched_inputs(fn, config.K, config.batches, config.seed,
+                                        untrained=config.untrained, train=config.train)
+        f, X_cal, X_eval = loaded[fn]
+        start = time.perf_counter()
+        best, mse, recovered = run_point(f, X_cal, X_eval, N, config, jax.random.fold_in(key, N))
+        seconds = round(time.perf_counter() - start, 2)
+        for i, p in enumerate(config.p):
+            for name in SCHEMES:
+                values = mse[name][i]
+                rows.append({
+                    "function": fn, "N": N, "K": config.K, "p": p, "scheme": name,
+                    "lam_dec": config.lam_dec_grid[best[i]] if name == "letcc" else None,
+                    "mse_mean": float(values.mean()), "mse_std": float(values.std()),
+                    "failure_rate": float(np.mean(recovered[name][i] < 1.0)),
+                    "trials": config.trials, "batches": config.batches,
+                    "seconds_for_N": seconds,
+                })
+    return rows
+
+
+def curves(rows) -> dict:
+    """{(function, p, scheme): (N array, mse array)} in increasing N."""
+    out = {}
+    for r in rows:
+        out.setdefault((r["function"], r["p"], r["scheme"]), []).append((r["N"], r["mse_mean"]))
+    return {k: tuple(np.array(v) for v in zip(*sorted(pts))) for k, pts in out.items()}
+
+
+def no_loss_from(rows) -> dict:
+    """{(function, p): the smallest N from which replication lost no input in any trial at
+    that N and every larger N} (absent when it lost one at the largest N)."""
+    out = {}
+    for (fn, p, scheme), _ in curves(rows).items():
+        if scheme != "uncoded":
+            continue
+        lost = sorted((r["N"], r["failure_rate"] > 0) for r in rows
+                      if (r["function"], r["p"], r["scheme"]) == (fn, p, scheme))
+        first = None
+        for N, failed in lost:
+            first = None if failed else (first or N)
+        if first is not None:
+            out[(fn, p)] = first
+    return out
+
+
+def slopes(rows) -> list[dict]:
+    """Fitted slope per curve over the large-N half, and the claimed rate's slope over the
+    same N (None for replication, which has no claimed rate)."""
+    out = []
+    for (fn, p, scheme), (N, mse) in curves(rows).items():
+        claimed = fit_slope(N, claimed_rate(scheme, p, N)) if scheme in RATES else None
+        out.append({"function": fn, "p": p, "scheme": scheme, "slope": fit_slope(N, mse),
+                    "claimed_slope": claimed, "mse_at_max_N": float(mse[-1]),
+                    "max_N": int(N[-1])})
+    return out
+
+
+def plot(rows, out) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = curves(rows)
+    safe = no_loss_from(rows)
+    colors = {"letcc": "tab:blue", "bacc": "tab:orange", "uncoded": "tab:green"}
+    markers = {"letcc": "o", "bacc": "s", "uncoded": "^"}
+    paths = []
+    for fn in dict.fromkeys(k[0] for k in data):
+        ps = sorted({k[1] for k in data if k[0] == fn})
+        fig, axes = plt.subplots(1, len(ps), figsize=(5.5 * len(ps), 4.2), squeeze=False)
+        for ax, p in zip(axes[0], ps):
+            for scheme in SCHEMES:
+                N, mse = data[(fn, p, scheme)]
+                shown = mse > 0
+                if scheme == "uncoded":  # exact once no input is lost: round-off, no slope
+                    first = safe.get((fn, p))
+                    note = f"no input lost from N = {first}" if first else "inputs lost"
+                else:
+                    note = f"slope {fit_slope(N, mse):.1f}"
+                ax.loglog(N[shown], mse[shown], marker=markers[scheme], ms=3,
+                          color=colors[scheme], label=f"{NAMES[scheme]} ({note})")
+                if scheme in RATES:
+                    mid = len(N) // 2
+                    rate = claimed_rate(scheme, p, N)
+                    a, b = RATES[scheme]
+                    ax.loglog(N, mse[mid] * rate / rate[mid], color=colors[scheme], lw=0.9,
+                              linestyle=":", label=f"log$^{a}$N·N$^{{{b:g}}}$ claimed "
+                              f"(slope {fit_slope(N, rate):.1f})")
+            ax.set(title=f"{fn}: each worker straggles w.p. p = {p:g}", xlabel="N (workers)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7, loc="lower left")
+        axes[0][0].set_ylabel("mean MSE over straggler draws and batches")
+        fig.tight_layout()
+        path = out / f"probabilistic_{fn}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def table(fitted) -> str:
+    """Markdown: per (f, p), each scheme's fitted slope (claimed) and MSE at the largest N."""
+    body = []
+    for fn, p in dict.fromkeys((s["function"], s["p"]) for s in fitted):
+        cells = []
+        for scheme in SCHEMES:
+            s = next(s for s in fitted if (s["function"], s["p"], s["scheme"]) == (fn, p, scheme))
+            claimed = "" if s["claimed_slope"] is None else f" (claimed {s['claimed_slope']:.1f})"
+            cells.append(f"{s['slope']:.2f}{claimed}; {s['mse_at_max_N']:.2g}")
+        body.append([fn, p] + cells)
+    return markdown_table(["f", "p"] + [f"{NAMES[s]}: slope; MSE at max N" for s in SCHEMES],
+                          body)
+
+
+def report(rows, config: ProbabilisticConfig, seconds, out) -> list[dict]:
+    """Prints the slopes; writes results.json, results.csv, table.md and the plots."""
+    fitted = slopes(rows)
+    text = table(fitted)
+    print("\nFitted slopes of log mean-MSE vs log N over the large-N half, with the claimed "
+          "rate's slope over the same N, and the mean MSE at the largest N:\n\n" + text)
+    write_json(out / "results.json", {"config": dataclasses.asdict(config),
+                                      "environment": environment(), "seconds": seconds,
+                                      "slopes": fitted, "rows": rows})
+    write_csv(out / "results.csv", rows)
+    (out / "table.md").write_text(text + "\n")
+    paths = plot(rows, out)
+    print(f"probabilistic: {seconds:.0f} s; wrote {out}/results.json, results.csv, table.md, "
+          + ", ".join(p.name for p in paths))
+    return fitted
+
+
+def main(argv=None):
+    config, out = parse_experiment_args(
+        argv, "probabilistic", __doc__.splitlines()[0], PROBABILISTIC,
+        functions=["synthetic", "lenet5"],
+        untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
+    print_config("probabilistic", config)
+    start = time.perf_counter()
+    rows = run(config)
+    fitted = report(rows, config, time.perf_counter() - start, out)
+    return rows, fitted
+
+
+if __name__ == "__main__":
+    main()
