@@ -178,6 +178,37 @@ class TuningConfig:
             )
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdversarialConfig:
+    """Sizes of the adversarial sweep (``experiments.adversarial``)."""
+
+    N: tuple[int, ...]
+    K: int
+    """The worker counts swept (the smallest calibrates the theory scaling's constant), at
+    a fixed number K of inputs."""
+    exponents: tuple[float, ...]
+    """The a of round(N^a) adversaries, each in [0, 1)."""
+    magnitude: float
+    """The bound M on every entry an adversary sends (the synthetic f's outputs lie in
+    [-1, 1])."""
+    batches: int
+    """Calibration batches of K inputs, and as many disjoint evaluation batches; one attack
+    per batch, scheme, lam_dec and N."""
+    restarts: int
+    """Random starts of each attack, besides the 2K structured ones."""
+    lam_dec_grid: tuple[float, ...]
+    """The grid searched for the tuned lam_dec and for the theory scaling's constant."""
+    seed: int
+    """Seeds the inputs and the attacks' random starts."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line (``untrained`` has no effect: f is synthetic)."""
+
+    def __post_init__(self):
+        if not all(0 <= a < 1 for a in self.exponents):
+            raise ValueError(f"exponents must lie in [0, 1), got {self.exponents}.")
+
+
 #: Overrides of the default TrainConfig for make demo (LeNet-5: 3 epochs instead of 5).
 _DEMO_TRAIN = FrozenDict(epochs=3)
 
@@ -323,6 +354,29 @@ TUNING = {
         eval_trials=4,
         steps=4,
         lam_dec_grid=(0.0, 1e-4),
+        seed=0,
+    ),
+}
+
+ADVERSARIAL = {
+    "cpu": AdversarialConfig(
+        N=(16, 32, 64, 128, 256, 512, 1024),
+        K=8,
+        exponents=(0.0, 0.25, 0.5),
+        magnitude=1.0,
+        batches=4,
+        restarts=8,
+        lam_dec_grid=LAM_DEC_GRID_FINE[1:],
+        seed=0,
+    ),
+    "smoke": AdversarialConfig(
+        N=(8, 16),
+        K=4,
+        exponents=(0.5,),
+        magnitude=1.0,
+        batches=2,
+        restarts=2,
+        lam_dec_grid=(1e-8, 1e-5, 1e-2),
         seed=0,
     ),
 }

@@ -39,6 +39,7 @@ from .core._schemes import (
     uncoded,
 )
 from .core._smoothing import smoothing_spline
+from .sim._adversary import AdversarialAttack, worst_adversaries
 from .sim._evaluate import expected_loss, monte_carlo, run_coded
 from .sim._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
 from .sim._models import (
@@ -61,6 +62,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
 __all__ = [
+    "AdversarialAttack",
     "Adversaries",
     "BACC",
     "BarycentricScheme",
@@ -105,5 +107,6 @@ __all__ = [
     "smoothing_spline",
     "tune",
     "uncoded",
+    "worst_adversaries",
     "worst_stragglers",
 ]

@@ -97,7 +97,8 @@ def test_configs_keep_the_demo_comparable_and_fast():
     assert configs.ERROR_VS_N["demo"].train == demo.train  # one trained model
 
 
-@pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "PROBABILISTIC", "TUNING"])
+@pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "PROBABILISTIC", "ADVERSARIAL",
+                                      "TUNING"])
 def test_configs_are_frozen_and_hashable(registry):
     for config in getattr(configs, registry).values():
         assert hash(config) == hash(dataclasses.replace(config))
