@@ -209,6 +209,52 @@ class AdversarialConfig:
             raise ValueError(f"exponents must lie in [0, 1), got {self.exponents}.")
 
 
+#: The service-time laws of ``experiments.latency``.
+LAWS = ("shifted_exponential", "pareto")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LatencyConfig:
+    """Sizes of the latency-accuracy frontier (``experiments.latency``)."""
+
+    K: int
+    N: int
+    """K inputs per round, coded for N workers; N a multiple of K gives replication N / K
+    replicas of every input."""
+    functions: tuple[str, ...]
+    """The f: "synthetic" (a smooth function of a 1-D input) and/or "lenet5"."""
+    distributions: tuple[tuple[str, float, float], ...]
+    """Per-worker service-time laws: ("shifted_exponential", shift s, rate 1/s) or
+    ("pareto", scale s, shape)."""
+    rounds: int
+    cal_rounds: int
+    """Evaluation rounds per (f, law), each running every scheme once; and calibration
+    rounds (LeTCC only, other inputs and delays) that set the deadlines and lam_dec."""
+    deadline_quantiles: tuple[float, ...]
+    """Deadlines: these quantiles of the calibration rounds' pooled arrival times; the
+    curve's last point has no deadline (inf)."""
+    lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec, chosen per deadline: the lowest mean MSE on the calibration rounds."""
+    n_workers: int
+    """Dask worker processes (one thread each): an injected delay leaves the thread pool,
+    so a late worker blocks no one; the processes only compute f."""
+    seed: int
+    """Seeds the inputs, the data split, the delay draws and Dask's dispatch order."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
+    random initial weights (a fast stand-in for tests)."""
+
+    def __post_init__(self):
+        unknown = [d[0] for d in self.distributions if d[0] not in LAWS]
+        if unknown:
+            raise ValueError(f"unknown service-time law(s) {unknown}; choose from {LAWS}.")
+        if not all(0.0 < q < 1.0 for q in self.deadline_quantiles):
+            raise ValueError(f"deadline_quantiles must lie in (0, 1), got {self.deadline_quantiles}.")
+        if self.N < self.K:
+            raise ValueError(f"replication needs N >= K, got N={self.N}, K={self.K}.")
+
+
 #: Overrides of the default TrainConfig for make demo (LeNet-5: 3 epochs instead of 5).
 _DEMO_TRAIN = FrozenDict(epochs=3)
 
@@ -377,6 +423,49 @@ ADVERSARIAL = {
         batches=2,
         restarts=2,
         lam_dec_grid=(1e-8, 1e-5, 1e-2),
+        seed=0,
+    ),
+}
+
+LATENCY = {
+    # Delays of ~0.1 s rather than tens of ms: on a shared 2-core machine Dask's own
+    # dispatch spreads 40 undelayed tasks' arrivals over ~0.1 s (more under load), which
+    # would otherwise drown the service-time law.
+    "cpu": LatencyConfig(
+        K=8,
+        N=40,
+        functions=("synthetic", "lenet5"),
+        distributions=(("shifted_exponential", 0.1, 10.0), ("pareto", 0.05, 1.8)),
+        rounds=30,
+        cal_rounds=8,
+        deadline_quantiles=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
+        lam_dec_grid=(0.0, 1e-6, 1e-4, 1e-2),
+        n_workers=2,
+        seed=0,
+    ),
+    # Twice as many workers as inputs instead of five times: replication keeps 2 replicas
+    "low_redundancy": LatencyConfig(
+        K=8,
+        N=16,
+        functions=("synthetic", "lenet5"),
+        distributions=(("shifted_exponential", 0.1, 10.0), ("pareto", 0.05, 1.8)),
+        rounds=30,
+        cal_rounds=8,
+        deadline_quantiles=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
+        lam_dec_grid=(0.0, 1e-6, 1e-4, 1e-2),
+        n_workers=2,
+        seed=0,
+    ),
+    "smoke": LatencyConfig(
+        K=4,
+        N=12,
+        functions=("synthetic",),
+        distributions=(("shifted_exponential", 0.01, 100.0), ("pareto", 0.01, 1.8)),
+        rounds=3,
+        cal_rounds=2,
+        deadline_quantiles=(0.3, 0.6, 0.9),
+        lam_dec_grid=(0.0, 1e-4),
+        n_workers=2,
         seed=0,
     ),
 }

@@ -98,7 +98,7 @@ def test_configs_keep_the_demo_comparable_and_fast():
 
 
 @pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "PROBABILISTIC", "ADVERSARIAL",
-                                      "TUNING"])
+                                      "LATENCY", "TUNING"])
 def test_configs_are_frozen_and_hashable(registry):
     for config in getattr(configs, registry).values():
         assert hash(config) == hash(dataclasses.replace(config))

@@ -9,8 +9,13 @@ Backends:
     ``jax.shard_map``, on any platform and across hosts.
   - ``"dask"`` (``DaskBackend``, needs the ``dask`` extra): each coded input is a Dask
     task; the master decodes from the first ``wait_for`` valid results or at a deadline and
-    cancels the rest. ``WorkerFaults`` injects delays, exceptions, killed processes, NaN and
-    garbage.
+    cancels the rest. ``WorkerFaults`` injects delays (also drawn from the shifted-exponential
+    and Pareto service times of the straggler literature), exceptions, killed processes, NaN
+    and garbage.
+
+``decode_at_deadlines`` replays a round that waited for every worker under a range of
+deadlines (or first-replica stopping for replication): the estimate and the latency of each,
+for latency-against-accuracy comparisons on the same arrivals.
 
 Quick start::
 
@@ -34,12 +39,15 @@ from collections.abc import Callable
 from ..core._schemes import Scheme
 from ._base import Backend, NotEnoughResults, Timings, WorkerResult
 from ._faults import InjectedFault, WorkerFaults
+from ._latency import POLICIES, DeadlineDecode, decode_at_deadlines
 from ._local import ShardedBackend, VmapBackend
 
 __all__ = [
     "BACKENDS",
+    "POLICIES",
     "Backend",
     "DaskBackend",
+    "DeadlineDecode",
     "InjectedFault",
     "NotEnoughResults",
     "ShardedBackend",
@@ -47,6 +55,7 @@ __all__ = [
     "VmapBackend",
     "WorkerFaults",
     "WorkerResult",
+    "decode_at_deadlines",
     "run",
 ]
 

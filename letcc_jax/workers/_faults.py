@@ -49,6 +49,14 @@ def _indices(values, name: str) -> frozenset[int]:
     return frozenset(out)
 
 
+def _generator(seed, method: str) -> np.random.Generator:
+    if not (seed is None or is_int(seed) or isinstance(seed, np.random.Generator)):
+        raise TypeError(
+            f"WorkerFaults.{method}: seed must be an int or a numpy.random.Generator, got {seed!r}."
+        )
+    return np.random.default_rng(seed)
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerFaults:
     """Faults to inject into the workers of one round, keyed by worker index n in [0, N).
@@ -100,12 +108,50 @@ class WorkerFaults:
         if S > N:
             raise ValueError(f"WorkerFaults.slow: need 0 <= S <= N, got S={S}, N={N}.")
         delay = check_real(delay, "WorkerFaults.slow: delay", "finite seconds >= 0", lambda s: s >= 0)
-        if not (seed is None or is_int(seed) or isinstance(seed, np.random.Generator)):
-            raise TypeError(
-                f"WorkerFaults.slow: seed must be an int or a numpy.random.Generator, got {seed!r}."
-            )
-        chosen = np.random.default_rng(seed).choice(N, size=S, replace=False)
+        chosen = _generator(seed, "slow").choice(N, size=S, replace=False)
         return cls(delay={int(n): delay for n in chosen})
+
+    @classmethod
+    def shifted_exponential(cls, N: int, shift: float, rate: float, *,
+                            seed: int | np.random.Generator = 0) -> WorkerFaults:
+        """Every one of the ``N`` workers starts ``shift + Exp(rate)`` s late, independently.
+
+        The shifted-exponential service time of the coded computing literature (Lee et al.,
+        "Speeding up distributed machine learning using codes", 2018): a fixed minimum
+        ``shift`` plus an exponential tail of mean ``1 / rate`` seconds.
+        """
+        N = check_count(N, "WorkerFaults.shifted_exponential: N", 1)
+        shift = check_real(shift, "WorkerFaults.shifted_exponential: shift", "finite seconds >= 0",
+                           lambda s: s >= 0)
+        rate = check_real(rate, "WorkerFaults.shifted_exponential: rate",
+                          "finite and > 0 (per second; the tail's mean is 1 / rate s)",
+                          lambda r: r > 0)
+        draws = shift + _generator(seed, "shifted_exponential").exponential(1.0 / rate, size=N)
+        return cls(delay={n: float(t) for n, t in enumerate(draws)})
+
+    @classmethod
+    def pareto(cls, N: int, scale: float, shape: float, *,
+               seed: int | np.random.Generator = 0) -> WorkerFaults:
+        """Every one of the ``N`` workers starts a Pareto(``scale``, ``shape``) time late,
+        independently: P(delay > t) = (scale / t) ** shape for t >= scale.
+
+        The heavy-tailed service time of the straggler literature: the mean is
+        ``shape * scale / (shape - 1)`` for shape > 1 and infinite otherwise; the variance is
+        infinite for shape <= 2, so rare workers are very late.
+        """
+        N = check_count(N, "WorkerFaults.pareto: N", 1)
+        scale = check_real(scale, "WorkerFaults.pareto: scale", "finite seconds > 0",
+                           lambda s: s > 0)
+        shape = check_real(shape, "WorkerFaults.pareto: shape", "finite and > 0 (the tail index)",
+                           lambda a: a > 0)
+        # numpy's pareto is the Lomax law (Pareto shifted to start at 0, scale 1).
+        draws = scale * (1.0 + _generator(seed, "pareto").pareto(shape, size=N))
+        if not np.all(np.isfinite(draws)):
+            raise ValueError(
+                f"WorkerFaults.pareto: shape={shape!r} is so small that a drawn delay overflowed "
+                "to inf; use a tail index of at least about 0.1."
+            )
+        return cls(delay={n: float(t) for n, t in enumerate(draws)})
 
     def workers(self) -> frozenset[int]:
         """Every worker index some fault names."""
