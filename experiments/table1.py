@@ -35,6 +35,19 @@ from experiments.configs import TABLE1, Table1Config
 from letcc_jax.zoo.data import calibration_split
 
 METRICS = ("rmse", "mse", "relacc", "agreement")
+NAMES = {"letcc": "LeTCC", "letcc_tuned": "LeTCC tuned", "bacc": "BACC", "lcc": "LCC",
+         "uncoded": "uncoded"}
+#: Columns of the worst-case table, in order.
+WORST_SCHEMES = ("letcc", "letcc_tuned", "bacc", "lcc", "uncoded")
+
+WORST_NOTE = (
+    "Worst case: the S stragglers that maximise the decoding error of each scheme on the "
+    "first evaluation batch (letcc_jax.worst_stragglers: exact by enumeration where "
+    "C(N, S) <= 20,000, else the best swap local search from the greedy set and the worst "
+    "tag-order window, a lower bound marked ≥). Cell: worst-case RMSE (mean RMSE over the "
+    "random straggler draws on the same batch; worst / mean). LeTCC tuned: lam_enc, lam_dec, "
+    "alpha and beta by letcc_jax.tune from the selected lam_dec, on the calibration batch."
+)
 
 METRIC_NOTE = (
     "Mean ± std over straggler draws pooled across evaluation batches (trials × batches "
@@ -72,15 +85,23 @@ def flat(images) -> jnp.ndarray:
     return jnp.asarray(images.reshape(images.shape[0], -1))
 
 
-def run_setting(f, split, N, K, S, config: Table1Config, key):
-    """All schemes at one (N, K, S): rows with pooled metrics and LeTCC's chosen lam_dec."""
+def run_setting(f, split, N, K, S, config: Table1Config, key, worst_case: bool = False):
+    """All schemes at one (N, K, S): rows with pooled metrics and LeTCC's chosen lam_dec.
+    With ``worst_case``, LeTCC tuned by ``letcc_jax.tune`` joins them, and every row gains
+    the worst-case columns of :func:`worst_columns`."""
     stragglers = lc.ExactStragglers(S)
     k_cal, k_eval = jax.random.split(key)
+    X_cal = flat(split.x_cal[:K])
     search = lc.select_lambda(
-        f, lc.letcc(K, N), flat(split.x_cal[:K]), k_cal, lam_dec_grid=config.lam_dec_grid,
+        f, lc.letcc(K, N), X_cal, k_cal, lam_dec_grid=config.lam_dec_grid,
         trials=config.cal_trials, stragglers=stragglers,
     )
     schemes = {"letcc": search.scheme, **{n: lc.make_scheme(n, K, N) for n in SCHEMES[1:]}}
+    if worst_case:
+        tuned = lc.tune(f, search.scheme, X_cal, jax.random.fold_in(k_cal, 1),
+                        stragglers=stragglers, steps=config.tune_steps,
+                        trials=config.cal_trials, progress=False)
+        schemes["letcc_tuned"] = tuned.scheme
     rows = []
     for name, scheme in schemes.items():
         results = []
@@ -92,10 +113,29 @@ def run_setting(f, split, N, K, S, config: Table1Config, key):
                                           trials=config.trials, stragglers=stragglers,
                                           labels=labels))
         row = {"N": N, "K": K, "S": S, "F": N - S, "scheme": name, **pool(results)}
-        if name == "letcc":
-            row["lam_dec"] = float(search.scheme.lam_dec)
+        if name.startswith("letcc"):
+            row["lam_dec"] = float(scheme.lam_dec)
+        if worst_case:
+            row.update(worst_columns(f, scheme, flat(split.x_eval[:K]), S, results[0], config))
         rows.append(row)
     return rows
+
+
+def worst_columns(f, scheme, X, S, random, config: Table1Config) -> dict:
+    """The worst S stragglers for ``scheme`` on the inputs X (the first evaluation batch),
+    beside the random-straggler RMSE on the same batch (``random``, its MonteCarloResult).
+    ``worst_gap`` = worst RMSE / mean random RMSE."""
+    start = time.perf_counter()
+    worst = lc.worst_stragglers(f, scheme, X, S, restarts=config.worst_restarts,
+                                max_rounds=config.worst_max_rounds, seed=config.seed)
+    rmse = float(np.sqrt(worst.mse))
+    random_rmse = float(np.mean(np.asarray(random.rmse, np.float64)))
+    return {"worst_rmse": rmse, "worst_mse": float(worst.mse), "worst_exact": worst.exact,
+            "worst_stragglers": worst.stragglers.tolist(), "worst_evaluated": worst.evaluated,
+            "random_rmse_batch0": random_rmse,
+            "random_rmse_max_batch0": float(np.max(np.asarray(random.rmse, np.float64))),
+            "worst_gap": rmse / random_rmse if random_rmse > 0 else float("inf"),
+            "worst_seconds": round(time.perf_counter() - start, 2)}
 
 
 def run(config: Table1Config, progress=True):
@@ -115,7 +155,11 @@ def run(config: Table1Config, progress=True):
             f, acc = model_function(model, ds, config.untrained, train=config.train)
             models[model] = {"dataset": ds_name, "test_accuracy": acc}
         start = time.perf_counter()
-        setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K))
+        setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K),
+                              worst_case=model in config.worst_case)
+        # Settings share no compiled program (N, K, S differ); each program keeps memory
+        # mappings, and one process holding all of them runs out (vm.max_map_count).
+        jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
         rows += [{"model": model, "dataset": ds_name, **row, "setting_seconds": seconds}
                  for row in setting]
@@ -147,17 +191,41 @@ def tables(rows) -> tuple[str, str]:
         base = [model, N, K, N - S]
         rmse_rows.append(base + cells_r)
         acc_rows.append(base + cells_a)
-    names = {"letcc": "LeTCC", "bacc": "BACC", "lcc": "LCC", "uncoded": "uncoded"}
-    return (markdown_table(header + [names[s] for s in SCHEMES], rmse_rows),
-            markdown_table(header + [names[s] for s in SCHEMES], acc_rows))
+    return (markdown_table(header + [NAMES[s] for s in SCHEMES], rmse_rows),
+            markdown_table(header + [NAMES[s] for s in SCHEMES], acc_rows))
+
+
+def worst_table(rows) -> str:
+    """Markdown: per setting of the worst-case models and per scheme, the worst-case RMSE,
+    the mean random-straggler RMSE on the same batch, and their ratio; '' without any."""
+    worst = [r for r in rows if "worst_rmse" in r]
+    if not worst:
+        return ""
+    names = [s for s in WORST_SCHEMES if any(r["scheme"] == s for r in worst)]
+    body = []
+    for model, N, K, S in dict.fromkeys((r["model"], r["N"], r["K"], r["S"]) for r in worst):
+        cells = []
+        for name in names:
+            r = next(r for r in worst
+                     if (r["model"], r["N"], r["K"], r["S"], r["scheme"]) == (model, N, K, S, name))
+            exact = "" if r["worst_exact"] else "≥"
+            cells.append(f"{exact}{r['worst_rmse']:.3g} ({r['random_rmse_batch0']:.3g}; "
+                         f"×{r['worst_gap']:.3g})")
+        body.append([model, N, K, N - S] + cells)
+    return markdown_table(["model", "N", "K", "survivors N−S"] + [NAMES[n] for n in names],
+                          body)
 
 
 def report(rows, models, config: Table1Config, seconds, out) -> str:
     """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``."""
     rmse_md, acc_md = tables(rows)
+    worst_md = worst_table(rows)
+    worst_md = (f"### Worst-case stragglers, RMSE (logits)\n\n{WORST_NOTE}\n\n{worst_md}\n\n"
+                if worst_md else "")
     text = (f"## Table 1 ({config.name} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), "
             f"mean ± std [LeTCC's lam_dec]\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax "
-            f"agreement)\n\n{acc_md}\n\nModels: {models}. Time {seconds:.0f} s.\n")
+            f"agreement)\n\n{acc_md}\n\n{worst_md}Models: {models}. "
+            f"Time {seconds:.0f} s.\n")
     print("\n" + text)
     write_json(out / "results.json", {"config": dataclasses.asdict(config),
                                       "environment": environment(), "models": models,

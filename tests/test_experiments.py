@@ -214,7 +214,10 @@ def test_demo_smoke(tmp_path, capfd):
     config, table_rows = payload["config"], payload["rows"]
     assert config["name"] == "smoke" and config["untrained"]
     assert "jax" in payload["environment"]
-    assert [r["scheme"] for r in table_rows] == table1.SCHEMES * len(config["settings"])
+    # the smoke config has the worst-case table: LeTCC tuned joins the schemes
+    assert config["worst_case"] == ["lenet5"]
+    schemes = [*table1.SCHEMES, "letcc_tuned"]
+    assert [r["scheme"] for r in table_rows] == schemes * len(config["settings"])
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(table_rows)
     assert "RelAcc = acc(argmax" in (out / "table.md").read_text()
@@ -222,8 +225,17 @@ def test_demo_smoke(tmp_path, capfd):
         assert r["model"] == "lenet5"
         assert r["values"] == config["trials"] * config["batches"]
         assert np.isfinite(r["rmse_mean"]) and r["rmse_std"] >= 0
+        # C(12, 3) = 220 sets: enumerated, so the worst case bounds every random draw
+        assert r["worst_exact"] and len(r["worst_stragglers"]) == r["S"]
+        assert r["worst_rmse"] >= r["random_rmse_max_batch0"] * (1 - 1e-6)
+        np.testing.assert_allclose(r["worst_gap"], r["worst_rmse"] / r["random_rmse_batch0"])
     letcc = next(r for r in table_rows if r["scheme"] == "letcc")
     assert letcc["lam_dec"] in config["lam_dec_grid"]
+    text = (out / "table.md").read_text()
+    assert "### Worst-case stragglers" in text and "| LeTCC tuned |" in text
+    # replication's 3 replicas of one input all straggle: an input is lost outright
+    uncoded = next(r for r in table_rows if r["scheme"] == "uncoded")
+    assert uncoded["worst_gap"] > 1e3
 
     out = tmp_path / "demo" / "error_vs_n"
     assert (out / "error_vs_n_lenet5.png").stat().st_size > 0

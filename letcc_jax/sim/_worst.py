@@ -87,8 +87,8 @@ def _scores(scheme, Y, truth, masks):
 
 
 class _Scorer:
-    """Scores survivor masks in batches padded to a power of two up to ``batch`` (a few
-    compilations at most), counting the masks scored."""
+    """Scores survivor masks in batches padded to a power of two between 64 and ``batch``
+    (a few compilations at most), counting the masks scored."""
 
     def __init__(self, scheme, Y, truth, batch: int):
         self.args, self.batch, self.count = (scheme, Y, truth), batch, 0
@@ -98,7 +98,8 @@ class _Scorer:
         for start in range(0, len(masks), self.batch):
             chunk = masks[start:start + self.batch]
             size = len(chunk)
-            width = min(self.batch, 1 << max(0, size - 1).bit_length())  # few distinct shapes
+            # a power of two from 64 on: at most five compiled programs per scheme and shape
+            width = min(self.batch, max(64, 1 << max(0, size - 1).bit_length()))
             padded = np.concatenate([chunk, np.repeat(chunk[:1], width - size, axis=0)])
             out.append(np.asarray(_scores(*self.args, jnp.asarray(padded)))[:size])
         self.count += len(masks)
