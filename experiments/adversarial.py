@@ -1,4 +1,4 @@
-"""Worst-case adversarial workers: error against N with N^a adversaries, LeTCC against BACC.
+"""Worst-case adversarial workers: error against N with N^a adversaries, LeTCC, BACC, replication.
 
 Threat model (Moradi, Akbarinodehi and Maddah-Ali, arXiv 2502.08058): of N workers,
 M_adv = round(N^a) are adversarial and send any vector in [-magnitude, magnitude]^m instead
@@ -22,6 +22,9 @@ smoothing-spline decoder decays as N^((6/5)(a-1)). Schemes, per a:
 - ``letcc_tuned``: lam_dec re-chosen per N on the grid against the attack (each grid value
   faces its own worst attack: min over lam_dec of max over attacks), on calibration inputs.
 - ``bacc``: Berrut both ways (no parameter).
+- ``uncoded``: replication, worker n computes f(x_{n mod K}); the estimate of f(x_k) is the
+  mean of its replicas' answers, which the adversaries can shift by at most 2 M times
+  their share of the replicas.
 
 Calibration and evaluation use disjoint input batches; each evaluation batch gets its own
 attack, and the plot shows the mean over evaluation batches (the std is in the CSV/JSON).
@@ -52,9 +55,9 @@ from experiments._io import (
 )
 from experiments.configs import ADVERSARIAL, AdversarialConfig
 
-SCHEMES = ("letcc_theory", "letcc_tuned", "bacc")
+SCHEMES = ("letcc_theory", "letcc_tuned", "bacc", "uncoded")
 LABELS = {"letcc_theory": "LeTCC, lam ∝ N^(6/5)(a-1)", "letcc_tuned": "LeTCC, lam tuned",
-          "bacc": "BACC"}
+          "bacc": "BACC", "uncoded": "replication (mean of replicas)"}
 
 
 def theory_exponent(a: float) -> float:
@@ -107,18 +110,21 @@ def run(config: AdversarialConfig, progress=True):
         attacked, honest = attack_errors(swept, X_eval, count, config, k_eval)
         b_attacked, b_honest = attack_errors(lc.bacc(config.K, N), X_eval, count, config,
                                              k_eval)
+        u_attacked, u_honest = attack_errors(lc.uncoded(config.K, N), X_eval, count, config,
+                                             k_eval)
         common = {"function": "synthetic", "a": a, "N": N, "K": config.K, "adversaries": count,
                   "magnitude": config.magnitude, "batches": config.batches,
                   "seed": config.seed}
         for scheme, lam, mse, ok in (
                 ("letcc_theory", theory, attacked[:, -1], honest[:, -1]),
                 ("letcc_tuned", grid[best], attacked[:, best], honest[:, best]),
-                ("bacc", None, b_attacked, b_honest)):
+                ("bacc", None, b_attacked, b_honest),
+                ("uncoded", None, u_attacked, u_honest)):
             rows.append({**common, "scheme": scheme, "lam_dec": lam,
                          "c": constant[a] if scheme == "letcc_theory" else None,
                          "mse_mean": float(mse.mean()), "mse_std": float(mse.std()),
                          "honest_mse_mean": float(ok.mean())})
-        for r in rows[-3:]:
+        for r in rows[-len(SCHEMES):]:
             r["seconds"] = round(time.perf_counter() - start, 2)
     return rows
 
@@ -147,7 +153,7 @@ def plot(rows, path):
     fig, axes = plt.subplots(1, len(exponents), figsize=(4.6 * len(exponents), 4.2),
                              squeeze=False)
     styles = {"letcc_theory": ("o", "-", "C0"), "letcc_tuned": ("^", "-", "C2"),
-              "bacc": ("s", "--", "C3")}
+              "bacc": ("s", "--", "C3"), "uncoded": ("v", "-.", "C1")}
     for ax, a in zip(axes[0], exponents):
         for scheme in SCHEMES:
             N, mse = data[(a, scheme)]

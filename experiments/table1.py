@@ -216,6 +216,48 @@ def worst_table(rows) -> str:
                           body)
 
 
+def plot_worst(rows, out):
+    """The worst-case table as a figure (``table1_worst_case.png`` in ``out``): per setting
+    and scheme, a segment from the mean random-straggler RMSE (hollow) up to the worst
+    case (filled), log scale. LCC, whose errors run to 1e10, is left out. None without
+    worst-case rows."""
+    worst = [r for r in rows if "worst_rmse" in r and r["scheme"] != "lcc"]
+    if not worst:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(dict.fromkeys((r["model"], r["N"], r["K"], r["S"]) for r in worst))
+    names = [s for s in WORST_SCHEMES if s != "lcc" and any(r["scheme"] == s for r in worst)]
+    fig, ax = plt.subplots(figsize=(1.6 * len(settings) + 2, 4.2))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        color = f"C{j}"
+        for i, setting in enumerate(settings):
+            r = next(r for r in worst if (r["model"], r["N"], r["K"], r["S"]) == setting
+                     and r["scheme"] == name)
+            x = i - 0.4 + (j + 0.5) * width
+            ax.plot([x, x], [r["random_rmse_batch0"], r["worst_rmse"]], color=color, lw=1.2)
+            ax.plot(x, r["random_rmse_batch0"], "o", mfc="white", color=color, ms=5)
+            ax.plot(x, r["worst_rmse"], "o" if r["worst_exact"] else "^", color=color, ms=5,
+                    label=NAMES[name] if i == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(settings)))
+    ax.set_xticklabels([f"{m}\nN={N} K={K} S={S}" for m, N, K, S in settings], fontsize=8)
+    ax.set_ylabel("RMSE (logits)")
+    ax.set_title("Random stragglers (hollow: mean of the draws) against the worst S "
+                 "(filled; ▲: search, a lower bound)", fontsize=9)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(names), loc="lower left")
+    fig.tight_layout()
+    path = out / "table1_worst_case.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def report(rows, models, config: Table1Config, seconds, out) -> str:
     """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``."""
     rmse_md, acc_md = tables(rows)
@@ -232,7 +274,9 @@ def report(rows, models, config: Table1Config, seconds, out) -> str:
                                       "seconds": seconds, "rows": rows})
     write_csv(out / "results.csv", rows)
     (out / "table.md").write_text(text)
-    print(f"table1: wrote {out}/results.json, results.csv, table.md")
+    figure = plot_worst(rows, out)
+    print(f"table1: wrote {out}/results.json, results.csv, table.md"
+          + (f", {figure.name}" if figure else ""))
     return text
 
 

@@ -30,8 +30,8 @@ def _inputs(seed, dtype=np.float64):
 
 
 def _scheme(name, dtype):
-    scheme = (lc.letcc(K, N, lam_enc=LAM_ENC, lam_dec=LAM_DEC) if name == "letcc"
-              else lc.bacc(K, N))
+    scheme = {"letcc": lambda: lc.letcc(K, N, lam_enc=LAM_ENC, lam_dec=LAM_DEC),
+              "bacc": lambda: lc.bacc(K, N), "uncoded": lambda: lc.uncoded(K, N)}[name]()
     return jax.tree.map(lambda v: jnp.asarray(v, dtype), scheme)
 
 
@@ -46,6 +46,12 @@ def _reference(name, scheme, X, alive):
 
         def decode(Y):
             return ref.natural_smoothing_spline(beta, Y, alive, LAM_DEC, alpha)
+    elif name == "uncoded":  # worker n copies input n mod K; the mean of its answers
+        owner = np.arange(N) % K
+        coded = X[owner]
+
+        def decode(Y):
+            return np.stack([Y[(owner == k) & alive].mean(axis=0) for k in range(K)])
     else:
         coded = ref.berrut(alpha, X, beta)
 
@@ -73,7 +79,7 @@ def _enumerate(Y, truth, decode, sets, M):
 RTOL = {np.float32: 2e-4, np.float64: 1e-9}
 
 
-@pytest.mark.parametrize("name", ["letcc", "bacc"])
+@pytest.mark.parametrize("name", ["letcc", "bacc", "uncoded"])
 def test_the_attack_finds_the_enumerated_worst_case(name, dtype):
     """K = 3, N = 7, two adversaries, m = 2: all 21 sets x 16 sign patterns decoded by the
     references. Measured: the search finds the maximum for both schemes on seeds 0-11 (also
@@ -178,7 +184,7 @@ def test_smoke_run_writes_results(tmp_path):
     written = json.loads((out / "results.json").read_text())
     assert written["config"]["name"] == "smoke" and written["config"]["seed"] == 0
     assert {r["scheme"] for r in written["rows"]} == set(adversarial.SCHEMES)
-    assert len(written["rows"]) == len(rows) == 3 * 2
+    assert len(written["rows"]) == len(rows) == len(adversarial.SCHEMES) * 2
     assert all(np.isfinite(r["mse_mean"]) and r["mse_std"] >= 0 for r in rows)
     assert {s["scheme"] for s in fitted} == set(adversarial.SCHEMES)
     assert (out / "results.csv").read_text().startswith("function,")

@@ -209,7 +209,8 @@ def test_demo_smoke(tmp_path, capfd):
     assert "slope" in printed and "demo:" in printed
 
     out = tmp_path / "demo" / "table1"
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md",
+                                               "table1_worst_case.png"}
     payload = json.loads((out / "results.json").read_text())
     config, table_rows = payload["config"], payload["rows"]
     assert config["name"] == "smoke" and config["untrained"]
