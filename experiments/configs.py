@@ -427,35 +427,26 @@ ADVERSARIAL = {
     ),
 }
 
+# Delays of ~0.1 s rather than tens of ms: on a shared 2-core machine Dask's own dispatch
+# spreads 40 undelayed tasks' arrivals over ~0.1 s (more under load), which would otherwise
+# drown the service-time law.
+_LATENCY_CPU = LatencyConfig(
+    K=8,
+    N=40,
+    functions=("synthetic", "lenet5"),
+    distributions=(("shifted_exponential", 0.1, 10.0), ("pareto", 0.05, 1.8)),
+    rounds=30,
+    cal_rounds=8,
+    deadline_quantiles=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
+    lam_dec_grid=(0.0, 1e-6, 1e-4, 1e-2),
+    n_workers=2,
+    seed=0,
+)
+
 LATENCY = {
-    # Delays of ~0.1 s rather than tens of ms: on a shared 2-core machine Dask's own
-    # dispatch spreads 40 undelayed tasks' arrivals over ~0.1 s (more under load), which
-    # would otherwise drown the service-time law.
-    "cpu": LatencyConfig(
-        K=8,
-        N=40,
-        functions=("synthetic", "lenet5"),
-        distributions=(("shifted_exponential", 0.1, 10.0), ("pareto", 0.05, 1.8)),
-        rounds=30,
-        cal_rounds=8,
-        deadline_quantiles=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
-        lam_dec_grid=(0.0, 1e-6, 1e-4, 1e-2),
-        n_workers=2,
-        seed=0,
-    ),
+    "cpu": _LATENCY_CPU,
     # Twice as many workers as inputs instead of five times: replication keeps 2 replicas
-    "low_redundancy": LatencyConfig(
-        K=8,
-        N=16,
-        functions=("synthetic", "lenet5"),
-        distributions=(("shifted_exponential", 0.1, 10.0), ("pareto", 0.05, 1.8)),
-        rounds=30,
-        cal_rounds=8,
-        deadline_quantiles=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
-        lam_dec_grid=(0.0, 1e-6, 1e-4, 1e-2),
-        n_workers=2,
-        seed=0,
-    ),
+    "low_redundancy": dataclasses.replace(_LATENCY_CPU, N=16),
     "smoke": LatencyConfig(
         K=4,
         N=12,

@@ -55,7 +55,7 @@ from experiments._io import (
     write_csv,
     write_json,
 )
-from experiments.configs import LATENCY, LAWS, LatencyConfig
+from experiments.configs import LATENCY, LatencyConfig
 from letcc_jax import workers
 
 #: The schemes of the figure, in legend order; wait-for-all is replication's round read

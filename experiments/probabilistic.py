@@ -116,7 +116,7 @@ def no_loss_from(rows) -> dict:
     """{(function, p): the smallest N from which replication lost no input in any trial at
     that N and every larger N} (absent when it lost one at the largest N)."""
     out = {}
-    for (fn, p, scheme), _ in curves(rows).items():
+    for fn, p, scheme in curves(rows):
         if scheme != "uncoded":
             continue
         lost = sorted((r["N"], r["failure_rate"] > 0) for r in rows

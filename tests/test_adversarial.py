@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
+from compiles import compilations
 
 import letcc_jax as lc
 
@@ -139,13 +140,10 @@ def test_a_sweep_is_one_attack_per_lambda_and_compiles_once():
     for i, lam in enumerate(lams):
         one = lc.worst_adversaries(f, scheme.replace(lam_dec=lam), X, 2, M)
         np.testing.assert_allclose(swept.mse[i], one.mse, rtol=1e-12, atol=0)
-    compiles = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **kw: compiles.append(event) if "backend_compile" in event
-        else None)
-    lc.worst_adversaries(f, scheme.replace(lam_dec=lams[0]), _inputs(5), 2, 0.7,
-                         key=jax.random.key(9))
-    assert compiles == []
+    with compilations() as count:
+        lc.worst_adversaries(f, scheme.replace(lam_dec=lams[0]), _inputs(5), 2, 0.7,
+                             key=jax.random.key(9))
+    assert count() == 0
 
 
 def test_no_adversary_is_the_honest_decode():

@@ -3,7 +3,6 @@ shapes and dtypes (straggler masks, lambdas, noise levels, keys, inputs) trigger
 compilation, and a whole parameter grid is one compilation. Counted with JAX's compile
 events (``jax.monitoring``), not with timings."""
 
-import contextlib
 import functools
 import os
 
@@ -11,27 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from compiles import compilations
 
 import letcc_jax as lc
 from letcc_jax import workers
-
-COMPILES = []
-
-
-def _record(event, seconds, **_):
-    if "backend_compile" in event:
-        COMPILES.append(event)
-
-
-jax.monitoring.register_event_duration_secs_listener(_record)
-
-
-@contextlib.contextmanager
-def compilations():
-    """Yields a function that returns how many XLA compilations ran since entering."""
-    start = len(COMPILES)
-    yield lambda: len(COMPILES) - start
-
 
 K, N, M, S = 8, 160, 6, 40
 W = np.random.default_rng(0).standard_normal((3, M))

@@ -4,36 +4,19 @@ cases), and the experiment at smoke size on a real Dask cluster."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import math
 
-import jax
 import numpy as np
 import pytest
 import reference as ref
+from compiles import compilations
 from scipy import stats
 
 import letcc_jax as lc
 from letcc_jax import workers
-
-COMPILES = []
-
-
-def _record(event, seconds, **_):
-    if "backend_compile" in event:
-        COMPILES.append(event)
-
-
-jax.monitoring.register_event_duration_secs_listener(_record)
-
-
-@contextlib.contextmanager
-def compilations():
-    start = len(COMPILES)
-    yield lambda: len(COMPILES) - start
 
 
 def _delays(faults: workers.WorkerFaults, N: int) -> np.ndarray:
