@@ -17,7 +17,16 @@ __all__ = ["chebyshev_first", "chebyshev_second", "equispaced", "resolve_points"
 def chebyshev_first(n: int) -> np.ndarray:
     """Chebyshev points of the first kind, ``cos((2k-1) pi / (2n))``, k = 1..n, ascending.
 
-    They lie strictly inside (-1, 1).
+    They lie strictly inside (-1, 1): the default data tags alpha.
+
+    Raises:
+      TypeError: n is not an int.
+      ValueError: n < 1.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> lc.chebyshev_first(3).round(4).tolist()
+      [-0.866, 0.0, 0.866]
     """
     _check_count(n, "n", minimum=1)
     k = np.arange(1, n + 1)
@@ -28,7 +37,16 @@ def chebyshev_first(n: int) -> np.ndarray:
 def chebyshev_second(n: int) -> np.ndarray:
     """Chebyshev points of the second kind, ``cos((j-1) pi / (n-1))``, j = 1..n, ascending.
 
-    They include both end points -1 and 1; ``n`` must be at least 2.
+    They include both end points -1 and 1: the default worker tags beta.
+
+    Raises:
+      TypeError: n is not an int.
+      ValueError: n < 2.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> lc.chebyshev_second(5).round(4).tolist()
+      [-1.0, -0.7071, 0.0, 0.7071, 1.0]
     """
     _check_count(n, "n", minimum=2)
     j = np.arange(n)
@@ -40,7 +58,17 @@ def chebyshev_second(n: int) -> np.ndarray:
 
 
 def equispaced(n: int) -> np.ndarray:
-    """``n`` equispaced points on [-1, 1], end points included (``n >= 2``)."""
+    """``n`` equispaced points on [-1, 1], end points included.
+
+    Raises:
+      TypeError: n is not an int.
+      ValueError: n < 2.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> lc.equispaced(5).tolist()
+      [-1.0, -0.5, 0.0, 0.5, 1.0]
+    """
     _check_count(n, "n", minimum=2)
     return np.linspace(-1.0, 1.0, n)
 

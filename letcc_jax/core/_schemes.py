@@ -517,6 +517,26 @@ def letcc(
         ``"parallel"`` (orthogonal cyclic reduction, O(log N) sequential depth: for
         accelerators) or ``"reinsch"`` (normal equations: lose accuracy as N * lam grows).
         See ``letcc_jax.core.spline``.
+
+    Returns:
+      A ``LeTCC`` scheme: data tags ``alpha`` (K,), worker tags ``beta`` (N,) and the two
+      lambdas as float32 leaves (float64 with ``jax_enable_x64``); encode and decode
+      follow the dtype of their inputs.
+
+    Raises:
+      TypeError: K or N is not an int.
+      ValueError: K < 2 or N < 2; a lambda that is not a finite scalar >= 0; an unknown
+        ``solver`` or ``points``; explicit nodes that are not increasing in [-1, 1].
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> scheme = lc.letcc(4, 10, lam_dec=1e-6)
+      >>> scheme.encode(jnp.ones((4, 3))).shape        # one coded input per worker
+      (10, 3)
+      >>> alive = np.arange(10) % 3 != 0                # workers 0, 3, 6, 9 straggle
+      >>> scheme.decode(jnp.ones((10, 2)), alive).shape # f(x_1), ..., f(x_4)
+      (4, 2)
     """
     K, N = _check_sizes(K, N, "letcc")
     check.check_lambda(lam_enc, "lam_enc")
@@ -532,19 +552,58 @@ def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = Non
                    **options) -> ResidualLeTCC:
     """LeTCC whose encoder matrix carries a residual R (N, K), zero by default: encode(X) =
     (E + R) X. ``options`` are ``letcc``'s. To extend an existing LeTCC scheme, use
-    ``ResidualLeTCC.from_letcc(scheme, residual)``."""
+    ``ResidualLeTCC.from_letcc(scheme, residual)``; ``tune(..., learn=(..., "residual"))``
+    learns R.
+
+    Raises:
+      ValueError, TypeError: as ``letcc``; a residual that is not a finite real (N, K)
+        array.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.residual_letcc(4, 10, residual=jnp.zeros((10, 4)))
+      >>> bool(jnp.allclose(scheme.encode(jnp.eye(4)), lc.letcc(4, 10).encode(jnp.eye(4))))
+      True
+    """
     return ResidualLeTCC.from_letcc(letcc(K, N, **options), residual)
 
 
 def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
-    """Berrut approximated coded computing (Berrut interpolation both ways)."""
+    """Berrut approximated coded computing: Berrut's rational interpolant both ways, on
+    Chebyshev points by default (``points`` as in ``letcc``).
+
+    Raises:
+      TypeError: K or N is not an int.
+      ValueError: K < 2 or N < 2; unknown or invalid ``points``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.bacc(4, 10)
+      >>> estimate = scheme.decode(scheme.encode(jnp.ones((4, 2))))  # f = identity
+      >>> estimate.shape, bool(jnp.allclose(estimate, 1.0))  # constants are reproduced
+      ((4, 2), True)
+    """
     K, N = _check_sizes(K, N, "bacc")
     return BACC(*_nodes(points, K, N)).validate()
 
 
 def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") -> LCC:
-    """Lagrange coded computing; exact for polynomial f of ``degree`` from any
-    (K-1)*degree + 1 survivors."""
+    """Lagrange coded computing: exact for a polynomial f of ``degree`` from any
+    (K-1)*degree + 1 survivors (``min_survivors``); ill-conditioned for large N or a
+    non-polynomial f, which is what BACC and LeTCC address.
+
+    Raises:
+      TypeError: K or N is not an int.
+      ValueError: K < 2 or N < 2; ``degree`` not a positive int; N below the recovery
+        threshold (K-1)*degree + 1; unknown or invalid ``points``.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> lc.lcc(4, 10, degree=2).min_survivors
+      7
+    """
     K, N = _check_sizes(K, N, "lcc")
     if not check.is_int(degree) or degree < 1:
         raise ValueError(f"lcc: degree must be a positive int, got {degree!r}.")
@@ -558,7 +617,21 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
 
 
 def uncoded(K: int, N: int) -> Uncoded:
-    """Uncoded replication: worker n computes f(x_{n mod K}); needs N >= K."""
+    """Uncoded replication: worker n computes f(x_{n mod K}); the estimate of f(x_k) is the
+    mean of its answering replicas, and an input none of whose replicas answered is lost.
+
+    Raises:
+      TypeError: K or N is not an int.
+      ValueError: K < 2 or N < 2, or N < K (an input without a worker).
+
+    Example:
+      >>> import numpy as np
+      >>> import letcc_jax as lc
+      >>> scheme = lc.uncoded(4, 8)                     # two replicas of every input
+      >>> alive = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+      >>> np.asarray(scheme.recovered(alive)).tolist()  # the first copies suffice
+      [True, True, True, True]
+    """
     K, N = _check_sizes(K, N, "uncoded")
     if N < K:
         raise ValueError(
@@ -578,7 +651,17 @@ SCHEMES = {"letcc": letcc, "letcc+residual": residual_letcc, "bacc": bacc, "lcc"
 
 def make_scheme(name: str, K: int, N: int, **options) -> Scheme:
     """Build a scheme by name: one of ``SCHEMES`` ("letcc", "letcc+residual", "bacc",
-    "lcc", "uncoded")."""
+    "lcc", "uncoded"); ``options`` are that factory's keyword arguments.
+
+    Raises:
+      ValueError: an unknown name, or what the factory raises.
+      TypeError: an option the factory does not take (the message lists its options).
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> [lc.make_scheme(name, 4, 12).name for name in ("letcc", "bacc", "uncoded")]
+      ['letcc', 'bacc', 'uncoded']
+    """
     try:
         factory = SCHEMES[name]
     except (KeyError, TypeError):
