@@ -191,15 +191,34 @@ def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:
 
 
 def mse(estimate: Float[Array, "K m"], truth: Float[Array, "K m"]) -> Float[Array, ""]:
-    """(1/K) sum_k ||estimate_k - truth_k||^2."""
+    """(1/K) sum_k ||estimate_k - truth_k||^2 of (K, m) arrays: the per-trial loss of every
+    evaluator. A traced metric (jit, vmap and grad apply); shapes are not checked.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> float(lc.mse(jnp.array([[1.0, 2.0], [0.0, 0.0]]), jnp.zeros((2, 2))))
+      2.5
+    """
     return jnp.mean(jnp.sum((estimate - truth) ** 2, axis=-1))
 
 
 def relacc(
     estimate: Float[Array, "K m"], truth: Float[Array, "K m"], labels: Int[Array, " K"]
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """(RelAcc, agreement): accuracy of argmax(estimate) over accuracy of argmax(truth)
-    against ``labels``, and the fraction of matching argmaxes."""
+    """(RelAcc, agreement) of (K, m) logits: the accuracy of argmax(estimate) over the
+    accuracy of argmax(truth) against the (K,) integer ``labels`` (NaN when truth gets
+    none right), and the share of inputs whose argmax is unchanged. A traced metric;
+    shapes are not checked.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> truth = jnp.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])     # argmax 0, 1, 0
+      >>> estimate = jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])  # argmax 0, 0, 0
+      >>> [round(float(v), 3) for v in lc.relacc(estimate, truth, jnp.array([0, 1, 1]))]
+      [0.5, 0.667]
+    """
     pred, ref = jnp.argmax(estimate, -1), jnp.argmax(truth, -1)
 
     def rate(hits):

@@ -107,6 +107,16 @@ def run(
 
     Raises:
       NotEnoughResults: the valid results cannot give every input an estimate.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> def f(x):
+      ...     return jnp.sin(x)
+      >>> result = workers.run(f, lc.bacc(4, 10), jnp.ones((4, 2)))  # every worker answers
+      >>> result.estimate.shape, int(result.used.sum()), result.backend
+      ((4, 2), 10, 'vmap')
     """
     options = dict(alive=alive, wait_for=wait_for, deadline=deadline, faults=faults)
     if isinstance(backend, Backend):

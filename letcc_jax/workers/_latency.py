@@ -139,6 +139,18 @@ def decode_at_deadlines(scheme: Scheme, result, deadlines, *,
       ValueError: a bad deadline, a policy outside ``POLICIES``, ``"first_replica"`` for a
         scheme other than replication, a swept scheme, or a ``result`` whose shapes do not
         match the scheme or whose arrival times are inconsistent.
+
+    Example (a lockstep round: every worker arrives when the batch is done):
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> def f(x):
+      ...     return jnp.sin(x)
+      >>> scheme = lc.bacc(4, 10)
+      >>> result = workers.run(f, scheme, jnp.ones((4, 2)))
+      >>> replay = workers.decode_at_deadlines(scheme, result, [float("inf")])
+      >>> replay.estimate.shape, replay.recovered.tolist()
+      ((1, 4, 2), [[True, True, True, True]])
     """
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got "
