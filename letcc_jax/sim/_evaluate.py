@@ -201,6 +201,15 @@ def monte_carlo(
       (*grid, C, trials) with batches; grid = the broadcast sweep axes (empty without a
       sweep). ``.summary()`` gives mean and std over trials.
 
+    Raises:
+      TypeError: f not callable or not hashable, or with complex, integer or tuple
+        outputs; a scheme, straggler model, fault model, key or devices of the wrong type;
+        labels that are not integers.
+      ValueError: X not (K, d) or (C, K, d), or not finite; f not finite on X; ``trials``
+        or ``batch_size`` not a positive int; a model that names more workers than N, or
+        leaves fewer survivors than the scheme needs; sweep axes that do not broadcast;
+        labels of the wrong shape or outside [0, m).
+
     Example::
 
         sigmas = jnp.logspace(-3, -1, 10)[:, None]             # (10, 1)
