@@ -144,7 +144,20 @@ def run_coded(
       A ``CodedResult``; ``estimate`` is (K, m).
 
     Raises:
-      ValueError: bad inputs, or (on concrete values) an input could not be estimated.
+      TypeError: as ``monte_carlo`` (f, the scheme, the models or the key of the wrong
+        type).
+      ValueError: bad inputs as for ``monte_carlo``, or (on concrete values) an input
+        could not be estimated from the workers that answered.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> def f(x):
+      ...     return jnp.tanh(x)
+      >>> out = lc.run_coded(f, lc.letcc(4, 12), jnp.linspace(-1, 1, 8).reshape(4, 2),
+      ...                    jax.random.key(0), stragglers=lc.ExactStragglers(3))
+      >>> out.estimate.shape, int(out.alive.sum())
+      ((4, 2), 9)
     """
     X, faults = check_round(f, scheme, X, stragglers, faults, key, single=True)
     grid = _round.batch_shape((scheme, stragglers, faults))
@@ -266,6 +279,20 @@ def expected_loss(
     the c-th key of ``jax.random.split(key, C)`` (a single (K, d) batch is C = 1);
     differentiable in every leaf of ``scheme`` (``jax.grad`` of this function is what
     ``tune`` follows). Swept parameters give one value per grid point, shape (*grid).
+
+    Raises:
+      TypeError, ValueError: as ``monte_carlo``; X_cal must be (K, d) or (C, K, d).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> def f(x):
+      ...     return jnp.tanh(x)
+      >>> X_cal = jnp.linspace(-1, 1, 16).reshape(2, 4, 2)           # C = 2 batches
+      >>> swept = lc.letcc(4, 12).replace(lam_dec=jnp.array([0.0, 1e-3]))
+      >>> lc.expected_loss(f, swept, X_cal, jax.random.key(0), trials=8,
+      ...                  stragglers=lc.ExactStragglers(3)).shape
+      (2,)
     """
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
