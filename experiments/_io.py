@@ -98,6 +98,14 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_results(out: Path, config, rows: list[dict], **fields) -> None:
+    """``out/results.json`` (the config as a dict, the environment, ``fields`` in order, then
+    the rows) and ``out/results.csv`` (the rows)."""
+    write_json(out / "results.json", {"config": dataclasses.asdict(config),
+                                      "environment": environment(), **fields, "rows": rows})
+    write_csv(out / "results.csv", rows)
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -36,7 +36,6 @@ Slopes: least squares of log mean-MSE on log N over the large-N half, in the leg
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
@@ -46,13 +45,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import fit_slope, synthetic
-from experiments._io import (
-    environment,
-    parse_experiment_args,
-    print_config,
-    write_csv,
-    write_json,
-)
+from experiments._io import (parse_experiment_args, print_config, write_results)
 from experiments.configs import ADVERSARIAL, AdversarialConfig
 
 SCHEMES = ("letcc_theory", "letcc_tuned", "bacc", "uncoded")
@@ -184,10 +177,7 @@ def report(rows, config: AdversarialConfig, seconds, out) -> list[dict]:
     for s in fitted:
         print(f"  a={s['a']:<5g} {s['scheme']:>13} slope {s['slope']:+.2f}  "
               f"(theory {s['theory']:+.2f})")
-    write_json(out / "results.json", {"config": dataclasses.asdict(config),
-                                      "environment": environment(), "seconds": seconds,
-                                      "slopes": fitted, "rows": rows})
-    write_csv(out / "results.csv", rows)
+    write_results(out, config, rows, seconds=seconds, slopes=fitted)
     path = plot(rows, out / "adversarial_vs_n.png")
     print(f"adversarial: {seconds:.0f} s; wrote {out}/results.json, results.csv, {path.name}")
     return fitted

@@ -23,7 +23,6 @@ and scheme therefore sees the same straggler patterns and standard-normal noise 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
@@ -33,8 +32,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import batched_inputs, fit_slope
-from experiments._io import (environment, parse_experiment_args, print_config, write_csv,
-                             write_json)
+from experiments._io import (parse_experiment_args, print_config, write_results)
 from experiments.configs import ERROR_VS_N, ErrorVsNConfig
 
 THEORY = {"noiseless": -3.0, "noisy": -0.6}
@@ -169,10 +167,7 @@ def report(rows, config: ErrorVsNConfig, seconds, out) -> list[dict]:
     for s in fitted:
         print(f"  {s['function']:>9} {s['regime']:>10} {s['scheme']:>5} "
               f"σ/rms={s['rel_sigma']:<6g} slope {s['slope']:+.2f}")
-    write_json(out / "results.json", {"config": dataclasses.asdict(config),
-                                      "environment": environment(), "seconds": seconds,
-                                      "slopes": fitted, "rows": rows})
-    write_csv(out / "results.csv", rows)
+    write_results(out, config, rows, seconds=seconds, slopes=fitted)
     paths = plot(rows, out)
     print(f"error_vs_n: {seconds:.0f} s; wrote {out}/results.json, results.csv, "
           + ", ".join(p.name for p in paths))

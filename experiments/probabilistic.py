@@ -24,7 +24,6 @@ determines is estimated as 0); the plot shows its mean over draws and batches.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
@@ -34,8 +33,12 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import batched_inputs, fit_slope
-from experiments._io import (environment, markdown_table, parse_experiment_args, print_config,
-                             write_csv, write_json)
+from experiments._io import (
+    markdown_table,
+    parse_experiment_args,
+    print_config,
+    write_results,
+)
 from experiments.configs import PROBABILISTIC, ProbabilisticConfig
 
 SCHEMES = ("letcc", "bacc", "uncoded")
@@ -205,10 +208,7 @@ def report(rows, config: ProbabilisticConfig, seconds, out) -> list[dict]:
     text = table(fitted)
     print("\nFitted slopes of log mean-MSE vs log N over the large-N half, with the claimed "
           "rate's slope over the same N, and the mean MSE at the largest N:\n\n" + text)
-    write_json(out / "results.json", {"config": dataclasses.asdict(config),
-                                      "environment": environment(), "seconds": seconds,
-                                      "slopes": fitted, "rows": rows})
-    write_csv(out / "results.csv", rows)
+    write_results(out, config, rows, seconds=seconds, slopes=fitted)
     (out / "table.md").write_text(text + "\n")
     paths = plot(rows, out)
     print(f"probabilistic: {seconds:.0f} s; wrote {out}/results.json, results.csv, table.md, "

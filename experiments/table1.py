@@ -19,7 +19,6 @@ Metrics (per trial, DESIGN.md section 4):
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
@@ -29,8 +28,12 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import SCHEMES, load_data, model_function
-from experiments._io import (environment, markdown_table, parse_experiment_args, print_config,
-                             write_csv, write_json)
+from experiments._io import (
+    markdown_table,
+    parse_experiment_args,
+    print_config,
+    write_results,
+)
 from experiments.configs import TABLE1, Table1Config
 from letcc_jax.zoo.data import calibration_split
 
@@ -269,10 +272,7 @@ def report(rows, models, config: Table1Config, seconds, out) -> str:
             f"agreement)\n\n{acc_md}\n\n{worst_md}Models: {models}. "
             f"Time {seconds:.0f} s.\n")
     print("\n" + text)
-    write_json(out / "results.json", {"config": dataclasses.asdict(config),
-                                      "environment": environment(), "models": models,
-                                      "seconds": seconds, "rows": rows})
-    write_csv(out / "results.csv", rows)
+    write_results(out, config, rows, models=models, seconds=seconds)
     (out / "table.md").write_text(text)
     figure = plot_worst(rows, out)
     print(f"table1: wrote {out}/results.json, results.csv, table.md"

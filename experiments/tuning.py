@@ -26,7 +26,6 @@ relative to the RMS of f's outputs.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 
@@ -37,8 +36,12 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import load_data, model_function, random_tanh_network, synthetic
-from experiments._io import (environment, markdown_table, parse_experiment_args, print_config,
-                             write_csv, write_json)
+from experiments._io import (
+    markdown_table,
+    parse_experiment_args,
+    print_config,
+    write_results,
+)
 from experiments.configs import TUNING, TuningConfig
 
 SCHEMES = ["bacc", "grid", "gcv", "tuned", "residual"]
@@ -265,10 +268,7 @@ def main(argv=None):
     text = (f"## Tuned and learned LeTCC ({config.name} config)\n\n{METRIC_NOTE}\n\n{md}\n\n"
             f"Total time {seconds:.0f} s.\n")
     print("\n" + text)
-    write_json(out / "results.json", {"config": dataclasses.asdict(config),
-                                      "environment": environment(), "seconds": seconds,
-                                      "summary": summary, "rows": rows})
-    write_csv(out / "results.csv", rows)
+    write_results(out, config, rows, seconds=seconds, summary=summary)
     (out / "table.md").write_text(text)
     path = plot(summary, out)
     print(f"wrote {out}/results.json, results.csv, table.md, {path.name}")
