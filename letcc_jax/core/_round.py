@@ -40,6 +40,7 @@ __all__ = [
     "apply_faults",
     "sample_round",
     "run_round",
+    "honest_outputs",
     "mse",
     "relacc",
     "trial_metrics",
@@ -461,6 +462,15 @@ def _pattern_size(scheme, Y, alive) -> int:
 
 
 # --------------------------------------------------------- compiled entry points
+@functools.partial(jax.jit, static_argnames="f")
+def honest_outputs(f, scheme, X):
+    """f on the inputs (K, m) and on the coded inputs: (N, m), or (*grid, N, m) when an
+    encoder parameter is swept."""
+    encoder = scheme.encoder_view()
+    return outputs(f, X), over_grid(
+        lambda s: outputs(f, s.apply_encoder(X)), encoder)
+
+
 # Module-level jitted functions: their caches are what makes eager calls cheap.
 
 encode_compiled = jax.jit(encode_report)

@@ -177,15 +177,6 @@ def attack_kernel(D: Float[Array, "K N"], Y: Float[Array, "N m"], truth: Float[A
 # ------------------------------------------------------------- compiled programs
 
 
-@functools.partial(jax.jit, static_argnames="f")
-def _honest(f, scheme, X):
-    """f on the inputs (K, m) and on the coded inputs: (N, m), or (*grid, N, m) when an
-    encoder parameter is swept."""
-    encoder = scheme.encoder_view()
-    return _round.outputs(f, X), _round.over_grid(
-        lambda s: _round.outputs(f, s.apply_encoder(X)), encoder)
-
-
 @jax.jit
 def _decoder_matrices(scheme, alive, like):
     """The (*grid, K, N) decoder matrices: the decoder applied to the alive unit outputs,
@@ -279,7 +270,7 @@ def worst_adversaries(
     max_steps = check.check_positive_int(max_steps, "max_steps")
     view = scheme.encoder_view()
     view.check_recovered(alive, _round.recovery_compiled(view, jnp.asarray(alive)))
-    truth, Y = _honest(f, scheme, X)
+    truth, Y = _round.honest_outputs(f, scheme, X)
     if not bool(jnp.all(jnp.isfinite(Y))):
         raise ValueError("f returned NaN or inf on the coded inputs: the attack needs finite "
                          "honest outputs.")

@@ -26,7 +26,6 @@ batches of one compiled program.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -67,12 +66,6 @@ class WorstCase(NamedTuple):
     exact: bool
     evaluated: int
     rounds: int
-
-
-@functools.partial(jax.jit, static_argnames="f")
-def _honest(f, scheme, X):
-    """f on the coded inputs (N, m) and on the inputs themselves (K, m)."""
-    return _round.outputs(f, scheme.apply_encoder(X)), _round.outputs(f, X)
 
 
 @jax.jit
@@ -246,7 +239,7 @@ def worst_stragglers(
     N = scheme.N
     if _round.batch_shape(scheme):
         raise ValueError("worst_stragglers takes one scheme; its parameters are swept.")
-    Y, truth = _honest(f, scheme, X)
+    truth, Y = _round.honest_outputs(f, scheme, X)  # the scheme is unswept: Y is (N, m)
     score = _Scorer(scheme, Y, truth, batch)
     if S == 0:
         value = float(score(np.ones((1, N), bool))[0])
