@@ -1,4 +1,5 @@
-"""The README's quick start runs as written, and its Demo section shows the demo's table."""
+"""The README's quick start runs as written, its Demo section shows the demo's table, its
+links lead to the documentation pages, and the real-workers page's snippet runs."""
 
 import re
 import subprocess
@@ -41,9 +42,27 @@ def test_readme_demo_table_is_the_demo_output_format():
     assert {(N, K, N - S) for N, K, S in configs.TABLE1["demo"].settings} <= shown
 
 
-def test_readme_real_workers_snippet_runs_as_a_script(tmp_path):
-    """The Dask snippet spawns worker processes: it must run as a script, guard included."""
-    section = (ROOT / "README.md").read_text().split("## Real workers", 1)[1]
+def test_readme_links_every_docs_page_built_and_source():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Documentation", 1)[1].split("\n## ", 1)[0]
+    assert "make docs" in section and "make docs-serve" in section
+    pages = sorted(p.stem for p in (ROOT / "docs").glob("*.md") if p.name != "README.md")
+    for page in pages:
+        target = "" if page == "index" else page
+        if target:
+            assert f"(docs/_build/html/{page}.html)" in section, page
+            assert f"(docs/{page}.md)" in section, page
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"(docs/_build/html/tutorials/{notebook.stem}.html)" in section, notebook.name
+        assert f"(notebooks/{notebook.name})" in section, notebook.name
+    for source in re.findall(r"\]\(((?:docs|notebooks)/[^)#]+)\)", text):
+        assert source.startswith("docs/_build/") or (ROOT / source).exists(), source
+
+
+def test_real_workers_snippet_runs_as_a_script(tmp_path):
+    """The Dask snippet of docs/workers.md spawns worker processes: it must run as a
+    script, guard included."""
+    section = (ROOT / "docs" / "workers.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert 'if __name__ == "__main__":' in snippet
     script = tmp_path / "workers_snippet.py"
