@@ -74,7 +74,20 @@ class Checked:
         self.check_values(literal_only=True)
 
     def check_values(self, literal_only: bool) -> None:
-        """Raise a ValueError/TypeError naming the field and the rule it breaks."""
+        """Check the fields' values; raise an error naming the field and the rule it breaks.
+
+        Called on construction (``literal_only=True``) and by ``validate``; rarely called
+        directly.
+
+        Args:
+          literal_only: check only the values written as Python or NumPy numbers (a
+            constructor call); False checks every concrete value, ``jax.Array`` leaves
+            included. Static fields (sizes, names) are checked in both modes.
+
+        Raises:
+          ValueError: a value that breaks its field's rule (the message names both).
+          TypeError: a value of the wrong type (a string, None, a complex number).
+        """
 
     def validate(self):
         """Check every concrete value (once per object); returns the object."""

@@ -19,6 +19,12 @@ def chebyshev_first(n: int) -> np.ndarray:
 
     They lie strictly inside (-1, 1): the default data tags alpha.
 
+    Args:
+      n: number of points, an int >= 1.
+
+    Returns:
+      (n,) float64 NumPy array, ascending, exactly symmetric about 0.
+
     Raises:
       TypeError: n is not an int.
       ValueError: n < 1.
@@ -38,6 +44,12 @@ def chebyshev_second(n: int) -> np.ndarray:
     """Chebyshev points of the second kind, ``cos((j-1) pi / (n-1))``, j = 1..n, ascending.
 
     They include both end points -1 and 1: the default worker tags beta.
+
+    Args:
+      n: number of points, an int >= 2.
+
+    Returns:
+      (n,) float64 NumPy array, ascending, exactly symmetric about 0, from -1 to 1.
 
     Raises:
       TypeError: n is not an int.
@@ -59,6 +71,12 @@ def chebyshev_second(n: int) -> np.ndarray:
 
 def equispaced(n: int) -> np.ndarray:
     """``n`` equispaced points on [-1, 1], end points included.
+
+    Args:
+      n: number of points, an int >= 2.
+
+    Returns:
+      (n,) float64 NumPy array, ascending, from -1 to 1.
 
     Raises:
       TypeError: n is not an int.

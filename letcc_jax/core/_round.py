@@ -53,13 +53,22 @@ __all__ = [
 
 
 class CodedResult(NamedTuple):
-    """One coded round.
+    """One coded round, as ``run_coded`` returns it (JAX arrays).
 
     Attributes:
-      estimate: (K, m) decoded estimates of f(x_k).
-      alive: (N,) mask of the results the decoder used (answered and finite).
-      outputs: (N, m) what the workers returned (after faults; stragglers included).
-      recovered: (K,) which inputs got a genuine estimate.
+      estimate: (K, m) float decoded estimates of f(x_k).
+      alive: (N,) bool mask of the results the decoder used (answered and finite).
+      outputs: (N, m) float, what the workers returned (after faults; stragglers
+        included).
+      recovered: (K,) bool, which inputs got a genuine estimate.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> out = lc.run_coded(jnp.tanh, lc.letcc(4, 12), jnp.linspace(-1, 1, 8).reshape(4, 2),
+      ...                    jax.random.key(0), stragglers=lc.ExactStragglers(3))
+      >>> out.outputs.shape, int(out.alive.sum()), out.recovered.tolist()
+      ((12, 2), 9, [True, True, True, True])
     """
 
     estimate: Float[Array, "K m"]
@@ -69,18 +78,35 @@ class CodedResult(NamedTuple):
 
 
 class MonteCarloResult(NamedTuple):
-    """Per-trial metrics of ``monte_carlo``, each of shape (*grid, trials): ``grid`` is
-    the broadcast shape of the swept parameters (empty without a sweep).
+    """Per-trial metrics of ``monte_carlo``, one entry per trial (JAX arrays).
+
+    Each field has shape ``(*grid, trials)``, or ``(*grid, C, trials)`` for C batches of
+    inputs: ``grid`` is the broadcast shape of the swept parameters (empty without a
+    sweep).
 
     Attributes:
-      mse: (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2, the paper's loss for that pattern.
-      rmse: sqrt(mse).
-      recovered: fraction of the K inputs with a genuine estimate (unrecovered inputs are
-        estimated as 0 and still count in mse).
-      survivors: number of results the decoder used.
-      relacc: accuracy of argmax f_hat against labels / accuracy of argmax f (NaN if no
-        labels were given).
-      agreement: fraction of inputs where argmax f_hat == argmax f (NaN without labels).
+      mse (jax.Array): float, (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2, the paper's loss for
+        that pattern.
+      rmse (jax.Array): float, sqrt(mse).
+      recovered (jax.Array): float, the fraction of the K inputs with a genuine estimate
+        (unrecovered inputs are estimated as 0 and still count in mse).
+      survivors (jax.Array): int, the number of results the decoder used.
+      relacc (jax.Array): float, the accuracy of argmax f_hat against labels over the
+        accuracy of argmax f (NaN if no labels were given).
+      agreement (jax.Array): float, the fraction of inputs where argmax f_hat == argmax f
+        (NaN without labels).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.linspace(-1, 1, 8).reshape(4, 2)
+      >>> result = lc.monte_carlo(jnp.tanh, lc.letcc(4, 12), X, jax.random.key(0), trials=16,
+      ...                         stragglers=lc.ExactStragglers(3))
+      >>> result.mse.shape, result.survivors.tolist()[:3]    # 9 of the 12 workers answer
+      ((16,), [9, 9, 9])
+      >>> stats = result.summary()
+      >>> stats["trials"], stats["failure_rate"]
+      (16, 0.0)
     """
 
     mse: Float[Array, "*grid T"]
@@ -91,9 +117,14 @@ class MonteCarloResult(NamedTuple):
     agreement: Float[Array, "*grid T"]
 
     def summary(self) -> dict:
-        """Mean and standard deviation over trials of every metric: Python floats, or
-        arrays of the grid's shape for a sweep; plus ``failure_rate``, the share of trials
-        that lost an input."""
+        """Mean and standard deviation over trials of every metric, and the failure rate.
+
+        Returns:
+          A dict: ``"trials"`` (an int), ``"<metric>_mean"`` and ``"<metric>_std"`` for
+          every field, and ``"failure_rate"``, the share of trials that lost an input.
+          The values are Python floats, or, for a sweep or C batches, float64 NumPy
+          arrays of shape ``(*grid)`` or ``(*grid, C)``.
+        """
         grid = np.shape(self.mse)[:-1]
 
         def scalar(v):
@@ -195,6 +226,13 @@ def mse(estimate: Float[Array, "K m"], truth: Float[Array, "K m"]) -> Float[Arra
     """(1/K) sum_k ||estimate_k - truth_k||^2 of (K, m) arrays: the per-trial loss of every
     evaluator. A traced metric (jit, vmap and grad apply); shapes are not checked.
 
+    Args:
+      estimate: (K, m) float estimates.
+      truth: (K, m) float true outputs.
+
+    Returns:
+      A float JAX scalar in the dtype of the inputs.
+
     Example:
       >>> import jax.numpy as jnp
       >>> import letcc_jax as lc
@@ -211,6 +249,14 @@ def relacc(
     accuracy of argmax(truth) against the (K,) integer ``labels`` (NaN when truth gets
     none right), and the share of inputs whose argmax is unchanged. A traced metric;
     shapes are not checked.
+
+    Args:
+      estimate: (K, m) float logits (the estimates).
+      truth: (K, m) float logits (f's own outputs).
+      labels: (K,) int class labels in [0, m).
+
+    Returns:
+      ``(relacc, agreement)``: two float JAX scalars in the dtype of ``estimate``.
 
     Example:
       >>> import jax.numpy as jnp

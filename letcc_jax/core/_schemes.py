@@ -74,19 +74,37 @@ def _check_nodes(values, name: str, strict: bool):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Scheme(check.Checked):
-    """Base class: the public, validated entry points and the erasure semantics.
+    """Base class of every coding scheme: the validated entry points and the erasure semantics.
+
+    A scheme is an immutable pytree made by a factory (``letcc``, ``bacc``, ``lcc``,
+    ``uncoded``, ``residual_letcc``, ``make_scheme``). Its numeric fields are leaves: a
+    leaf with extra leading axes is a sweep, which ``monte_carlo`` and ``expected_loss``
+    evaluate on every grid point, while ``encode``, ``decode`` and the other per-round
+    methods need an unswept scheme.
 
     Attributes:
-      alpha: (K,) data tags in [-1, 1], strictly ascending, K >= 2.
-      beta: (N,) worker tags in [-1, 1], ascending, N >= 2; workers may share a tag (they
-        then compute the same coded input, and the decoder uses the first that answered).
+      alpha (jax.Array): (K,) float data tags in [-1, 1], strictly ascending, K >= 2
+        (``(*batch, K)`` in a sweep).
+      beta (jax.Array): (N,) float worker tags in [-1, 1], ascending, N >= 2; workers may
+        share a tag (they then compute the same coded input, and the decoder uses the
+        first that answered). ``(*batch, N)`` in a sweep.
+
+    Example:
+      >>> import numpy as np
+      >>> import letcc_jax as lc
+      >>> scheme = lc.letcc(4, 10)                      # every factory returns a Scheme
+      >>> isinstance(scheme, lc.Scheme), scheme.K, scheme.N, scheme.min_survivors
+      (True, 4, 10, 2)
+      >>> alive = np.arange(10) == 9                    # one answer is not enough
+      >>> np.asarray(scheme.recovered(alive)).tolist()
+      [False, False, False, False]
     """
 
     alpha: Float[Array, "*batch K"] = _leaf(1)
     beta: Float[Array, "*batch N"] = _leaf(1)
 
     name: ClassVar[str] = "scheme"
-    #: Leaves that only the decoder reads: sweeping them reuses the coded inputs.
+    #: The names of the leaves only the decoder reads; sweeping them reuses the coded inputs.
     decoder_fields: ClassVar[tuple[str, ...]] = ()
 
     def check_values(self, literal_only: bool) -> None:
@@ -100,24 +118,51 @@ class Scheme(check.Checked):
 
     @property
     def K(self) -> int:
+        """K, the number of data points (the size of the last axis of ``alpha``)."""
         return np.shape(self.alpha)[-1]
 
     @property
     def N(self) -> int:
+        """N, the number of workers (the size of the last axis of ``beta``)."""
         return np.shape(self.beta)[-1]
 
     @property
     def min_survivors(self) -> int:
-        """Fewest answering workers from which every input can be estimated."""
+        """Fewest valid worker results from which every input can be estimated.
+
+        2 for LeTCC and BACC, (K-1)*degree + 1 for LCC, and K for replication (which
+        also needs an answering replica of every input, see ``recovered``).
+        """
         return 2
 
     def replace(self, **changes) -> Scheme:
-        """A copy with some fields changed (schemes are immutable); validated like a new
-        scheme. A leaf with extra leading axes makes a swept scheme for ``monte_carlo``."""
+        """A copy with some fields changed (schemes are immutable), validated like a new one.
+
+        A leaf with extra leading axes makes a swept scheme for ``monte_carlo`` and
+        ``expected_loss``, e.g. ``scheme.replace(lam_dec=jnp.logspace(-9, 0, 26))``.
+
+        Args:
+          **changes: field name -> new value, e.g. ``lam_dec=1e-4`` or ``beta=nodes``.
+
+        Returns:
+          A scheme of the same type.
+
+        Raises:
+          TypeError: a name that is not a field of the scheme; a value that is not a real
+            number or array (a string, None).
+          ValueError: a value that breaks the field's rule (a negative or non-finite
+            lambda, nodes that are not ascending, fewer than 2 nodes, an unknown
+            ``solver``).
+        """
         return dataclasses.replace(self, **changes).validate()
 
     def encoder_view(self) -> Scheme:
-        """This scheme with the decoder-only leaves unswept: what the coded inputs depend on."""
+        """This scheme with the decoder-only leaves unswept: what the coded inputs depend on.
+
+        Returns:
+          A scheme of the same type whose ``decoder_fields`` are replaced by zeros of their
+          unswept shape (the scheme itself when it has none).
+        """
         changes = {}
         for field in dataclasses.fields(self):
             if field.name in self.decoder_fields:
@@ -129,11 +174,19 @@ class Scheme(check.Checked):
 
     # ----------------------------------------------------------------- public API
     def encode(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
-        """Coded inputs: worker n receives row n. Follows the dtype of ``X`` (half precision
-        is encoded in float32).
+        """Coded inputs: worker n receives row n.
+
+        Args:
+          X: (K, d) real inputs, one row per data point (integers and booleans are
+            promoted to the default float).
+
+        Returns:
+          (N, d) coded inputs in the dtype of ``X`` (float32 for half-precision X).
 
         Raises:
-          ValueError: X is not (K, d), or (on concrete inputs) not finite.
+          ValueError: X is not (K, d) with d >= 1; (on concrete inputs) X is not finite;
+            the scheme is a sweep.
+          TypeError: X is complex, a string or None.
         """
         self._require_unswept("encode")
         X = check.float_array(X, "X")
@@ -150,19 +203,20 @@ class Scheme(check.Checked):
         """Estimates of f(x_1), ..., f(x_K) from the workers that answered.
 
         Args:
-          Y: worker outputs, row n from worker n; rows of stragglers are ignored (any
-            value). A row with a NaN or inf is an erasure: that worker counts as a
-            straggler.
-          alive: boolean mask, True where the worker answered; default all True.
+          Y: (N, m) float worker outputs, row n from worker n; rows of stragglers are
+            ignored (any value). A row with a NaN or inf is an erasure: that worker counts
+            as a straggler.
+          alive: (N,) bool mask, True where the worker answered; default all True.
 
         Returns:
-          (K, m) estimates in the dtype of Y (float32 for half-precision Y). Under jit (no error can be raised), an input
-          the valid results cannot determine (see ``recovered``) is estimated as 0.
+          (K, m) estimates in the dtype of Y (float32 for half-precision Y). Under jit (no
+          error can be raised), an input the valid results cannot determine (see
+          ``recovered``) is estimated as 0.
 
         Raises:
-          ValueError: Y is not (N, m); ``alive`` is not an (N,) bool mask; (on concrete
+          ValueError: Y is not (N, m); ``alive`` is not of shape (N,); (on concrete
             inputs) too few valid results arrived to estimate every input (the message
-            says how many are needed).
+            says how many are needed); the scheme is a sweep.
           TypeError: Y is complex, or ``alive`` is not boolean.
         """
         self._require_unswept("decode")
@@ -175,7 +229,17 @@ class Scheme(check.Checked):
 
     @staticmethod
     def effective_mask(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:
-        """The survivor mask after non-finite rows are turned into erasures."""
+        """The survivor mask after non-finite rows are turned into erasures.
+
+        A traced helper without validation (the shapes are not checked).
+
+        Args:
+          Y: (N, m) float worker outputs.
+          alive: (N,) bool mask of the workers that answered.
+
+        Returns:
+          (N,) bool: ``alive`` and every entry of the worker's row of Y finite.
+        """
         return _round.usable(jnp.asarray(Y), jnp.asarray(alive))
 
     def recovered(self, alive: Bool[Array, " N"],
@@ -188,6 +252,18 @@ class Scheme(check.Checked):
         An input that is not recovered is estimated as 0 wherever no error can be raised
         (``decode`` under jit, ``run_coded`` under jit, every Monte Carlo trial, where it
         counts as a failure and in the MSE); eager ``decode`` and ``run_coded`` raise.
+
+        Args:
+          alive: (N,) bool mask, True where the worker answered.
+          Y: optional (N, m) float worker outputs; their non-finite rows are erasures.
+
+        Returns:
+          (K,) bool, True for the inputs with a genuine estimate.
+
+        Raises:
+          ValueError: ``alive`` is not of shape (N,); Y is not (N, m); the scheme is a
+            sweep.
+          TypeError: ``alive`` is not boolean; Y is complex.
         """
         self._require_unswept("recovered")
         alive = check.check_mask(alive, self.N)
@@ -197,19 +273,55 @@ class Scheme(check.Checked):
         return _round.recovery_compiled(self, alive, Y)
 
     def encoder_matrix(self, dtype=None) -> Float[Array, "N K"]:
-        """The (N, K) matrix E with encode(X) = E @ X."""
+        """The (N, K) matrix E with encode(X) = E @ X.
+
+        Args:
+          dtype: a real floating dtype; default the dtype of ``alpha``.
+
+        Returns:
+          (N, K) array of that dtype.
+
+        Raises:
+          TypeError: ``dtype`` is not a real floating-point dtype.
+          ValueError: the scheme is a sweep.
+        """
         self._require_unswept("encoder_matrix")
         return _round.encoder_matrix_compiled(self, _dtype(self.alpha, dtype))
 
     def decoder_matrix(self, alive: Bool[Array, " N"], dtype=None) -> Float[Array, "K N"]:
-        """The (K, N) matrix D_F with decode(Y, alive) = D_F @ Y (stragglers' columns 0)."""
+        """The (K, N) matrix D_F with decode(Y, alive) = D_F @ Y (stragglers' columns 0).
+
+        Unlike ``decode`` it raises no error when ``alive`` cannot determine an input: the
+        row of such an input is 0 (see ``recovered``).
+
+        Args:
+          alive: (N,) bool mask, True where the worker answered.
+          dtype: a real floating dtype; default the dtype of ``beta``.
+
+        Returns:
+          (K, N) array of that dtype.
+
+        Raises:
+          TypeError: ``alive`` is not boolean; ``dtype`` is not a real floating-point
+            dtype.
+          ValueError: ``alive`` is not of shape (N,); the scheme is a sweep.
+        """
         self._require_unswept("decoder_matrix")
         alive = check.check_mask(alive, self.N)
         return _round.decoder_matrix_compiled(self, alive, _dtype(self.beta, dtype))
 
     def check_recovered(self, used: Bool[Array, " N"], recovered: Bool[Array, " K"]) -> None:
-        """Raise ``ValueError`` if, on concrete values, an input was not recovered; the
-        message says how many valid results the scheme needs. No-op under tracing."""
+        """Raise if, on concrete values, an input was not recovered; no-op under tracing.
+
+        Args:
+          used: (N,) bool mask of the valid results the decoder used.
+          recovered: (K,) bool, which inputs got a genuine estimate (``recovered``).
+
+        Raises:
+          ValueError: some entry of ``recovered`` is False; the message says how many
+            valid results the scheme needs (or, for replication, which inputs lost every
+            replica).
+        """
         if not check.is_concrete(used, recovered):
             return
         recovered = np.asarray(recovered)
@@ -219,18 +331,40 @@ class Scheme(check.Checked):
 
     # ------------------------------------------------------ traced rules (kernel)
     def apply_encoder(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
-        """The encoder's linear map (traced, no validation)."""
+        """The encoder's linear map (traced, no validation): what ``encode`` computes.
+
+        Args:
+          X: (K, d) float inputs.
+
+        Returns:
+          (N, d) coded inputs in the dtype of X.
+        """
         raise NotImplementedError
 
     def apply_decoder(self, Y: Float[Array, "N m"],
                       alive: Bool[Array, " N"]) -> Float[Array, "K m"]:
-        """The decoder's linear map on clean outputs: stragglers' rows are zero and
-        ``alive`` has no erasures (traced, no validation)."""
+        """The decoder's linear map on clean outputs (traced, no validation).
+
+        Args:
+          Y: (N, m) float outputs whose stragglers' rows are zero.
+          alive: (N,) bool mask without erasures (every alive row of Y is finite).
+
+        Returns:
+          (K, m) estimates in the dtype of Y (meaningful where ``apply_recovery`` is True).
+        """
         raise NotImplementedError
 
     def apply_recovery(self, alive: Bool[Array, " N"]) -> Bool[Array, " K"]:
-        """Which inputs the decoder estimates from the clean mask ``alive`` (traced): all of
-        them once ``min_survivors`` distinct worker tags answered."""
+        """Which inputs the decoder estimates from the clean mask ``alive`` (traced).
+
+        By default all of them once ``min_survivors`` distinct worker tags answered.
+
+        Args:
+          alive: (N,) bool mask without erasures.
+
+        Returns:
+          (K,) bool.
+        """
         ok = jnp.sum(_distinct(self.beta, alive).astype(jnp.int32)) >= self.min_survivors
         return jnp.broadcast_to(ok, (self.K,))
 
@@ -296,7 +430,23 @@ class LeTCC(Scheme):
     with ``lam_dec``, evaluated at the data points. Lambdas are in mean form (see
     ``letcc_jax.smoothing_spline``); 0 means interpolation. Costs O(N m) per decode.
     ``solver`` (static) picks the spline solver: ``"auto"``, ``"sris"``, ``"blocked"``,
-    ``"parallel"`` or ``"reinsch"`` (see ``letcc``).
+    ``"parallel"`` or ``"reinsch"`` (see ``letcc``). Build one with ``letcc``.
+
+    Attributes:
+      lam_enc (jax.Array): float scalar encoder lambda, finite and >= 0 (``(*batch)`` in a
+        sweep).
+      lam_dec (jax.Array): float scalar decoder lambda, finite and >= 0 (``(*batch)`` in a
+        sweep).
+      solver (str): the spline solver (static).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.letcc(4, 10, lam_dec=1e-3)
+      >>> type(scheme).__name__, scheme.decoder_fields, round(float(scheme.lam_dec), 6)
+      ('LeTCC', ('lam_dec',), 0.001)
+      >>> scheme.replace(lam_dec=jnp.array([0.0, 1e-3])).lam_dec.shape  # a sweep of two
+      (2,)
     """
 
     lam_enc: Float[Array, "*batch"] = _leaf(0, default=0.0)
@@ -336,6 +486,16 @@ class ResidualLeTCC(LeTCC):
     ``residual`` is (N, K), a leaf; the decoder is LeTCC's. Still a linear code, so it
     runs through ``monte_carlo``, ``run_coded`` and the real workers unchanged. Build one
     with ``residual_letcc`` and learn R with ``tune(..., learn=(..., "residual"))``.
+
+    Attributes:
+      residual (jax.Array): (N, K) float residual R, finite (``(*batch, N, K)`` in a
+        sweep).
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> scheme = lc.residual_letcc(4, 10)                   # R = 0: plain LeTCC
+      >>> isinstance(scheme, lc.LeTCC), scheme.residual.shape, float(abs(scheme.residual).max())
+      (True, (10, 4), 0.0)
     """
 
     residual: Float[Array, "*batch N K"] = _leaf(2, default=None)
@@ -354,7 +514,21 @@ class ResidualLeTCC(LeTCC):
 
     @classmethod
     def from_letcc(cls, scheme: LeTCC, residual: Float[Array, "N K"] | None = None):
-        """``scheme`` with a residual added to its encoder matrix (zero by default)."""
+        """``scheme`` with a residual added to its encoder matrix (zero by default).
+
+        Args:
+          scheme: a ``LeTCC`` scheme (unswept).
+          residual: (N, K) real residual R, finite; default zeros in the dtype of
+            ``scheme.alpha``.
+
+        Returns:
+          A ``ResidualLeTCC`` with the nodes, lambdas and solver of ``scheme``.
+
+        Raises:
+          TypeError: ``scheme`` is not a LeTCC scheme; ``residual`` is complex or not
+            numeric.
+          ValueError: ``residual`` is not (N, K) or not finite.
+        """
         if not isinstance(scheme, LeTCC):
             raise TypeError(f"residual_letcc extends a LeTCC scheme, got {type(scheme).__name__}.")
         if residual is None:
@@ -368,12 +542,29 @@ class ResidualLeTCC(LeTCC):
 
 
 class BarycentricScheme(Scheme):
-    """Interpolation both ways in the barycentric form r(x) = sum_i w_i v_i / (x - z_i) /
-    sum_i w_i / (x - z_i): the encoder through (alpha_k, x_k), the decoder through the
-    survivors (beta_n, y_n). Members of the family differ only in their ``weights``."""
+    """Base class of the interpolating schemes in barycentric form (BACC, LCC).
+
+    r(x) = sum_i w_i v_i / (x - z_i) / sum_i w_i / (x - z_i): the encoder through
+    (alpha_k, x_k), the decoder through the survivors (beta_n, y_n). Members of the family
+    differ only in their ``weights``.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> [isinstance(s, lc.BarycentricScheme) for s in (lc.bacc(4, 10), lc.lcc(4, 10),
+      ...                                                 lc.letcc(4, 10))]
+      [True, True, False]
+    """
 
     def weights(self, nodes: Float[Array, " n"], mask: Bool[Array, " n"]) -> Float[Array, " n"]:
-        """Barycentric weights of the selected nodes (0 for the others)."""
+        """Barycentric weights of the selected nodes, 0 for the others (traced).
+
+        Args:
+          nodes: (n,) float nodes, ascending.
+          mask: (n,) bool, the nodes to interpolate through.
+
+        Returns:
+          (n,) weights in the dtype of ``nodes``.
+        """
         raise NotImplementedError
 
     def apply_encoder(self, X):
@@ -390,8 +581,18 @@ class BarycentricScheme(Scheme):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class BACC(BarycentricScheme):
-    """Berrut approximated coded computing: Berrut's rational interpolant both ways,
-    weights (-1)^i; in the decoder the signs alternate over the survivors in node order."""
+    """Berrut approximated coded computing: Berrut's rational interpolant both ways.
+
+    Weights (-1)^i; in the decoder the signs alternate over the survivors in node order.
+    Build one with ``bacc``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.bacc(4, 10)
+      >>> scheme.weights(jnp.linspace(-1, 1, 4), jnp.array([True, False, True, True])).tolist()
+      [1.0, 0.0, -1.0, 1.0]
+    """
 
     name: ClassVar[str] = "bacc"
 
@@ -409,7 +610,21 @@ class LCC(BarycentricScheme):
     results lie on a polynomial of degree (K-1)*degree, so any (K-1)*degree + 1 survivors
     recover f(x_k) exactly (in exact arithmetic); using every survivor gives the same
     polynomial with better conditioning. For non-polynomial f, or large N, polynomial
-    interpolation is ill-conditioned: that failure is what BACC and LeTCC address.
+    interpolation is ill-conditioned: that failure is what BACC and LeTCC address. Build
+    one with ``lcc``.
+
+    Attributes:
+      degree (int): the degree of the polynomial f, a positive int (static).
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> scheme = lc.lcc(4, 10, degree=2)                # f(x) = x**2 has degree 2
+      >>> X = jnp.linspace(-1, 1, 8).reshape(4, 2)
+      >>> alive = np.arange(10) >= 3                      # 7 = min_survivors answer
+      >>> estimate = scheme.decode(scheme.encode(X) ** 2, alive)
+      >>> bool(jnp.allclose(estimate, X ** 2, atol=1e-3))  # exact up to round-off
+      True
     """
 
     degree: int = _static(default=1)
@@ -433,8 +648,18 @@ class LCC(BarycentricScheme):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class Uncoded(Scheme):
-    """Replication: worker n computes f(x_{n mod K}); the estimate of f(x_k) is the mean
-    of its answering replicas. An input none of whose replicas answered is lost."""
+    """Replication: worker n computes f(x_{n mod K}).
+
+    The estimate of f(x_k) is the mean of its answering replicas; an input none of whose
+    replicas answered is lost. Build one with ``uncoded``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.uncoded(4, 8)                       # workers k and k + 4 copy input k
+      >>> scheme.decode(jnp.arange(8.0)[:, None]).ravel().tolist()  # replicas averaged
+      [2.0, 3.0, 4.0, 5.0]
+    """
 
     name: ClassVar[str] = "uncoded"
 
@@ -555,6 +780,17 @@ def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = Non
     ``ResidualLeTCC.from_letcc(scheme, residual)``; ``tune(..., learn=(..., "residual"))``
     learns R.
 
+    Args:
+      K: number of data points, an int >= 2.
+      N: number of workers, an int >= 2.
+      residual: (N, K) real residual R, finite; default zeros.
+      **options: ``letcc``'s keyword options (``lam_enc``, ``lam_dec``, ``points``,
+        ``solver``).
+
+    Returns:
+      A ``ResidualLeTCC`` scheme: ``letcc(K, N, **options)`` plus the (N, K) leaf
+      ``residual``.
+
     Raises:
       ValueError, TypeError: as ``letcc``; a residual that is not a finite real (N, K)
         array.
@@ -572,6 +808,15 @@ def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = Non
 def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
     """Berrut approximated coded computing: Berrut's rational interpolant both ways, on
     Chebyshev points by default (``points`` as in ``letcc``).
+
+    Args:
+      K: number of data points, an int >= 2.
+      N: number of workers, an int >= 2.
+      points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
+
+    Returns:
+      A ``BACC`` scheme with data tags ``alpha`` (K,) and worker tags ``beta`` (N,) as
+      float32 leaves (float64 with ``jax_enable_x64``).
 
     Raises:
       TypeError: K or N is not an int.
@@ -593,6 +838,16 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
     """Lagrange coded computing: exact for a polynomial f of ``degree`` from any
     (K-1)*degree + 1 survivors (``min_survivors``); ill-conditioned for large N or a
     non-polynomial f, which is what BACC and LeTCC address.
+
+    Args:
+      K: number of data points, an int >= 2.
+      N: number of workers, at least (K-1)*degree + 1.
+      degree: the degree of the polynomial f, a positive int.
+      points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
+
+    Returns:
+      An ``LCC`` scheme with data tags ``alpha`` (K,) and worker tags ``beta`` (N,) as
+      float32 leaves (float64 with ``jax_enable_x64``).
 
     Raises:
       TypeError: K or N is not an int.
@@ -619,6 +874,15 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
 def uncoded(K: int, N: int) -> Uncoded:
     """Uncoded replication: worker n computes f(x_{n mod K}); the estimate of f(x_k) is the
     mean of its answering replicas, and an input none of whose replicas answered is lost.
+
+    Args:
+      K: number of data points, an int >= 2.
+      N: number of workers, an int >= K.
+
+    Returns:
+      An ``Uncoded`` scheme: ``alpha`` (K,) are Chebyshev points of the first kind, and
+      worker n's tag ``beta[n]`` is ``alpha[n mod K]`` (float32 leaves, float64 with
+      ``jax_enable_x64``).
 
     Raises:
       TypeError: K or N is not an int.
@@ -652,6 +916,15 @@ SCHEMES = {"letcc": letcc, "letcc+residual": residual_letcc, "bacc": bacc, "lcc"
 def make_scheme(name: str, K: int, N: int, **options) -> Scheme:
     """Build a scheme by name: one of ``SCHEMES`` ("letcc", "letcc+residual", "bacc",
     "lcc", "uncoded"); ``options`` are that factory's keyword arguments.
+
+    Args:
+      name: a key of ``SCHEMES``.
+      K: number of data points.
+      N: number of workers.
+      **options: the factory's keyword options, e.g. ``lam_dec=1e-4`` for ``"letcc"``.
+
+    Returns:
+      The scheme that ``SCHEMES[name](K, N, **options)`` makes.
 
     Raises:
       ValueError: an unknown name, or what the factory raises.

@@ -53,16 +53,26 @@ __all__ = ["AdversarialAttack", "worst_adversaries"]
 
 
 class AdversarialAttack(NamedTuple):
-    """The most harmful bounded outputs found (arrays carry the sweep's leading axes).
+    """The most harmful bounded outputs found by ``worst_adversaries``.
+
+    The arrays carry the sweep's leading axes ``grid`` (none without a sweep).
 
     Attributes:
-      outputs: (*grid, N, m) worker outputs with the adversaries' rows replaced; decode
-        them with ``alive`` to reproduce ``mse``.
-      adversaries: (*grid, count) sorted indices of the adversarial workers.
-      mse: (*grid) decoding error (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 under the attack,
-        f_hat = D y with the scheme's (K, N) decoder matrix D (a float when nothing is
-        swept).
-      honest_mse: (*grid) the same error with every worker honest.
+      outputs: ``(*grid, N, m)`` worker outputs with the adversaries' rows replaced;
+        decode them with ``alive`` to reproduce ``mse``.
+      adversaries: ``(*grid, count)`` int64 sorted indices of the adversarial workers.
+      mse: ``(*grid)`` float64 decoding error (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 under
+        the attack, f_hat = D y with the scheme's (K, N) decoder matrix D (a Python float
+        when nothing is swept).
+      honest_mse: ``(*grid)`` the same error with every worker honest.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.array([[0.1], [0.2], [0.3], [0.9]])
+      >>> attack = lc.worst_adversaries(jnp.tanh, lc.letcc(4, 10, lam_dec=1e-4), X, 2, 1.0)
+      >>> attack.outputs.shape, float(abs(attack.outputs[attack.adversaries]).max())
+      ((10, 1), 1.0)
     """
 
     outputs: np.ndarray
@@ -235,21 +245,28 @@ def worst_adversaries(
 
     Returns:
       An ``AdversarialAttack``: the corrupted outputs, the adversaries, the error under
-      the attack and without it. A lower bound on
-      the worst case (a local maximum of a convex function over the vertices), exact in
-      the cases the tests enumerate.
+      the attack and without it. A lower bound on the worst case (a local maximum of a
+      convex function over the vertices), exact in the cases the tests enumerate.
 
     Raises:
-      ValueError: a count out of range, repeated or out-of-range indices, a bad
-        magnitude, restarts or max_steps, bad inputs, f not finite, or too few
-        answering workers to decode.
-      TypeError: f not callable or hashable, scheme not a scheme, adversaries neither an
-        int nor a sequence of ints, alive not boolean, key not a PRNG key.
+      ValueError: a count out of range, repeated or out-of-range indices, indices of
+        workers that do not answer; a magnitude that is negative or not finite;
+        ``restarts`` not an int >= 0 or ``max_steps`` not a positive int; X not (K, d)
+        or not finite; ``alive`` not (N,); f not finite on X or on the coded inputs; too
+        few answering workers to decode.
+      TypeError: f not callable or hashable; scheme not a scheme; adversaries neither an
+        int nor a sequence of ints; magnitude not a real Python or NumPy number; alive
+        not boolean; key not a PRNG key.
 
-    Example::
-
-        attack = lc.worst_adversaries(f, lc.letcc(8, 100, lam_dec=1e-5), X, 3, 1.0)
-        attack.mse, attack.adversaries
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.array([[0.1], [0.2], [0.3], [0.9]])
+      >>> attack = lc.worst_adversaries(jnp.tanh, lc.letcc(4, 10, lam_dec=1e-4), X, 2, 1.0)
+      >>> attack.adversaries.tolist(), round(attack.mse, 2)  # 2 workers sending +-1
+      ([5, 6], 0.47)
+      >>> attack.mse > 1000 * attack.honest_mse
+      True
     """
     key = jax.random.key(0) if key is None else key
     # check_round validates f, the scheme, X and the key, and that f is finite on X.

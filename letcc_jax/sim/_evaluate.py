@@ -210,9 +210,9 @@ def monte_carlo(
         scales with cores).
 
     Returns:
-      ``MonteCarloResult`` with per-trial metrics of shape (*grid, trials), or
-      (*grid, C, trials) with batches; grid = the broadcast sweep axes (empty without a
-      sweep). ``.summary()`` gives mean and std over trials.
+      ``MonteCarloResult`` with per-trial metrics of shape ``(*grid, trials)``, or
+      ``(*grid, C, trials)`` with batches; grid = the broadcast sweep axes (empty without
+      a sweep). ``.summary()`` gives mean and std over trials.
 
     Raises:
       TypeError: f not callable or not hashable, or with complex, integer or tuple
@@ -223,13 +223,19 @@ def monte_carlo(
         leaves fewer survivors than the scheme needs; sweep axes that do not broadcast;
         labels of the wrong shape or outside [0, m).
 
-    Example::
-
-        sigmas = jnp.logspace(-3, -1, 10)[:, None]             # (10, 1)
-        swept = scheme.replace(lam_dec=jnp.logspace(-9, 0, 26))  # (26,)
-        result = lc.monte_carlo(f, swept, X, key, trials=200, stragglers=lc.ExactStragglers(S),
-                                faults=[lc.GaussianNoise(sigmas)])
-        result.mse.shape                                        # (10, 26, 200)
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.linspace(-1, 1, 8).reshape(4, 2)
+      >>> sigmas = jnp.array([[0.0], [0.1]])                             # (2, 1)
+      >>> swept = lc.letcc(4, 12).replace(lam_dec=jnp.array([0.0, 1e-4, 1e-2]))  # (3,)
+      >>> result = lc.monte_carlo(jnp.tanh, swept, X, jax.random.key(0), trials=16,
+      ...                         stragglers=lc.ExactStragglers(3),
+      ...                         faults=[lc.GaussianNoise(sigmas)])
+      >>> result.mse.shape                                   # (sigma, lam_dec, trials)
+      (2, 3, 16)
+      >>> result.summary()["mse_mean"].shape                 # averaged over the trials
+      (2, 3)
     """
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X, stragglers, faults, key, truth=True)
@@ -278,7 +284,20 @@ def expected_loss(
     Exactly ``monte_carlo``'s mean MSE for each (K, d) batch of ``X_cal``, batch c using
     the c-th key of ``jax.random.split(key, C)`` (a single (K, d) batch is C = 1);
     differentiable in every leaf of ``scheme`` (``jax.grad`` of this function is what
-    ``tune`` follows). Swept parameters give one value per grid point, shape (*grid).
+    ``tune`` follows). Swept parameters give one value per grid point, shape ``(*grid)``.
+
+    Args:
+      f: one input (d,) -> one output (m,); hashable (compilations are cached per f).
+      scheme: the coding scheme; its numeric leaves may carry sweep axes.
+      X_cal: (K, d) or (C, K, d) float calibration inputs.
+      key: PRNG key.
+      trials: straggler patterns per batch.
+      stragglers: straggler model (default: everyone answers); may be swept.
+      faults: output fault models; may be swept.
+
+    Returns:
+      The mean loss as a float JAX scalar, or an array of shape ``(*grid)`` for a sweep,
+      in the dtype of the decoded outputs.
 
     Raises:
       TypeError, ValueError: as ``monte_carlo``; X_cal must be (K, d) or (C, K, d).

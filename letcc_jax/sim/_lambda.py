@@ -24,16 +24,27 @@ DEFAULT_LAMBDA_GRID = tuple(float(v) for v in np.concatenate([[0.0], np.logspace
 
 
 class LambdaSearch(NamedTuple):
-    """Result of ``select_lambda``.
+    """Result of ``select_lambda``: the best scheme and the loss of every lambda pair.
 
     Attributes:
       scheme: the input scheme with the best (lam_enc, lam_dec); for swept straggler or
-        fault models, a swept scheme holding the best pair of every grid point (shape
-        (*grid)), which pairs up with the same models in ``monte_carlo``.
-      lam_enc: (G_enc,) grid searched for the encoder.
-      lam_dec: (G_dec,) grid searched for the decoder.
-      mse: (G_enc, G_dec, *grid) Monte Carlo mean loss for every pair (same random
-        patterns for every pair).
+        fault models, a swept scheme holding the best pair of every grid point (lambdas
+        of shape ``(*grid)``), which pairs up with the same models in ``monte_carlo``.
+      lam_enc: (G_enc,) float64 grid searched for the encoder.
+      lam_dec: (G_dec,) float64 grid searched for the decoder.
+      mse: ``(G_enc, G_dec, *grid)`` float64 Monte Carlo mean loss for every pair (same
+        random patterns for every pair).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> X_cal = jnp.linspace(-1, 1, 16).reshape(2, 4, 2)
+      >>> search = lc.select_lambda(jnp.tanh, lc.letcc(4, 12), X_cal, jax.random.key(0),
+      ...                           lam_dec_grid=[0.0, 1e-6, 1e-3], trials=8,
+      ...                           stragglers=lc.ExactStragglers(3),
+      ...                           faults=[lc.GaussianNoise(0.01)])
+      >>> search.lam_enc.tolist(), search.lam_dec.tolist(), search.mse.shape
+      ([0.0], [0.0, 1e-06, 0.001], (1, 3))
     """
 
     scheme: LeTCC
@@ -75,7 +86,45 @@ def select_lambda(
     noise draws (common random numbers), so differences between pairs are not sampling
     noise. ``X_cal`` is one (K, d) batch or C batches (C, K, d) whose losses are averaged.
     Straggler and fault models may themselves be swept (e.g. ``GaussianNoise(sigmas)``):
-    the best pair is then chosen per noise level.
+    the best pair is then chosen per noise level. Runs eagerly (not under ``jit``).
+
+    Args:
+      f: one input (d,) -> one output (m,), as in ``monte_carlo`` (hashable).
+      scheme: the ``LeTCC`` scheme whose lambdas are searched (unswept).
+      X_cal: (K, d) or (C, K, d) float calibration inputs, finite; f must be finite on
+        them.
+      key: PRNG key of the straggler patterns and fault draws.
+      lam_enc_grid: encoder lambdas to try, finite and >= 0 (default: 0 only).
+      lam_dec_grid: decoder lambdas to try, finite and >= 0 (default
+        ``DEFAULT_LAMBDA_GRID``).
+      trials: straggler patterns per batch and pair.
+      stragglers: straggler model (default: everyone answers); may be swept.
+      faults: output fault models; may be swept.
+
+    Returns:
+      A ``LambdaSearch``: the scheme with the best pair, the two grids and the loss of
+      every pair.
+
+    Raises:
+      TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation;
+        f, the models or the key of the wrong type (as ``monte_carlo``).
+      ValueError: a grid that is empty, not finite or negative; ``trials`` not a positive
+        int; a swept scheme; X_cal not (K, d) or (C, K, d), or not finite; f not finite
+        on X_cal; a straggler model that leaves fewer survivors than the scheme needs.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> X_cal = jnp.linspace(-1, 1, 16).reshape(2, 4, 2)          # C = 2 batches
+      >>> search = lc.select_lambda(jnp.tanh, lc.letcc(4, 12), X_cal, jax.random.key(0),
+      ...                           lam_dec_grid=[0.0, 1e-6, 1e-3], trials=8,
+      ...                           stragglers=lc.ExactStragglers(3),
+      ...                           faults=[lc.GaussianNoise(0.01)])
+      >>> search.mse.shape                                           # (G_enc, G_dec)
+      (1, 3)
+      >>> i, j = np.unravel_index(np.argmin(search.mse), search.mse.shape)
+      >>> bool(np.isclose(search.scheme.lam_dec, search.lam_dec[j]))  # the best pair
+      True
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
@@ -118,10 +167,38 @@ def gcv(
     Needs no ground truth: it scores how well each lambda predicts left-out survivors.
     Use it when the outputs are noisy; for noiseless outputs GCV drifts to the smallest
     lambda on the grid, and interpolation (lam_dec = 0) is right. The grid is one
-    compiled, vmapped call.
+    compiled, vmapped call. Runs eagerly (not under ``jit``).
+
+    Args:
+      scheme: a ``LeTCC`` scheme; its worker tags ``beta`` are the knots (its lambdas are
+        not used).
+      Y: (N, m) float worker outputs; non-finite rows are erasures.
+      alive: (N,) bool mask of the workers that answered; default all.
+      lam_grid: decoder lambdas to score, finite and > 0 (default
+        ``DEFAULT_LAMBDA_GRID`` without its 0).
 
     Returns:
-      ``(best_lambda, scores)`` with scores of shape (len(lam_grid),).
+      ``(best_lambda, scores)``: a Python float, and a float NumPy array of shape
+      (len(lam_grid),), in the dtype of Y.
+
+    Raises:
+      TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation; Y
+        complex or not numeric; ``alive`` not boolean.
+      ValueError: Y not (N, m); ``alive`` not (N,); fewer than 4 valid results; a grid
+        that is empty, negative, not finite or contains 0; scores that overflow (rescale
+        Y).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.letcc(8, 40)
+      >>> noise = 0.1 * jax.random.normal(jax.random.key(0), (40, 1))
+      >>> Y = jnp.sin(3 * scheme.beta)[:, None] + noise     # noisy outputs of the workers
+      >>> lam, scores = lc.gcv(scheme, Y)
+      >>> scores.shape, lam > 0
+      ((19,), True)
+      >>> scheme.replace(lam_dec=lam).decode(Y).shape       # the denoised estimates
+      (8, 1)
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"gcv tunes a LeTCC decoder, got {type(scheme).__name__}.")

@@ -70,18 +70,67 @@ def random_subset(key, N: int, count: int) -> Bool[Array, " N"]:
 
 
 class StragglerModel(Checked):
-    """Which workers answer: ``sample(key, N)`` gives an (N,) boolean mask (True = the
-    worker answered); ``min_alive(N)`` is the fewest answers the model can leave (a
-    static bound, checked against a scheme's needs before anything runs)."""
+    """Base class of the straggler models: which workers answer.
+
+    ``sample(key, N)`` gives an (N,) boolean mask (True = the worker answered);
+    ``min_alive(N)`` is the fewest answers the model can leave (a static bound, checked
+    against a scheme's needs before anything runs). Pass a model as ``stragglers=`` to
+    ``monte_carlo``, ``run_coded``, ``expected_loss``, ``select_lambda`` or ``tune``.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> models = (lc.NoStragglers(), lc.ExactStragglers(3), lc.BernoulliStragglers(0.2),
+      ...           lc.LatencyStragglers(wait_for=6))
+      >>> [isinstance(m, lc.StragglerModel) for m in models]
+      [True, True, True, True]
+      >>> [m.min_alive(10) for m in models]          # the fewest answers of N = 10 workers
+      [10, 7, 0, 6]
+    """
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
+        """Draw which of the N workers answer.
+
+        Works under ``jit`` and ``vmap`` over keys; the model itself must be unswept (the
+        evaluators handle sweeps).
+
+        Args:
+          key: one JAX PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``).
+          N: the number of workers, a Python int >= 1 (static).
+
+        Returns:
+          (N,) bool mask, True where the worker answered.
+
+        Raises:
+          TypeError: ``key`` is not one PRNG key (e.g. an int, or a batch of keys).
+          ValueError: N is not an int >= 1, or the model's sizes do not fit N workers
+            (see ``check_workers``).
+        """
         raise NotImplementedError
 
     def min_alive(self, N: int) -> int:
+        """The fewest workers of N that the model can leave answering (a static bound).
+
+        Args:
+          N: the number of workers.
+
+        Returns:
+          A Python int in [0, N]; 0 when any number of workers may straggle.
+
+        Raises:
+          ValueError: (``ExactStragglers``) N is not an int >= 1, or S >= N.
+        """
         raise NotImplementedError
 
     def check_workers(self, N: int) -> None:
-        """Raise a ValueError if the model's sizes do not fit N workers."""
+        """Raise if the model's sizes do not fit N workers.
+
+        Args:
+          N: the number of workers.
+
+        Raises:
+          ValueError: N is not an int >= 1, or a size of the model (``S``, ``wait_for``,
+            ``slow``) exceeds what N workers allow.
+        """
         _check_N(self, N)
 
     def _check_sample(self, key, N: int) -> None:
@@ -91,13 +140,51 @@ class StragglerModel(Checked):
 
 
 class FaultModel(Checked):
-    """What answering workers send: ``apply(key, Y)`` corrupts the (N, m) outputs."""
+    """Base class of the fault models: what answering workers send.
+
+    ``apply(key, Y)`` corrupts the (N, m) worker outputs. Pass a list of models as
+    ``faults=`` to ``monte_carlo``, ``run_coded``, ``expected_loss``, ``select_lambda`` or
+    ``tune``; they apply in order.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> faults = [lc.GaussianNoise(0.01), lc.FailedWorkers(2)]
+      >>> all(isinstance(fault, lc.FaultModel) for fault in faults)
+      True
+      >>> Y = jnp.ones((10, 3))
+      >>> for key, fault in zip(jax.random.split(jax.random.key(0)), faults):
+      ...     Y = fault.apply(key, Y)
+      >>> Y.shape, int(jnp.isnan(Y).any(axis=1).sum())
+      ((10, 3), 2)
+    """
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+        """Corrupt the worker outputs Y (traced: works under ``jit`` and ``vmap``).
+
+        A rule of the round kernel, without validation: the evaluators check the model
+        against N (``check_workers``) and handle sweeps before they call it, so call it
+        on an unswept model with a count that fits N.
+
+        Args:
+          key: one JAX PRNG key.
+          Y: (N, m) float outputs, row n from worker n.
+
+        Returns:
+          (N, m) corrupted outputs in the dtype of Y.
+        """
         raise NotImplementedError
 
     def check_workers(self, N: int) -> None:
-        """Raise a ValueError if the model's sizes do not fit N workers."""
+        """Raise if the model's sizes do not fit N workers (no-op for size-free models).
+
+        Args:
+          N: the number of workers.
+
+        Raises:
+          ValueError: (``Adversaries``, ``FailedWorkers``) N is not an int >= 1, or
+            ``count`` exceeds N.
+        """
 
 
 def _check_N(model, N) -> None:
@@ -115,7 +202,14 @@ def _check_at_most(model, field: str, N: int):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class NoStragglers(StragglerModel):
-    """Every worker answers."""
+    """Every worker answers (the evaluators' default).
+
+    Example:
+      >>> import jax
+      >>> import letcc_jax as lc
+      >>> lc.NoStragglers().sample(jax.random.key(0), 4).tolist()
+      [True, True, True, True]
+    """
 
     def sample(self, key, N: int) -> Bool[Array, " N"]:
         self._check_sample(key, N)
@@ -128,7 +222,22 @@ class NoStragglers(StragglerModel):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True)
 class ExactStragglers(StragglerModel):
-    """Exactly ``S`` workers, uniformly at random, fail to answer (the paper's model)."""
+    """Exactly ``S`` workers, uniformly at random, fail to answer (the paper's model).
+
+    Args:
+      S: the number of stragglers, an int >= 0 (static: a new S is a new compilation);
+        the evaluators check S < N.
+
+    Raises:
+      ValueError: S is not an int >= 0.
+
+    Example:
+      >>> import jax
+      >>> import letcc_jax as lc
+      >>> mask = lc.ExactStragglers(3).sample(jax.random.key(0), 10)
+      >>> mask.shape, str(mask.dtype), int(mask.sum())   # 3 of the 10 workers straggle
+      ((10,), 'bool', 7)
+    """
 
     S: int = _static()
 
@@ -153,7 +262,25 @@ class ExactStragglers(StragglerModel):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class BernoulliStragglers(StragglerModel):
-    """Each worker straggles independently with probability ``p`` (a leaf)."""
+    """Each worker straggles independently with probability ``p`` (a leaf).
+
+    Args:
+      p: the straggling probability in [0, 1); an array of values is a sweep (see
+        ``monte_carlo``).
+
+    Raises:
+      ValueError: ``p`` outside [0, 1) or not finite (checked on construction for Python
+        and NumPy numbers, by ``validate`` at every entry point for JAX arrays).
+      TypeError: ``p`` is not a real number or array (checked likewise).
+
+    Example:
+      >>> import jax
+      >>> import letcc_jax as lc
+      >>> model = lc.BernoulliStragglers(0.25)
+      >>> mask = model.sample(jax.random.key(0), 1000)
+      >>> model.min_alive(1000), 0.7 < float(mask.mean()) < 0.8   # about 3 in 4 answer
+      (0, True)
+    """
 
     p: Float[Array, "*batch"]
 
@@ -178,7 +305,27 @@ class LatencyStragglers(StragglerModel):
     Time of worker n: ``shift + Exponential(rate)`` (the shifted-exponential model of
     coded-computing papers), multiplied by ``slowdown`` for ``slow`` randomly chosen
     workers (persistent stragglers). ``wait_for`` and ``slow`` are sizes (static); the
-    three times are leaves.
+    three times are leaves (arrays of values are sweeps).
+
+    Args:
+      wait_for: results the master waits for, an int >= 1 (<= N, checked when used).
+      shift: the minimum time, >= 0.
+      rate: the rate of the exponential tail, > 0 (its mean is 1 / rate).
+      slow: the number of persistent stragglers, an int >= 0 (<= N, checked when used).
+      slowdown: the factor by which the slow workers' times are multiplied, > 0.
+
+    Raises:
+      ValueError: a size that is not an int in range; a time parameter that breaks its
+        rule or is not finite.
+
+    Example:
+      >>> import jax
+      >>> import letcc_jax as lc
+      >>> model = lc.LatencyStragglers(wait_for=6, shift=1.0, rate=2.0, slow=2)
+      >>> key = jax.random.key(0)
+      >>> times, mask = model.finish_times(key, 10), model.sample(key, 10)
+      >>> int(mask.sum()), bool(times[mask].max() < times[~mask].min())  # the 6 fastest
+      (6, True)
     """
 
     wait_for: int = _static()
@@ -197,6 +344,19 @@ class LatencyStragglers(StragglerModel):
                             literal_only=literal_only)
 
     def finish_times(self, key, N: int) -> Float[Array, " N"]:
+        """The finish time of each of the N workers; ``sample`` with the same key keeps
+        the ``wait_for`` earliest.
+
+        A traced rule without validation (``sample`` checks its arguments): pass one PRNG
+        key and N >= ``slow``, on an unswept model.
+
+        Args:
+          key: one JAX PRNG key.
+          N: the number of workers, a Python int (static).
+
+        Returns:
+          (N,) float times, at least ``shift``, in JAX's default float dtype.
+        """
         k_time, k_slow = jax.random.split(key)
         draw = jax.random.exponential(k_time, (N,))
         shift, rate, slowdown = (jnp.asarray(v, draw.dtype)
@@ -220,7 +380,24 @@ class LatencyStragglers(StragglerModel):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianNoise(FaultModel):
-    """Every worker's output gets i.i.d. N(0, sigma^2) noise (noisy computation)."""
+    """Every worker's output gets i.i.d. N(0, sigma^2) noise (noisy computation).
+
+    Args:
+      sigma: the noise standard deviation, finite and >= 0; an array of values is a sweep
+        (e.g. ``GaussianNoise(jnp.logspace(-3, -1, 10))`` in ``monte_carlo``).
+
+    Raises:
+      ValueError: ``sigma`` negative or not finite (checked on construction for Python and
+        NumPy numbers, by ``validate`` at every entry point for JAX arrays).
+      TypeError: ``sigma`` is not a real number or array (checked likewise).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> noisy = lc.GaussianNoise(0.1).apply(jax.random.key(0), jnp.zeros((1000, 1)))
+      >>> noisy.shape, 0.09 < float(jnp.std(noisy)) < 0.11
+      ((1000, 1), True)
+    """
 
     sigma: Float[Array, "*batch"]
 
@@ -239,7 +416,26 @@ class Adversaries(FaultModel):
 
     ``mode="uniform"``: i.i.d. uniform entries in [-magnitude, magnitude].
     ``mode="flip"``: the honest output negated and scaled by ``magnitude`` (a coordinated
-    attack that keeps the output looking plausible).
+    attack that keeps the output looking plausible). For the worst-case choice of the
+    values, see ``worst_adversaries``.
+
+    Args:
+      count: the number of adversarial workers, an int >= 0 (static; <= N, checked when
+        used).
+      magnitude: M >= 0, finite; an array of values is a sweep.
+      mode: ``"uniform"`` (default) or ``"flip"`` (static).
+
+    Raises:
+      ValueError: ``count`` not an int >= 0; an unknown ``mode``; ``magnitude`` negative or
+        not finite.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> Y = jnp.ones((10, 2))
+      >>> out = lc.Adversaries(3, magnitude=2.0, mode="flip").apply(jax.random.key(0), Y)
+      >>> int((out[:, 0] < 0).sum()), sorted(set(out.ravel().tolist()))  # 3 rows are -2 Y
+      (3, [-2.0, 1.0])
     """
 
     count: int = _static()
@@ -272,7 +468,21 @@ class Adversaries(FaultModel):
 class FailedWorkers(FaultModel):
     """``count`` random workers return NaN (a crashed kernel, a corrupted message).
 
-    Decoders treat a non-finite row as an erasure, so these act as extra stragglers."""
+    Decoders treat a non-finite row as an erasure, so these act as extra stragglers.
+
+    Args:
+      count: the number of failed workers, an int >= 0 (static; <= N, checked when used).
+
+    Raises:
+      ValueError: ``count`` not an int >= 0.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> out = lc.FailedWorkers(2).apply(jax.random.key(0), jnp.ones((10, 3)))
+      >>> int(jnp.isnan(out).any(axis=1).sum())
+      2
+    """
 
     count: int = _static()
 

@@ -60,16 +60,27 @@ def ordered_nodes(logits: Float[Array, " G"], pin_ends: bool = False) -> Float[A
     """Strictly increasing nodes in [-1, 1] from unconstrained logits (softmax of the gaps).
 
     Args:
-      logits: (n + 1,) with free ends (the nodes lie strictly inside (-1, 1)); (n - 1,)
-        with pinned ends (the first node is exactly -1, the last exactly +1).
+      logits: (n + 1,) real logits with free ends (the nodes lie strictly inside
+        (-1, 1)); (n - 1,) with pinned ends (the first node is exactly -1, the last
+        exactly +1).
       pin_ends: which of the two.
 
     Returns:
-      (n,) nodes, ascending. Adding a constant to the logits does not change them; logits
-      more than ~log(1/eps) apart give gaps below round-off, and nodes that coincide.
+      (n,) nodes, ascending, in the dtype of the logits (float32 for half precision).
+      Adding a constant to the logits does not change them; logits more than
+      ~log(1/eps) apart give gaps below round-off, and nodes that coincide.
 
     Raises:
       ValueError: logits not 1-D with at least 1 entry (3 free), or (eagerly) not finite.
+      TypeError: logits complex or not numeric (a string, None).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> [round(float(v), 4) for v in lc.ordered_nodes(jnp.zeros(5))]  # equal gaps
+      [-0.6, -0.2, 0.2, 0.6]
+      >>> [round(float(v), 4) for v in lc.ordered_nodes(jnp.zeros(3), pin_ends=True)]
+      [-1.0, -0.3333, 0.3333, 1.0]
     """
     logits = check.float_array(logits, "logits")
     if logits.ndim != 1 or logits.shape[0] < (1 if pin_ends else 3):
@@ -86,10 +97,28 @@ def ordered_nodes(logits: Float[Array, " G"], pin_ends: bool = False) -> Float[A
 def node_logits(nodes: Float[Array, " n"], pin_ends: bool = False) -> Float[Array, " G"]:
     """The inverse of ``ordered_nodes``: the centred logits (mean 0) of ``nodes``.
 
+    Args:
+      nodes: (n,) real nodes, n >= 2, strictly increasing in [-1, 1].
+      pin_ends: whether the first and last node are the fixed ends -1 and +1 (logits of
+        the n - 1 inner gaps) or free (logits of the n + 1 gaps, margins included).
+
+    Returns:
+      (n - 1,) logits with pinned ends, (n + 1,) with free ends, in the dtype of the nodes
+      (float32 for half precision).
+
     Raises:
-      ValueError: (on concrete input) if the nodes are not strictly increasing inside
-        [-1, 1], if ``pin_ends`` and the ends are not exactly -1 and +1, or if not
-        ``pin_ends`` and a node lies on -1 or +1.
+      ValueError: nodes not 1-D with at least 2 entries; (on concrete input) if the nodes
+        are not strictly increasing (a NaN included), if ``pin_ends`` and the ends are
+        not exactly -1 and +1, or if not ``pin_ends`` and a node lies on or outside -1 or
+        +1.
+      TypeError: nodes complex or not numeric (a string, None).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> logits = lc.node_logits(jnp.array([-0.5, 0.25, 0.5]))  # free ends: 4 gaps
+      >>> logits.shape, [round(float(v), 4) for v in lc.ordered_nodes(logits)]
+      ((4,), [-0.5, 0.25, 0.5])
     """
     nodes = check.float_array(nodes, "nodes")
     if nodes.ndim != 1 or nodes.shape[0] < 2:
@@ -226,6 +255,16 @@ class TuningResult(NamedTuple):
       validation_steps: (V,) steps at which the validation loss was measured (0 = start).
       validation: (V,) Monte Carlo loss on the fixed validation patterns, absolute.
       best_step: the step whose parameters ``scheme`` holds.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X_cal = jnp.linspace(-1, 1, 8).reshape(4, 2)
+      >>> result = lc.tune(jnp.tanh, lc.letcc(4, 8, solver="reinsch"), X_cal,
+      ...                  jax.random.key(0), stragglers=lc.ExactStragglers(2), steps=2,
+      ...                  trials=2, validation_trials=2, progress=False)
+      >>> type(result.scheme).__name__, result.best_step in result.validation_steps
+      ('LeTCC', True)
     """
 
     scheme: LeTCC
@@ -289,7 +328,32 @@ def tune(
       progress: show a progress bar.
 
     Returns:
-      A ``TuningResult``.
+      A ``TuningResult``: the best scheme (a ``ResidualLeTCC`` when a residual is learned
+      or given), the starting scheme, the (steps,) training losses and the validation
+      history.
+
+    Raises:
+      TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation; a
+        learning rate or ``residual_l2`` that is not a real number; f, the models or the
+        key of the wrong type (as ``monte_carlo``).
+      ValueError: ``learn`` empty or naming something outside ``LEARNABLE``; ``steps``,
+        ``trials``, ``validation_trials`` or ``validate_every`` not a positive int; a
+        learning rate <= 0 or ``residual_l2`` < 0 (or not finite); X_cal not (K, d) or
+        (C, K, d), or not finite; f not finite on X_cal; a swept scheme or swept models;
+        a straggler model that leaves fewer survivors than the scheme needs; a starting
+        loss that is not finite.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X_cal = jnp.linspace(-1, 1, 8).reshape(4, 2)
+      >>> result = lc.tune(jnp.tanh, lc.letcc(4, 8, solver="reinsch"), X_cal,
+      ...                  jax.random.key(0), stragglers=lc.ExactStragglers(2), steps=2,
+      ...                  trials=2, validation_trials=2, progress=False)
+      >>> result.loss.shape, result.validation_steps.tolist()   # validated at 0 and 2
+      ((2,), [0, 2])
+      >>> bool(result.validation.min() <= result.validation[0])  # never worse than the start
+      True
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")

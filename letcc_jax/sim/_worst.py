@@ -48,16 +48,25 @@ METHODS = ("auto", "exhaustive", "search")
 
 
 class WorstCase(NamedTuple):
-    """The worst straggler set found.
+    """The worst straggler set found by ``worst_stragglers``.
 
     Attributes:
-      stragglers: (S,) sorted indices of the straggling workers.
+      stragglers: (S,) int64 sorted indices of the straggling workers.
       alive: (N,) bool, the workers that answer.
-      mse: the decoding error (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 with these stragglers.
+      mse: the decoding error (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 with these stragglers
+        (a Python float).
       exact: True when every set was scored (``"exhaustive"``): ``mse`` is the worst case;
         False for ``"search"``, a local optimum (a lower bound on the worst case).
       evaluated: straggler sets scored.
       rounds: swap rounds of the local searches, all starts together (0 for exhaustive).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.array([[0.1], [0.2], [0.3], [0.9]])
+      >>> worst = lc.worst_stragglers(jnp.tanh, lc.uncoded(4, 8), X, 2)
+      >>> worst.alive.tolist(), worst.exact, worst.evaluated     # C(8, 2) = 28 sets
+      ([True, True, True, False, True, True, True, False], True, 28)
     """
 
     stragglers: np.ndarray
@@ -213,13 +222,22 @@ def worst_stragglers(
       and how many sets were scored.
 
     Raises:
-      ValueError: S out of range, an unknown method, bad inputs or f not finite on X.
-      TypeError: f not callable or hashable, scheme not a scheme, S not an int.
+      ValueError: S out of range; N - S workers too few for the scheme; an unknown
+        method; ``batch`` not a positive int; ``exhaustive_max``, ``max_rounds``,
+        ``restarts`` or ``seed`` not an int >= 0; a swept scheme; X not (K, d) or not
+        finite; f not finite on X.
+      TypeError: f not callable or hashable, or with complex, integer or tuple outputs;
+        scheme not a scheme; S not an int.
 
-    Example::
-
-        worst = lc.worst_stragglers(f, lc.letcc(8, 40), X, S=8)
-        worst.mse, worst.stragglers
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.array([[0.1], [0.2], [0.3], [0.9]])
+      >>> worst = lc.worst_stragglers(jnp.tanh, lc.uncoded(4, 8), X, 2)
+      >>> worst.stragglers.tolist(), round(worst.mse, 3)  # both replicas of x_4: tanh(0.9)^2 / 4
+      ([3, 7], 0.128)
+      >>> round(lc.worst_stragglers(jnp.tanh, lc.letcc(4, 8), X, 2).mse, 3)  # LeTCC copes
+      0.003
     """
     if not check.is_int(S):
         raise TypeError(f"S must be an int (the number of stragglers), got {S!r}.")

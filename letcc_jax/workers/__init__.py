@@ -107,6 +107,11 @@ def run(
 
     Raises:
       NotEnoughResults: the valid results cannot give every input an estimate.
+      ValueError: an unknown backend name; and as ``Backend.run``: ``alive``, X,
+        ``wait_for`` or ``deadline`` out of shape or range, or an option that needs the
+        Dask backend.
+      TypeError: as ``Backend.run``: f not callable or hashable, or not giving one real
+        array; a scheme, ``alive`` or ``faults`` of the wrong type.
 
     Example:
       >>> import jax.numpy as jnp

@@ -30,6 +30,16 @@ class NotEnoughResults(RuntimeError):
     Raised instead of returning an estimate that silently misses an input. The message says
     how many results were valid, what happened to the others, and what the scheme needs;
     when a worker raised, the first such exception is chained as ``__cause__``.
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> try:                                           # one answer cannot be decoded
+      ...     workers.run(jnp.sin, lc.letcc(4, 10), jnp.ones((4, 2)), alive=np.arange(10) < 1)
+      ... except workers.NotEnoughResults as exc:
+      ...     print(type(exc).__name__, isinstance(exc, RuntimeError))
+      NotEnoughResults True
     """
 
 
@@ -47,6 +57,15 @@ class Timings(NamedTuple):
         whole batch took.
       worker_s: (N,) seconds f took on worker n, measured on the worker (injected delays
         excluded); NaN where unknown (lockstep backends time only the whole batch).
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> alive = np.arange(10) != 4                     # worker 4 straggles
+      >>> timings = workers.run(jnp.sin, lc.bacc(4, 10), jnp.ones((4, 2)), alive=alive).timings
+      >>> timings.total_s > 0, np.isnan(timings.arrival_s).tolist()[:6]
+      (True, [False, False, False, False, True, False])
     """
 
     encode_s: float
@@ -70,6 +89,15 @@ class WorkerResult(NamedTuple):
         killed worker, a malformed answer). Workers that were merely slow are not listed.
       timings: where the time went, see ``Timings``.
       backend: name of the backend that ran the round.
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> alive = np.arange(10) != 4                     # worker 4 straggles
+      >>> result = workers.run(jnp.sin, lc.bacc(4, 10), jnp.ones((4, 2)), alive=alive)
+      >>> result.estimate.shape, result.used.tolist()[:6], result.errors
+      ((4, 2), [True, True, True, True, False, True], {})
     """
 
     estimate: np.ndarray
@@ -136,6 +164,12 @@ class Backend:
 
     Every backend runs a round the same way through :meth:`run`; subclasses implement
     ``_compute`` (evaluate f on the coded inputs and report what arrived).
+
+    Example:
+      >>> from letcc_jax import workers
+      >>> backends = (workers.VmapBackend(), workers.ShardedBackend())
+      >>> [(isinstance(b, workers.Backend), b.name) for b in backends]
+      [(True, 'vmap'), (True, 'sharded')]
     """
 
     name: ClassVar[str] = "backend"
@@ -178,6 +212,13 @@ class Backend:
         Raises:
           NotEnoughResults: the valid results that arrived (by the deadline, or at all)
             cannot give every input an estimate.
+          TypeError: f not callable or not hashable; f failing on a coded input, or not
+            returning one real floating-point array; ``scheme`` not a scheme; ``alive``
+            not boolean; ``faults`` not a ``WorkerFaults``; X complex or not numeric.
+          ValueError: ``alive`` not (N,); X not (K, d) or not finite; ``wait_for`` not a
+            positive int or above the workers in ``alive``; ``deadline`` not > 0;
+            ``faults`` naming a worker outside [0, N); ``wait_for``, ``deadline`` or
+            ``faults`` on a lockstep backend.
         """
         start = time.perf_counter()
         if not callable(f):

@@ -200,6 +200,35 @@ class DaskBackend(Backend):
         before raising ``NotEnoughResults``; the round's deadline, if sooner, bounds the
         wait. ``inf`` or None: wait as long as the deadline allows (forever without one).
       **cluster_kwargs: passed on to ``LocalCluster``.
+
+    Raises:
+      ValueError: both ``client`` and ``address``; ``cluster_kwargs`` with either of them;
+        an asynchronous client; ``n_workers`` not an int >= 0 or ``threads_per_worker``
+        not an int >= 1; ``connect_timeout`` or ``worker_timeout`` not > 0.
+      TypeError: ``client`` not a ``distributed.Client``; ``address`` not a string;
+        ``connect_timeout`` not a real number; ``cluster_kwargs`` that the embedded
+        cluster rejects (the message names them).
+      ConnectionError: no scheduler answered at ``address`` within ``connect_timeout``.
+
+    Example:
+      Not run by the test suite, since it starts worker processes; in a script, put it
+      under ``if __name__ == "__main__":``.
+
+      .. code-block:: python
+
+          import jax.numpy as jnp
+          import letcc_jax as lc
+          from letcc_jax import workers
+
+          scheme = lc.letcc(8, 16)
+          X = jnp.linspace(-1, 1, 16).reshape(8, 2)
+          faults = workers.WorkerFaults.slow(16, 3, delay=2.0)   # 3 stragglers, 2 s late
+          with workers.DaskBackend(n_workers=4) as dask:
+              result = dask.run(jnp.sin, scheme, X, wait_for=12, deadline=10.0,
+                                faults=faults)
+          result.estimate.shape            # (8, 2), decoded from the first valid results
+          int(result.used.sum())           # 12 or more
+          result.timings.compute_s         # well under the 2 s of the slow workers
     """
 
     name = "dask"

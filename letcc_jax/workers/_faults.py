@@ -20,7 +20,18 @@ __all__ = ["InjectedFault", "WorkerFaults"]
 
 
 class InjectedFault(RuntimeError):
-    """The exception a worker raises when ``WorkerFaults.fail`` names it."""
+    """The exception a worker raises when ``WorkerFaults.fail`` names it.
+
+    It reaches the master as that worker's entry in ``WorkerResult.errors`` (and, if the
+    round cannot be decoded, as the ``__cause__`` of ``NotEnoughResults``).
+
+    Example:
+      >>> from letcc_jax import workers
+      >>> issubclass(workers.InjectedFault, RuntimeError)
+      True
+      >>> 5 in workers.WorkerFaults(fail=[5]).fail       # worker 5's task will raise it
+      True
+    """
 
 
 class TaskFault(NamedTuple):
@@ -74,6 +85,19 @@ class WorkerFaults:
         [-garbage_scale, garbage_scale] (undetectable by the master; the decoder's
         smoothing has to absorb them).
       garbage_scale: size of the garbage values.
+
+    Raises:
+      TypeError: ``delay`` not a mapping; a collection of indices that is not a collection
+        (an int, a string); an index that is not an int; a delay or ``garbage_scale``
+        that is not a real number.
+      ValueError: a negative or non-finite delay; ``garbage_scale`` not finite and > 0.
+        (Indices are checked against N when a round runs, see ``check``.)
+
+    Example:
+      >>> from letcc_jax import workers
+      >>> faults = workers.WorkerFaults(delay={0: 0.5}, fail=[5], nan=[3])
+      >>> sorted(faults.workers()), faults.task(3).nan, faults.task(7)
+      ([0, 3, 5], True, None)
     """
 
     delay: Mapping[int, float] = dataclasses.field(default_factory=dict)
@@ -102,7 +126,28 @@ class WorkerFaults:
 
     @classmethod
     def slow(cls, N: int, S: int, delay: float, *, seed: int | np.random.Generator = 0) -> WorkerFaults:
-        """``S`` of the ``N`` workers, chosen uniformly at random, start ``delay`` s late."""
+        """``S`` of the ``N`` workers, chosen uniformly at random, start ``delay`` s late.
+
+        Args:
+          N: the number of workers, an int >= 0.
+          S: the number of slow workers, an int in [0, N].
+          delay: seconds, finite and >= 0.
+          seed: an int or a ``numpy.random.Generator`` choosing the workers.
+
+        Returns:
+          A ``WorkerFaults`` with only ``delay`` set.
+
+        Raises:
+          ValueError: N or S not an int >= 0, or S > N; a negative or non-finite delay.
+          TypeError: a delay that is not a real number; a seed that is neither an int
+            nor a Generator.
+
+        Example:
+          >>> from letcc_jax import workers
+          >>> faults = workers.WorkerFaults.slow(10, 3, 0.5, seed=0)
+          >>> len(faults.delay), set(faults.delay.values())
+          (3, {0.5})
+        """
         N = check_count(N, "WorkerFaults.slow: N")
         S = check_count(S, "WorkerFaults.slow: S")
         if S > N:
@@ -119,6 +164,26 @@ class WorkerFaults:
         The shifted-exponential service time of the coded computing literature (Lee et al.,
         "Speeding up distributed machine learning using codes", 2018): a fixed minimum
         ``shift`` plus an exponential tail of mean ``1 / rate`` seconds.
+
+        Args:
+          N: the number of workers, an int >= 1.
+          shift: seconds, finite and >= 0.
+          rate: per second, finite and > 0.
+          seed: an int or a ``numpy.random.Generator`` drawing the delays.
+
+        Returns:
+          A ``WorkerFaults`` whose ``delay`` names every worker 0, ..., N - 1.
+
+        Raises:
+          ValueError: N not an int >= 1; shift < 0 or rate <= 0, or either not finite.
+          TypeError: shift or rate not a real number; a seed that is neither an int nor a
+            Generator.
+
+        Example:
+          >>> from letcc_jax import workers
+          >>> faults = workers.WorkerFaults.shifted_exponential(10, shift=0.1, rate=20.0)
+          >>> len(faults.delay), min(faults.delay.values()) >= 0.1
+          (10, True)
         """
         N = check_count(N, "WorkerFaults.shifted_exponential: N", 1)
         shift = check_real(shift, "WorkerFaults.shifted_exponential: shift", "finite seconds >= 0",
@@ -138,6 +203,27 @@ class WorkerFaults:
         The heavy-tailed service time of the straggler literature: the mean is
         ``shape * scale / (shape - 1)`` for shape > 1 and infinite otherwise; the variance is
         infinite for shape <= 2, so rare workers are very late.
+
+        Args:
+          N: the number of workers, an int >= 1.
+          scale: the smallest delay in seconds, finite and > 0.
+          shape: the tail index, finite and > 0 (at least about 0.1 in practice).
+          seed: an int or a ``numpy.random.Generator`` drawing the delays.
+
+        Returns:
+          A ``WorkerFaults`` whose ``delay`` names every worker 0, ..., N - 1.
+
+        Raises:
+          ValueError: N not an int >= 1; scale or shape not finite and > 0; a shape so
+            small that a drawn delay overflows to inf.
+          TypeError: scale or shape not a real number; a seed that is neither an int nor
+            a Generator.
+
+        Example:
+          >>> from letcc_jax import workers
+          >>> faults = workers.WorkerFaults.pareto(10, scale=0.1, shape=2.0)
+          >>> len(faults.delay), min(faults.delay.values()) >= 0.1
+          (10, True)
         """
         N = check_count(N, "WorkerFaults.pareto: N", 1)
         scale = check_real(scale, "WorkerFaults.pareto: scale", "finite seconds > 0",
@@ -154,17 +240,36 @@ class WorkerFaults:
         return cls(delay={n: float(t) for n, t in enumerate(draws)})
 
     def workers(self) -> frozenset[int]:
-        """Every worker index some fault names."""
+        """Every worker index some fault names.
+
+        Returns:
+          A frozenset of ints.
+        """
         return frozenset(self.delay) | self.fail | self.kill | self.nan | self.garbage
 
     def check(self, N: int):
-        """Raise if a fault names a worker outside [0, N)."""
+        """Raise if a fault names a worker outside [0, N).
+
+        Args:
+          N: the number of workers, an int.
+
+        Raises:
+          ValueError: some fault names a worker index outside [0, N).
+        """
         bad = sorted(n for n in self.workers() if not 0 <= n < N)
         if bad:
             raise ValueError(f"WorkerFaults name worker(s) {bad[:10]} outside [0, N) = [0, {N}).")
 
     def task(self, n: int) -> TaskFault | None:
-        """The faults of worker n, or None if it has none."""
+        """The faults of worker n, as shipped with its task, or None if it has none.
+
+        Args:
+          n: a worker index.
+
+        Returns:
+          A ``TaskFault`` named tuple (``worker``, ``delay``, ``fail``, ``kill``, ``nan``,
+          ``garbage``, ``garbage_scale``), or None.
+        """
         if n not in self.workers():
             return None
         return TaskFault(

@@ -46,6 +46,16 @@ class DeadlineDecode(NamedTuple):
       estimate: (D, K, m) decoded estimates; 0 for an input not recovered.
       used: (D, N) the results the decoder used.
       recovered: (D, K) which inputs got a genuine estimate.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> scheme = lc.bacc(4, 10)
+      >>> result = workers.run(jnp.sin, scheme, jnp.ones((4, 2)))
+      >>> replay = workers.decode_at_deadlines(scheme, result, [1e-9, float("inf")])
+      >>> replay.estimate.shape, replay.recovered.all(axis=1).tolist()  # 1 ns: nothing yet
+      ((2, 4, 2), [False, True])
     """
 
     deadline_s: np.ndarray
@@ -140,7 +150,9 @@ def decode_at_deadlines(scheme: Scheme, result, deadlines, *,
         scheme other than replication, a swept scheme, or a ``result`` whose shapes do not
         match the scheme or whose arrival times are inconsistent.
 
-    Example (a lockstep round: every worker arrives when the batch is done):
+    Example:
+      A lockstep round, in which every worker arrives when the batch is done:
+
       >>> import jax.numpy as jnp
       >>> import letcc_jax as lc
       >>> from letcc_jax import workers

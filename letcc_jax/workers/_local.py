@@ -52,7 +52,21 @@ _vmap_outputs = jax.jit(outputs, static_argnames="f")
 
 
 class VmapBackend(_Lockstep):
-    """All N workers vectorised with ``jax.vmap`` on the default device."""
+    """All N workers vectorised with ``jax.vmap`` on the default device.
+
+    A lockstep backend: every worker computes, and stragglers are simulated with the
+    ``alive`` mask of ``run`` (``wait_for``, ``deadline`` and ``faults`` need the Dask
+    backend). ``workers.run(..., backend="vmap")``, the default, uses one.
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> result = workers.VmapBackend().run(jnp.sin, lc.bacc(4, 10), jnp.ones((4, 2)),
+      ...                                    alive=np.arange(10) >= 2)  # 2 stragglers
+      >>> result.backend, int(result.used.sum()), result.estimate.shape
+      ('vmap', 8, (4, 2))
+    """
 
     name = "vmap"
 
@@ -81,6 +95,20 @@ class ShardedBackend(_Lockstep):
       mesh: a mesh with an axis named ``axis``; other axes, if any, replicate f. Default: a
         1-D mesh over all devices (of all processes) with ``AxisType.Auto``.
       axis: the mesh axis the workers are spread over.
+
+    Raises:
+      ValueError: ``mesh`` has no axis named ``axis``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> backend = workers.ShardedBackend()             # all devices, axis "workers"
+      >>> backend.devices == jax.device_count()
+      True
+      >>> result = backend.run(jnp.sin, lc.bacc(4, 10), jnp.ones((4, 2)))
+      >>> result.backend, result.estimate.shape
+      ('sharded', (4, 2))
     """
 
     name = "sharded"
