@@ -171,6 +171,86 @@ def test_straggler_models_check_the_worker_count():
         lc.LatencyStragglers(11).sample(jax.random.key(0), 10)
 
 
+STRAGGLERS = [lc.NoStragglers(), lc.ExactStragglers(2), lc.BernoulliStragglers(0.3),
+              lc.LatencyStragglers(6, slow=2)]
+FAULTS = [lc.GaussianNoise(0.1), lc.Adversaries(2), lc.FailedWorkers(2)]
+
+
+@pytest.mark.parametrize("model", STRAGGLERS, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("N_, match", [(0, "must be an int >= 1"), ("a", "must be an int >= 1"),
+                                       (2.0, "must be an int >= 1")])
+def test_every_straggler_model_checks_N_in_min_alive_and_sample(model, N_, match):
+    with pytest.raises(ValueError, match=match):
+        model.min_alive(N_)
+    with pytest.raises(ValueError, match=match):
+        model.sample(jax.random.key(0), N_)
+
+
+def test_latency_finish_times_check_their_arguments():
+    model = lc.LatencyStragglers(3, slow=4)
+    with pytest.raises(ValueError, match="slow=4 exceeds the N=3 workers"):
+        model.finish_times(jax.random.key(0), 3)
+    with pytest.raises(TypeError, match="one JAX PRNG key"):
+        model.finish_times(0, 10)
+    assert model.finish_times(jax.random.key(0), 10).shape == (10,)
+
+
+@pytest.mark.parametrize("model", [lc.BernoulliStragglers(jnp.array([0.1, 0.2])),
+                                   lc.LatencyStragglers(3, shift=jnp.array([1.0, 2.0]))],
+                         ids=lambda m: type(m).__name__)
+def test_a_swept_straggler_model_samples_through_the_evaluators_only(model):
+    with pytest.raises(ValueError, match=r"sample takes one model.*sweep axes"):
+        model.sample(jax.random.key(0), 10)
+
+
+@pytest.mark.parametrize("model", FAULTS, ids=lambda m: type(m).__name__)
+def test_fault_models_check_what_apply_gets(model):
+    key, Y = jax.random.key(0), jnp.ones((N, 3))
+    assert model.apply(key, Y).shape == (N, 3)
+    with pytest.raises(ValueError, match=r"Y must be \(N, m\)"):
+        model.apply(key, jnp.ones(N))  # one output per worker: once returned (N, N)
+    with pytest.raises(TypeError, match="real floating-point"):
+        model.apply(key, jnp.ones((N, 3), jnp.int32))
+    with pytest.raises(TypeError, match="one JAX PRNG key"):
+        model.apply(0, Y)
+    assert jax.jit(model.apply)(key, Y).shape == (N, 3)  # the checks are of shapes only
+    if isinstance(model, (lc.Adversaries, lc.FailedWorkers)):
+        with pytest.raises(ValueError, match="exceeds the N=1 workers"):
+            model.apply(key, jnp.ones((1, 3)))
+
+
+@pytest.mark.parametrize("model", [lc.GaussianNoise(jnp.array([0.1, 0.2])),
+                                   lc.Adversaries(2, magnitude=jnp.array([1.0, 2.0]))],
+                         ids=lambda m: type(m).__name__)
+def test_a_swept_fault_model_applies_through_the_evaluators_only(model):
+    # (N, 2) outputs once read a sweep of two sigmas as one sigma per column
+    with pytest.raises(ValueError, match=r"apply takes one model.*sweep axes"):
+        model.apply(jax.random.key(0), jnp.ones((N, 2)))
+
+
+def test_matrices_in_half_precision_are_computed_in_float32():
+    scheme = lc.letcc(K, N)
+    for dtype in (jnp.float16, jnp.bfloat16):
+        E = scheme.encoder_matrix(dtype)
+        D = scheme.decoder_matrix(jnp.ones(N, bool), dtype)
+        assert E.dtype == D.dtype == jnp.float32
+        np.testing.assert_allclose(E, scheme.encoder_matrix(jnp.float32), rtol=0, atol=0)
+        np.testing.assert_allclose(D, scheme.decoder_matrix(jnp.ones(N, bool), jnp.float32),
+                                   rtol=0, atol=0)
+
+
+def test_gcv_scores_one_decoder_and_sharded_backend_needs_a_mesh():
+    from letcc_jax import workers
+
+    Y = jnp.sin(jnp.linspace(-1, 1, N))[:, None]
+    with pytest.raises(ValueError, match="gcv scores one decoder"):
+        lc.gcv(lc.letcc(K, N).replace(beta=jnp.stack([lc.letcc(K, N).beta] * 2)), Y)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        workers.ShardedBackend("not a mesh")
+    with pytest.raises(ValueError, match="WorkerFaults.check: N must be an int"):
+        workers.WorkerFaults(delay={1: 0.5}).check("a")
+
+
 # --------------------------------------------------------------- run_coded / monte_carlo
 
 ENTRY_POINTS = {

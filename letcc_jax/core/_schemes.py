@@ -279,7 +279,8 @@ class Scheme(check.Checked):
           dtype: a real floating dtype; default the dtype of ``alpha``.
 
         Returns:
-          (N, K) array of that dtype.
+          (N, K) array of that dtype; half precision (float16, bfloat16) gives float32,
+          the precision ``encode`` computes in for half-precision data.
 
         Raises:
           TypeError: ``dtype`` is not a real floating-point dtype.
@@ -299,7 +300,8 @@ class Scheme(check.Checked):
           dtype: a real floating dtype; default the dtype of ``beta``.
 
         Returns:
-          (K, N) array of that dtype.
+          (K, N) array of that dtype; half precision (float16, bfloat16) gives float32,
+          the precision ``decode`` computes in for half-precision outputs.
 
         Raises:
           TypeError: ``alive`` is not boolean; ``dtype`` is not a real floating-point
@@ -403,6 +405,8 @@ def _dtype(leaf, dtype) -> np.dtype:
                         f"{dtype!r}.") from None
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a real floating-point dtype, got {dtype}.")
+    if jnp.finfo(dtype).bits < 32:  # half precision: float32, as encode and decode compute
+        return np.dtype(np.float32)
     return dtype
 
 

@@ -179,14 +179,17 @@ def gcv(
 
     Returns:
       ``(best_lambda, scores)``: a Python float, and a float NumPy array of shape
-      (len(lam_grid),), in the dtype of Y.
+      (len(lam_grid),), in the dtype of Y. A score scales with the square of Y and its
+      minimiser does not, so the choice is made on Y scaled by a power of two to unit
+      size: outputs of any size choose as unit-size ones do, even where their scores,
+      reported in Y's units, underflow to 0 or overflow to inf.
 
     Raises:
       TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation; Y
         complex or not numeric; ``alive`` not boolean.
       ValueError: Y not (N, m); ``alive`` not (N,); fewer than 4 valid results; a grid
-        that is empty, negative, not finite or contains 0; scores that overflow (rescale
-        Y).
+        that is empty, negative, not finite or contains 0; a swept ``beta``; scores that
+        are not finite.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -214,13 +217,24 @@ def gcv(
     if np.any(grid == 0):
         raise ValueError("gcv: lambda = 0 interpolates, where GCV is undefined; drop it from "
                          "lam_grid.")
-    scores = np.asarray(_gcv_scores(jnp.asarray(scheme.beta, Y.dtype),
-                                    jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)),
+    if jnp.ndim(scheme.beta) != 1:
+        raise ValueError(f"gcv scores one decoder: the scheme's worker tags beta carry sweep "
+                         f"axes (shape {jnp.shape(scheme.beta)}); call gcv once per scheme.")
+    # A score scales with the square of Y and its minimiser does not: choose on Y scaled
+    # by a power of two to unit size (exact), so that tiny or huge outputs neither
+    # underflow nor overflow, and report the scores in Y's own units.
+    Y = jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype))
+    size = float(jnp.max(jnp.abs(Y)))
+    exponent = int(np.round(np.log2(size))) if 0 < size < np.inf else 0
+    Y = Y * jnp.asarray(2.0 ** -exponent, Y.dtype)
+    scaled = np.asarray(_gcv_scores(jnp.asarray(scheme.beta, Y.dtype), Y,
                                     jnp.asarray(used), jnp.asarray(grid, Y.dtype)))
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("gcv: the scores overflowed or are undefined for some lambdas of "
-                         "lam_grid; rescale Y (e.g. to unit size) and call again.")
-    return float(grid[int(np.nanargmin(scores))]), scores
+    if not np.all(np.isfinite(scaled)):
+        raise ValueError("gcv: the scores are not finite for some lambdas of lam_grid (the "
+                         "smoother failed on these outputs); check Y and lam_grid.")
+    with np.errstate(over="ignore", under="ignore"):
+        scores = np.ldexp(scaled, 2 * exponent).astype(scaled.dtype)
+    return float(grid[int(np.argmin(scaled))]), scores
 
 
 def _require_eager(name: str, *args):

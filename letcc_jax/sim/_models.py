@@ -103,7 +103,7 @@ class StragglerModel(Checked):
         Raises:
           TypeError: ``key`` is not one PRNG key (e.g. an int, or a batch of keys).
           ValueError: N is not an int >= 1, or the model's sizes do not fit N workers
-            (see ``check_workers``).
+            (see ``check_workers``); the model is a sweep (parameters with leading axes).
         """
         raise NotImplementedError
 
@@ -117,7 +117,9 @@ class StragglerModel(Checked):
           A Python int in [0, N]; 0 when any number of workers may straggle.
 
         Raises:
-          ValueError: (``ExactStragglers``) N is not an int >= 1, or S >= N.
+          ValueError: N is not an int >= 1, or the model's sizes do not fit N workers
+            (``ExactStragglers``: S >= N; ``LatencyStragglers``: ``wait_for`` or ``slow``
+            > N).
         """
         raise NotImplementedError
 
@@ -133,10 +135,11 @@ class StragglerModel(Checked):
         """
         _check_N(self, N)
 
-    def _check_sample(self, key, N: int) -> None:
-        """``sample``'s arguments: one PRNG key and a number of workers that fits."""
+    def _check_sample(self, key, N: int, method: str = "sample") -> None:
+        """``sample``'s arguments: one unswept model, one PRNG key, N workers that fit."""
         check_key(key)
         self.check_workers(N)
+        _require_unswept(self, method)
 
 
 class FaultModel(Checked):
@@ -162,9 +165,9 @@ class FaultModel(Checked):
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         """Corrupt the worker outputs Y (traced: works under ``jit`` and ``vmap``).
 
-        A rule of the round kernel, without validation: the evaluators check the model
-        against N (``check_workers``) and handle sweeps before they call it, so call it
-        on an unswept model with a count that fits N.
+        A rule of the round kernel, for one model: the evaluators check the model's values
+        and run sweeps before they call it. Its own checks are of types and shapes only,
+        so they hold under ``jit`` and ``vmap`` too.
 
         Args:
           key: one JAX PRNG key.
@@ -172,8 +175,30 @@ class FaultModel(Checked):
 
         Returns:
           (N, m) corrupted outputs in the dtype of Y.
+
+        Raises:
+          TypeError: ``key`` is not one PRNG key; Y is not a real floating-point array.
+          ValueError: Y is not (N, m); the model's count exceeds N; the model is a sweep
+            (parameters with leading axes).
         """
         raise NotImplementedError
+
+    def _check_apply(self, key, Y) -> None:
+        """``apply``'s arguments: one unswept model, one PRNG key, (N, m) float outputs
+        for N workers that fit (shapes only: the check holds under ``jit`` and ``vmap``)."""
+        check_key(key)
+        if not hasattr(Y, "shape") or not hasattr(Y, "dtype"):
+            raise TypeError(f"{type(self).__name__}.apply: Y must be an (N, m) array of worker "
+                            f"outputs, got {type(Y).__name__}.")
+        if not jnp.issubdtype(Y.dtype, jnp.floating):
+            raise TypeError(f"{type(self).__name__}.apply: Y must be real floating-point, got "
+                            f"dtype {Y.dtype}.")
+        if len(Y.shape) != 2:
+            raise ValueError(f"{type(self).__name__}.apply: Y must be (N, m), one row per "
+                             f"worker, got shape {tuple(Y.shape)}; reshape one output per "
+                             f"worker to Y[:, None].")
+        self.check_workers(Y.shape[0])
+        _require_unswept(self, "apply")
 
     def check_workers(self, N: int) -> None:
         """Raise if the model's sizes do not fit N workers (no-op for size-free models).
@@ -185,6 +210,19 @@ class FaultModel(Checked):
           ValueError: (``Adversaries``, ``FailedWorkers``) N is not an int >= 1, or
             ``count`` exceeds N.
         """
+
+
+def _require_unswept(model, method: str) -> None:
+    """A model's own ``sample``/``apply`` takes one model; sweeps belong to the evaluators.
+    Shapes only, so the check holds under ``jit`` and ``vmap`` too."""
+    swept = {field.name: jnp.shape(getattr(model, field.name))
+             for field in dataclasses.fields(model)
+             if not field.metadata.get("static") and jnp.ndim(getattr(model, field.name)) > 0}
+    if swept:
+        raise ValueError(
+            f"{type(model).__name__}.{method} takes one model, but its parameters carry sweep "
+            f"axes {swept}; pass the swept model to monte_carlo, run_coded, expected_loss or "
+            f"select_lambda, which run every value, or build one model per value.")
 
 
 def _check_N(model, N) -> None:
@@ -216,6 +254,7 @@ class NoStragglers(StragglerModel):
         return jnp.ones((N,), bool)
 
     def min_alive(self, N: int) -> int:
+        self.check_workers(N)
         return N
 
 
@@ -294,6 +333,7 @@ class BernoulliStragglers(StragglerModel):
         return u >= jnp.asarray(self.p, u.dtype)
 
     def min_alive(self, N: int) -> int:
+        self.check_workers(N)
         return 0
 
 
@@ -347,16 +387,19 @@ class LatencyStragglers(StragglerModel):
         """The finish time of each of the N workers; ``sample`` with the same key keeps
         the ``wait_for`` earliest.
 
-        A traced rule without validation (``sample`` checks its arguments): pass one PRNG
-        key and N >= ``slow``, on an unswept model.
-
         Args:
           key: one JAX PRNG key.
           N: the number of workers, a Python int (static).
 
         Returns:
           (N,) float times, at least ``shift``, in JAX's default float dtype.
+
+        Raises:
+          TypeError: ``key`` is not one PRNG key.
+          ValueError: N is not an int >= 1, or ``wait_for`` or ``slow`` exceeds it; the
+            model is a sweep.
         """
+        self._check_sample(key, N, "finish_times")
         k_time, k_slow = jax.random.split(key)
         draw = jax.random.exponential(k_time, (N,))
         shift, rate, slowdown = (jnp.asarray(v, draw.dtype)
@@ -374,7 +417,8 @@ class LatencyStragglers(StragglerModel):
         return jnp.argsort(jnp.argsort(t)) < self.wait_for
 
     def min_alive(self, N: int) -> int:
-        return min(self.wait_for, N)
+        self.check_workers(N)
+        return self.wait_for
 
 
 @pytree_dataclass
@@ -406,6 +450,7 @@ class GaussianNoise(FaultModel):
                         literal_only=literal_only)
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+        self._check_apply(key, Y)
         return Y + jnp.asarray(self.sigma, Y.dtype) * jax.random.normal(key, Y.shape, Y.dtype)
 
 
@@ -453,6 +498,7 @@ class Adversaries(FaultModel):
         _check_at_most(self, "count", N)
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+        self._check_apply(key, Y)
         k_who, k_val = jax.random.split(key)
         bad = random_subset(k_who, Y.shape[0], self.count)[:, None]
         magnitude = jnp.asarray(self.magnitude, Y.dtype)
@@ -493,5 +539,6 @@ class FailedWorkers(FaultModel):
         _check_at_most(self, "count", N)
 
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+        self._check_apply(key, Y)
         bad = random_subset(key, Y.shape[0], self.count)[:, None]
         return jnp.where(bad, jnp.nan, Y)

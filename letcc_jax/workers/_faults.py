@@ -254,8 +254,10 @@ class WorkerFaults:
           N: the number of workers, an int.
 
         Raises:
-          ValueError: some fault names a worker index outside [0, N).
+          ValueError: N is not an int >= 0; some fault names a worker index outside
+            [0, N).
         """
+        N = check_count(N, "WorkerFaults.check: N")
         bad = sorted(n for n in self.workers() if not 0 <= n < N)
         if bad:
             raise ValueError(f"WorkerFaults name worker(s) {bad[:10]} outside [0, N) = [0, {N}).")

@@ -97,6 +97,7 @@ class ShardedBackend(_Lockstep):
       axis: the mesh axis the workers are spread over.
 
     Raises:
+      TypeError: ``mesh`` is not a ``jax.sharding.Mesh``.
       ValueError: ``mesh`` has no axis named ``axis``.
 
     Example:
@@ -116,6 +117,9 @@ class ShardedBackend(_Lockstep):
     def __init__(self, mesh: Mesh | None = None, *, axis: str = "workers"):
         if mesh is None:
             mesh = jax.make_mesh((jax.device_count(),), (axis,), axis_types=(AxisType.Auto,))
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh (e.g. jax.make_mesh(...)) or None, "
+                            f"got {type(mesh).__name__}.")
         if axis not in mesh.axis_names:
             raise ValueError(f"the mesh has axes {mesh.axis_names}, none named {axis!r}; pass axis=.")
         self.mesh = mesh
