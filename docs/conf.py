@@ -6,8 +6,8 @@ Build: ``make docs`` (offline, warnings are errors, the notebooks run at smoke s
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,16 +23,37 @@ import letcc_jax  # noqa: E402  (after sys.path; also installs the XLA CPU guard
 
 # ---------------------------------------------------------------- the notebooks
 # The notebooks live in notebooks/ (one copy, stored without outputs); Sphinx reads sources
-# only under docs/, so the build copies them to docs/tutorials/ (ignored by git).
+# only under docs/, so the build copies them to docs/tutorials/ (ignored by git), with a
+# note under the title that says at which size the site ran them.
 TUTORIALS = DOCS / "tutorials"
+SMOKE = os.environ["LETCC_NOTEBOOK_SMOKE"] == "1"
+SIZE_NOTE = (
+    "```{note}\nThis page ran at **smoke size** (`LETCC_NOTEBOOK_SMOKE=1`) when the site was "
+    "built, so that the build takes minutes: its numbers and plots show what the code does, "
+    "not converged results. Run the notebook from `notebooks/`, or build the site with "
+    "`LETCC_NOTEBOOK_SMOKE=0 make docs`, for the full size; the measured experiments are on "
+    "the {doc}`../experiments` and {doc}`../tuning` pages.\n```"
+    if SMOKE else
+    "```{note}\nThis page ran at full size when the site was built.\n```")
+
+
+def _tutorial(source: Path) -> str:
+    notebook = json.loads(source.read_text())
+    note = {"cell_type": "markdown", "metadata": {}, "source": SIZE_NOTE}
+    if (notebook["nbformat"], notebook["nbformat_minor"]) >= (4, 5):
+        note["id"] = "site-size-note"
+    notebook["cells"].insert(1, note)  # after the title cell
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
 TUTORIALS.mkdir(exist_ok=True)
 for stale in TUTORIALS.glob("*.ipynb"):
     if not (ROOT / "notebooks" / stale.name).exists():
         stale.unlink()
 for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-    target = TUTORIALS / notebook.name
-    if not target.exists() or target.read_bytes() != notebook.read_bytes():
-        shutil.copyfile(notebook, target)
+    target, text = TUTORIALS / notebook.name, _tutorial(notebook)
+    if not target.exists() or target.read_text() != text:  # unchanged: the cache holds
+        target.write_text(text)
 
 # ---------------------------------------------------------------- project
 project = "letcc_jax"
