@@ -107,7 +107,8 @@ pygments_style = "default"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 nb_execution_mode = os.environ.get("LETCC_DOCS_EXECUTE", "cache")  # "off" for a quick draft
-nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
+# One cache per size: the cache keys on the code, which is the same at both sizes.
+nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache" / ("smoke" if SMOKE else "full"))
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True  # a failing cell fails the build, with its traceback
 nb_execution_show_tb = True
