@@ -1,6 +1,7 @@
 """Sphinx configuration of the letcc_jax documentation site (see docs/README.md).
 
-Build: ``make docs`` (offline, warnings are errors, the notebooks run at smoke size).
+Build: ``make docs`` (offline, warnings are errors, the notebooks run; ``LETCC_NOTEBOOK_SMOKE=1``
+runs them at smoke size).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(DOCS / "_ext"))
 
-# The notebooks run while the site builds; LETCC_NOTEBOOK_SMOKE=0 builds them at full size.
-os.environ.setdefault("LETCC_NOTEBOOK_SMOKE", "1")
+# The notebooks run while the site builds, at full size; LETCC_NOTEBOOK_SMOKE=1 runs them small.
+os.environ.setdefault("LETCC_NOTEBOOK_SMOKE", "0")
 
 import letcc_jax  # noqa: E402  (after sys.path; also installs the XLA CPU guard)
 
@@ -31,7 +32,7 @@ SIZE_NOTE = (
     "```{note}\nThis page ran at **smoke size** (`LETCC_NOTEBOOK_SMOKE=1`) when the site was "
     "built, so that the build takes minutes: its numbers and plots show what the code does, "
     "not converged results. Run the notebook from `notebooks/`, or build the site with "
-    "`LETCC_NOTEBOOK_SMOKE=0 make docs`, for the full size; the measured experiments are on "
+    "`make docs`, for the full size; the measured experiments are on "
     "the {doc}`../experiments` and {doc}`../tuning` pages.\n```"
     if SMOKE else
     "```{note}\nThis page ran at full size when the site was built.\n```")
