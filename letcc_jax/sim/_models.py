@@ -23,6 +23,7 @@ from jaxtyping import Array, Bool, Float
 
 from .._pytree import pytree_dataclass
 from .._validation import Checked, check_count, check_key, check_parameter
+from ..core import _round
 
 __all__ = [
     "StragglerModel",
@@ -214,14 +215,13 @@ class FaultModel(Checked):
 
 def _require_unswept(model, method: str) -> None:
     """A model's own ``sample``/``apply`` takes one model; sweeps belong to the evaluators.
-    Shapes only, so the check holds under ``jit`` and ``vmap`` too."""
-    swept = {field.name: jnp.shape(getattr(model, field.name))
-             for field in dataclasses.fields(model)
-             if not field.metadata.get("static") and jnp.ndim(getattr(model, field.name)) > 0}
-    if swept:
+    Shapes only (the kernel's ``batch_shape``), so the check holds under ``jit`` and
+    ``vmap`` too."""
+    grid = _round.batch_shape(model)
+    if grid:
         raise ValueError(
             f"{type(model).__name__}.{method} takes one model, but its parameters carry sweep "
-            f"axes {swept}; pass the swept model to monte_carlo, run_coded, expected_loss or "
+            f"axes {grid}; pass the swept model to monte_carlo, run_coded, expected_loss or "
             f"select_lambda, which run every value, or build one model per value.")
 
 
