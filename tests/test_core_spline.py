@@ -213,9 +213,14 @@ def test_interpolating_decoder_large_N(N, dtype, pattern, jit_decode):
 #   float64, library:         <= 4.1e-14 for every N and lam below
 #   float64, LAPACK Reinsch:  2.0e-15 (N=200, lam=1e-6) ... 6.1e-08 (N=2000, lam=1e-2)
 #                             ... 7.8e-05 (N=10000, lam=1): the normal equations' conditioning
-#   float32, library:         <= 6.2e-05 (N=10000, lam=1), 1.0e-05 at N=2000, lam=1e-2; this
-#                             includes rounding t and y to float32
-# Tolerances: float64 1e-12; float32 5e-4 (N=10000) and 2e-4 (N <= 2000).
+#   float32 (t and y rounded to float32 included), seeds N, N+1, N+2, every lam below:
+#                             "auto" (sequential)    "parallel"
+#     N = 200, 2000           <= 2.1e-5              <= 5.9e-5
+#     N = 10000               <= 1.0e-4              <= 5.1e-4 (lam >= 1e-2; 3e-6 at 1e-6)
+#   The error is the solvers' own: the same with the points rounded to float32 first.
+# Tolerances: float64 1e-12; float32 at least 3.9x the largest measured, per solver.
+LARGE_SMOOTH_FLOAT32_TOL = {("auto", True): 5e-4, ("auto", False): 2e-4,
+                            ("parallel", True): 2e-3, ("parallel", False): 3e-4}
 LARGE_SMOOTH_CASES = [(N, lam) for N in (200, 2000, 10_000) for lam in (1e-9, 1e-6, 1e-4, 1e-2, 1.0)]
 
 
@@ -231,7 +236,7 @@ def test_smoothing_decoder_large_N_against_exact(N, lam, jit_decode):
         assert_close(decode(jit_decode, scheme, Y, alive, np.float64), exact, 1e-12,
                      err_msg=solver)
         out32 = decode(jit_decode, scheme, Y.astype(np.float32), alive, np.float32)
-        assert_close(out32, exact, 5e-4 if N > 2000 else 2e-4, err_msg=solver)
+        assert_close(out32, exact, LARGE_SMOOTH_FLOAT32_TOL[solver, N > 2000], err_msg=solver)
 
 
 @pytest.mark.parametrize("lam", [0.0, 1e-6, 1e-2])
@@ -301,7 +306,7 @@ def test_blocked_smoother_matches_the_reference(N, dtype, method):
 # N = 1000, 130 s at N = 5000); forward mode checks the same derivatives along a random
 # direction in half that (reverse mode is JAX's transpose of this linearisation). Its
 # values are checked at N = 1e5 in test_core_parallel.
-@pytest.mark.parametrize("solver, N", [("blocked", 5000), ("parallel", 1000)])
+@pytest.mark.parametrize("solver, N", [("blocked", 5000), ("parallel", 130)])
 def test_blocked_and_sequential_smoothers_agree(solver, N):
     """The orders of elimination solve the same least-squares problem: the two-level and
     the parallel smoother agree with the sequential one to ~1e-13 in values and in
