@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 
 import jax
@@ -104,3 +105,25 @@ def fit_slope(N, mse) -> float:
     if keep.sum() < 2:
         return float("nan")
     return float(np.polyfit(np.log(N[keep]), np.log(mse[keep]), 1)[0])
+
+
+def expected_longest_run(N: int, S: int) -> float:
+    """Expected length of the longest run of consecutive stragglers, in worker-tag order,
+    when exactly S of the N workers straggle, all sets equally likely (``ExactStragglers``).
+
+    Exact, in integers: the longest run is shorter than L iff every one of the N - S + 1
+    gaps around the survivors holds at most L - 1 stragglers, and those spreads are counted
+    by inclusion-exclusion. E = sum over L >= 1 of P(longest >= L). About log(N)/log(1/q)
+    for S = qN (the longest head run of N coin tosses); it falls to 1 for a fixed S as N
+    grows, since a few random stragglers are then rarely adjacent.
+    """
+    if not 0 <= S <= N:
+        raise ValueError(f"need 0 <= S <= N, got S={S}, N={N}.")
+    gaps = N - S + 1
+    total = math.comb(N, S)
+
+    def spreads_below(L):  # sets of S stragglers whose runs are all shorter than L
+        return sum((-1) ** j * math.comb(gaps, j) * math.comb(S - j * L + gaps - 1, gaps - 1)
+                   for j in range(S // L + 1))
+
+    return sum(total - spreads_below(L) for L in range(1, S + 1)) / total

@@ -5,10 +5,11 @@ then runs the two experiments' command lines with their ``demo`` config
 (``experiments/configs.py``), each in its own process that loads the model from the cache:
 
 - Table 1 rows (``experiments.table1``): for a few (N, K, S), K test images coded for N
-  workers of which exactly S straggle; RMSE of the logits and RelAcc, mean ± std over
-  straggler draws and evaluation batches, for LeTCC, BACC, LCC and uncoded replication.
+  workers of which exactly S straggle; the loss E[MSE] on the logits (and its root), RMSE
+  and RelAcc mean ± std, over straggler draws and evaluation batches, for LeTCC, BACC, LCC
+  and uncoded replication.
 - a small error-vs-N sweep (``experiments.error_vs_n``): LeTCC against BACC on LeNet-5,
-  noiseless and noisy, drawn log-log with the fitted slopes and the theory's N^-3 and N^-3/5.
+  noiseless and noisy, drawn log-log with the fitted slopes and the theory's rates.
 
 Results go to ``results/demo/table1/`` and ``results/demo/error_vs_n/`` (the plot is
 ``error_vs_n_lenet5.png``). Under five minutes on two CPU cores from an empty cache.
@@ -38,7 +39,8 @@ SYNTHETIC_SETTINGS = [(20, 5, 4), (50, 10, 10), (100, 20, 20), (200, 50, 40)]
 
 
 def synthetic_table(settings, trials, seed, out):
-    """RMSE of the four schemes on f = a random tanh network R^8 -> R^4 (lambdas 0)."""
+    """The loss E[MSE] (and its root) of the four schemes on f = a random tanh network
+    R^8 -> R^4 (lambdas 0)."""
     key_net, key_data, key_mc = jax.random.split(jax.random.PRNGKey(seed), 3)
     f = random_tanh_network(key_net)
     rows, table = [], []
@@ -50,12 +52,13 @@ def synthetic_table(settings, trials, seed, out):
                                      stragglers=lc.ExactStragglers(S)).summary()
             rows.append({"N": N, "K": K, "S": S, "scheme": name, **summary})
             lost = summary["failure_rate"]
-            cells.append(f"{summary['rmse_mean']:.2e} ± {summary['rmse_std']:.1e}"
+            cells.append(f"{summary['mse_mean']:.2e} ({summary['mse_mean'] ** 0.5:.2e})"
                          + (f" ({100 * lost:.1f}% lost)" if lost > 0 else ""))
         table.append([N, K, S] + cells)
     md = markdown_table(["N", "K", "S"] + SCHEMES, table)
-    print("\nRMSE, mean ± std over straggler patterns (exactly S of N workers missing); "
-          "'lost': share of patterns where uncoded lost an input (estimated as 0):\n\n" + md)
+    print("\nE[MSE], the mean over straggler patterns of the per-pattern MSE, with its root "
+          "(exactly S of N workers missing); 'lost': share of patterns where uncoded lost an "
+          "input (estimated as 0):\n\n" + md)
     write_json(out / "results.json", {"config": {"settings": settings, "trials": trials,
                                                  "seed": seed},
                                       "environment": environment(), "rows": rows})

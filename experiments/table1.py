@@ -8,9 +8,13 @@ the evaluation images (``data.calibration_split``); lam_enc = 0. Every scheme th
 values are pooled over all batches before taking mean and std.
 
 Metrics (per trial, DESIGN.md section 4):
-  RMSE   = sqrt((1/K) sum_k ||f_hat(x_k) - f(x_k)||^2) on the logits;
+  MSE    = (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 on the logits, and RMSE = sqrt(MSE);
   RelAcc = acc(argmax f_hat vs labels) / acc(argmax f vs labels);
   Agree  = fraction of k with argmax f_hat(x_k) == argmax f(x_k).
+The headline is the paper's loss E[MSE], the mean of the per-trial MSE, and its root
+sqrt(E[MSE]) in the logits' units. The mean of the per-trial RMSE (kept beside it) ranks
+schemes differently: it weighs a rare large error, such as a lost input, less than the
+loss does.
 
     python -m experiments.table1                  # cpu config (Fashion-MNIST), minutes
     python -m experiments.table1 --config paper   # MNIST / CIFAR-10 / CIFAR-100 files needed
@@ -37,7 +41,8 @@ from experiments._io import (
 from experiments.configs import TABLE1, Table1Config
 from letcc_jax.zoo.data import calibration_split
 
-METRICS = ("rmse", "mse", "relacc", "agreement")
+#: Pooled metrics, the headline (the paper's loss) first.
+METRICS = ("mse", "rmse", "relacc", "agreement")
 NAMES = {"letcc": "LeTCC", "letcc_tuned": "LeTCC tuned", "bacc": "BACC", "lcc": "LCC",
          "uncoded": "uncoded"}
 #: Columns of the worst-case table, in order.
@@ -47,15 +52,18 @@ WORST_NOTE = (
     "Worst case: the S stragglers that maximise the decoding error of each scheme on the "
     "first evaluation batch (letcc_jax.worst_stragglers: exact by enumeration where "
     "C(N, S) <= 20,000, else the best swap local search from the greedy set and the worst "
-    "tag-order window, a lower bound marked ≥). Cell: worst-case RMSE (mean RMSE over the "
-    "random straggler draws on the same batch; worst / mean). LeTCC tuned: lam_enc, lam_dec, "
-    "alpha and beta by letcc_jax.tune from the selected lam_dec, on the calibration batch."
+    "tag-order window, a lower bound marked ≥). Cell: worst-case RMSE (√E[MSE] over the "
+    "random straggler draws on the same batch; the ratio of the two). LeTCC tuned: lam_enc, "
+    "lam_dec, alpha and beta by letcc_jax.tune from the selected lam_dec, on the calibration "
+    "batch."
 )
 
 METRIC_NOTE = (
-    "Mean ± std over straggler draws pooled across evaluation batches (trials × batches "
-    "values per cell); exactly S of N workers straggle, uniformly at random.\n"
-    "RMSE = sqrt((1/K) Σ_k ||f̂(x_k) − f(x_k)||²) on the logits. "
+    "Over straggler draws pooled across evaluation batches (trials × batches values per "
+    "cell); exactly S of N workers straggle, uniformly at random.\n"
+    "MSE = (1/K) Σ_k ||f̂(x_k) − f(x_k)||² on the logits, per draw; the headline is the "
+    "paper's loss E[MSE], the mean over draws, with √E[MSE] in the logits' units. "
+    "RMSE = √MSE per draw, shown as mean ± std. "
     "RelAcc = acc(argmax f̂ vs labels) / acc(argmax f vs labels); "
     "Agree = share of inputs with argmax f̂ = argmax f. "
     "Uncoded: an input with no surviving replica is estimated as 0 ('lost' = share of "
@@ -65,7 +73,8 @@ METRIC_NOTE = (
 
 
 def pool(results) -> dict:
-    """Mean and std of each metric over the per-trial values of several MonteCarloResults.
+    """Mean and std of each metric over the per-trial values of several MonteCarloResults,
+    and ``root_mean_mse`` = sqrt(mse_mean), the root of the loss E[MSE].
 
     RelAcc is undefined (NaN) on a batch where f itself classifies nothing correctly; such
     values are dropped and counted in ``relacc_undefined``.
@@ -76,6 +85,8 @@ def pool(results) -> dict:
         finite = values[np.isfinite(values)]
         out[f"{name}_mean"] = float(np.mean(finite)) if finite.size else float("nan")
         out[f"{name}_std"] = float(np.std(finite)) if finite.size else float("nan")
+        if name == "mse":
+            out["root_mean_mse"] = float(np.sqrt(out["mse_mean"]))
         if name == "relacc":
             out["relacc_undefined"] = int(values.size - finite.size)
     recovered = np.concatenate([np.asarray(r.recovered) for r in results])
@@ -126,18 +137,18 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, worst_case: bool =
 
 def worst_columns(f, scheme, X, S, random, config: Table1Config) -> dict:
     """The worst S stragglers for ``scheme`` on the inputs X (the first evaluation batch),
-    beside the random-straggler RMSE on the same batch (``random``, its MonteCarloResult).
-    ``worst_gap`` = worst RMSE / mean random RMSE."""
+    beside the random-straggler loss on the same batch (``random``, its MonteCarloResult).
+    ``worst_gap`` = worst RMSE / sqrt(E[MSE]) of the random draws."""
     start = time.perf_counter()
     worst = lc.worst_stragglers(f, scheme, X, S, restarts=config.worst_restarts,
                                 max_rounds=config.worst_max_rounds, seed=config.seed)
     rmse = float(np.sqrt(worst.mse))
-    random_rmse = float(np.mean(np.asarray(random.rmse, np.float64)))
+    random_root = float(np.sqrt(np.mean(np.asarray(random.mse, np.float64))))
     return {"worst_rmse": rmse, "worst_mse": float(worst.mse), "worst_exact": worst.exact,
             "worst_stragglers": worst.stragglers.tolist(), "worst_evaluated": worst.evaluated,
-            "random_rmse_batch0": random_rmse,
+            "random_root_mean_mse_batch0": random_root,
             "random_rmse_max_batch0": float(np.max(np.asarray(random.rmse, np.float64))),
-            "worst_gap": rmse / random_rmse if random_rmse > 0 else float("inf"),
+            "worst_gap": rmse / random_root if random_root > 0 else float("inf"),
             "worst_seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -169,38 +180,35 @@ def run(config: Table1Config, progress=True):
     return rows, models
 
 
-def tables(rows) -> tuple[str, str]:
-    """Markdown: RMSE per scheme, and RelAcc (Agree) per scheme, one row per setting."""
+def tables(rows) -> tuple[str, str, str]:
+    """Markdown, one row per setting and a column per scheme: the loss E[MSE] (its root),
+    RMSE mean ± std, and RelAcc (Agree)."""
     header = ["model", "N", "K", "survivors N−S"]
-    rmse_rows, acc_rows = [], []
-    keys = []
-    for r in rows:
-        k = (r["model"], r["N"], r["K"], r["S"])
-        if k not in keys:
-            keys.append(k)
-    for model, N, K, S in keys:
-        cells_r, cells_a = [], []
+    loss_rows, rmse_rows, acc_rows = [], [], []
+    for model, N, K, S in dict.fromkeys((r["model"], r["N"], r["K"], r["S"]) for r in rows):
+        cells_l, cells_r, cells_a = [], [], []
         for name in SCHEMES:
             r = next(r for r in rows if (r["model"], r["N"], r["K"], r["S"], r["scheme"])
                      == (model, N, K, S, name))
-            cell = f"{r['rmse_mean']:.3g} ± {r['rmse_std']:.2g}"
-            if r["failure_rate"] > 0:
-                cell += f" ({100 * r['failure_rate']:.0f}% lost)"
-            if name == "letcc":
-                cell += f" [λ={r['lam_dec']:.0e}]"
-            cells_r.append(cell)
+            lost = (f" ({100 * r['failure_rate']:.0f}% lost)" if r["failure_rate"] > 0
+                    else "")
+            lam = f" [λ={r['lam_dec']:.0e}]" if name == "letcc" else ""
+            cells_l.append(f"{r['mse_mean']:.3g} ({r['root_mean_mse']:.3g}){lost}{lam}")
+            cells_r.append(f"{r['rmse_mean']:.3g} ± {r['rmse_std']:.2g}")
             cells_a.append(f"{r['relacc_mean']:.3f} ± {r['relacc_std']:.2f} "
                            f"({r['agreement_mean']:.3f})")
         base = [model, N, K, N - S]
+        loss_rows.append(base + cells_l)
         rmse_rows.append(base + cells_r)
         acc_rows.append(base + cells_a)
-    return (markdown_table(header + [NAMES[s] for s in SCHEMES], rmse_rows),
-            markdown_table(header + [NAMES[s] for s in SCHEMES], acc_rows))
+    header += [NAMES[s] for s in SCHEMES]
+    return tuple(markdown_table(header, body) for body in (loss_rows, rmse_rows, acc_rows))
 
 
 def worst_table(rows) -> str:
     """Markdown: per setting of the worst-case models and per scheme, the worst-case RMSE,
-    the mean random-straggler RMSE on the same batch, and their ratio; '' without any."""
+    sqrt(E[MSE]) of the random stragglers on the same batch, and their ratio; '' without
+    any."""
     worst = [r for r in rows if "worst_rmse" in r]
     if not worst:
         return ""
@@ -212,8 +220,8 @@ def worst_table(rows) -> str:
             r = next(r for r in worst
                      if (r["model"], r["N"], r["K"], r["S"], r["scheme"]) == (model, N, K, S, name))
             exact = "" if r["worst_exact"] else "≥"
-            cells.append(f"{exact}{r['worst_rmse']:.3g} ({r['random_rmse_batch0']:.3g}; "
-                         f"×{r['worst_gap']:.3g})")
+            random = r["random_root_mean_mse_batch0"]
+            cells.append(f"{exact}{r['worst_rmse']:.3g} ({random:.3g}; ×{r['worst_gap']:.3g})")
         body.append([model, N, K, N - S] + cells)
     return markdown_table(["model", "N", "K", "survivors N−S"] + [NAMES[n] for n in names],
                           body)
@@ -221,8 +229,8 @@ def worst_table(rows) -> str:
 
 def plot_worst(rows, out):
     """The worst-case table as a figure (``table1_worst_case.png`` in ``out``): per setting
-    and scheme, a segment from the mean random-straggler RMSE (hollow) up to the worst
-    case (filled), log scale. LCC, whose errors run to 1e10, is left out. None without
+    and scheme, a segment from the random stragglers' sqrt(E[MSE]) (hollow) up to the
+    worst case's RMSE (filled), log scale. LCC, whose errors run to 1e10, is left out. None without
     worst-case rows."""
     worst = [r for r in rows if "worst_rmse" in r and r["scheme"] != "lcc"]
     if not worst:
@@ -242,15 +250,16 @@ def plot_worst(rows, out):
             r = next(r for r in worst if (r["model"], r["N"], r["K"], r["S"]) == setting
                      and r["scheme"] == name)
             x = i - 0.4 + (j + 0.5) * width
-            ax.plot([x, x], [r["random_rmse_batch0"], r["worst_rmse"]], color=color, lw=1.2)
-            ax.plot(x, r["random_rmse_batch0"], "o", mfc="white", color=color, ms=5)
+            random = r["random_root_mean_mse_batch0"]
+            ax.plot([x, x], [random, r["worst_rmse"]], color=color, lw=1.2)
+            ax.plot(x, random, "o", mfc="white", color=color, ms=5)
             ax.plot(x, r["worst_rmse"], "o" if r["worst_exact"] else "^", color=color, ms=5,
                     label=NAMES[name] if i == 0 else None)
     ax.set_yscale("log")
     ax.set_xticks(range(len(settings)))
     ax.set_xticklabels([f"{m}\nN={N} K={K} S={S}" for m, N, K, S in settings], fontsize=8)
-    ax.set_ylabel("RMSE (logits)")
-    ax.set_title("Random stragglers (hollow: mean of the draws) against the worst S "
+    ax.set_ylabel("root of the MSE (logits)")
+    ax.set_title("Random stragglers (hollow: √E[MSE] over the draws) against the worst S "
                  "(filled; ▲: search, a lower bound)", fontsize=9)
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=len(names), loc="lower left")
@@ -263,12 +272,13 @@ def plot_worst(rows, out):
 
 def report(rows, models, config: Table1Config, seconds, out) -> str:
     """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``."""
-    rmse_md, acc_md = tables(rows)
+    loss_md, rmse_md, acc_md = tables(rows)
     worst_md = worst_table(rows)
     worst_md = (f"### Worst-case stragglers, RMSE (logits)\n\n{WORST_NOTE}\n\n{worst_md}\n\n"
                 if worst_md else "")
-    text = (f"## Table 1 ({config.name} config)\n\n{METRIC_NOTE}\n\n### RMSE (logits), "
-            f"mean ± std [LeTCC's lam_dec]\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax "
+    text = (f"## Table 1 ({config.name} config)\n\n{METRIC_NOTE}\n\n### Loss E[MSE] "
+            f"(√E[MSE]) on the logits [LeTCC's lam_dec]\n\n{loss_md}\n\n### RMSE per draw "
+            f"(logits), mean ± std\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax "
             f"agreement)\n\n{acc_md}\n\n{worst_md}Models: {models}. "
             f"Time {seconds:.0f} s.\n")
     print("\n" + text)

@@ -41,6 +41,7 @@ from .core._schemes import (
 from .core._smoothing import smoothing_spline
 from .sim._adversary import AdversarialAttack, worst_adversaries
 from .sim._evaluate import expected_loss, monte_carlo, run_coded
+from .sim._exact import ReplicationLoss, replication_loss
 from .sim._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
 from .sim._models import (
     Adversaries,
@@ -53,6 +54,7 @@ from .sim._models import (
     NoStragglers,
     StragglerModel,
 )
+from .sim._order import order_inputs, path_length
 from .sim._tuning import LEARNABLE, TuningResult, node_logits, ordered_nodes, tune
 from .sim._worst import WorstCase, worst_stragglers
 
@@ -80,6 +82,7 @@ __all__ = [
     "LeTCC",
     "MonteCarloResult",
     "NoStragglers",
+    "ReplicationLoss",
     "ResidualLeTCC",
     "SCHEMES",
     "Scheme",
@@ -99,8 +102,11 @@ __all__ = [
     "monte_carlo",
     "mse",
     "node_logits",
+    "order_inputs",
     "ordered_nodes",
+    "path_length",
     "relacc",
+    "replication_loss",
     "residual_letcc",
     "run_coded",
     "select_lambda",

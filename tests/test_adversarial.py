@@ -187,3 +187,39 @@ def test_smoke_run_writes_results(tmp_path):
     assert {s["scheme"] for s in fitted} == set(adversarial.SCHEMES)
     assert (out / "results.csv").read_text().startswith("function,")
     assert (out / "adversarial_vs_n.png").stat().st_size > 0
+
+
+def test_derived_lam_dec_schedule_rests_on_the_decoders_scalings():
+    # The premises of experiments.adversarial's derived lam_dec ∝ N^((8/5)(a-1)), on the
+    # library's decoder in float64 (mean-form lam): one worker's weight on an estimate is
+    # ~ 1/(N lam^(1/4)) (bandwidth lam^(1/4), whatever N), and the worst squared bias at an
+    # estimate over h with int h''^2 = 1 is ~ lam^(3/4), independent of N. That worst case
+    # is w' G w with w = (decoder row, -1) at (beta, alpha_k) and G = |s - t|^3 / 12, the
+    # kernel of int h''^2 (w annihilates lines, which the spline reproduces).
+    from experiments import adversarial
+    from experiments._common import fit_slope
+
+    lams, k = np.logspace(-7, -4, 4), 4
+    measured = {}
+    for N in (256, 1024):
+        rows = []
+        for lam in lams:
+            scheme = jax.tree.map(lambda v: jnp.asarray(v, np.float64), lc.letcc(8, N, lam_dec=lam))
+            D = np.asarray(scheme.decoder_matrix(jnp.ones(N, bool)))
+            t = np.append(np.asarray(scheme.beta), np.asarray(scheme.alpha)[k])
+            w = np.append(D[k], -1.0)
+            rows.append((N * np.abs(D[k]).max(), w @ (np.abs(t[:, None] - t[None]) ** 3 / 12) @ w))
+        measured[N] = np.array(rows)
+        np.testing.assert_allclose(fit_slope(lams, measured[N][:, 0]), -0.25, rtol=0, atol=0.02)
+        np.testing.assert_allclose(fit_slope(lams, measured[N][:, 1]), 0.75, rtol=0, atol=0.02)
+    np.testing.assert_allclose(measured[256], measured[1024], rtol=0.05, atol=0)
+    # Balancing the two: bias + (N^a * influence / N)^2 is least at lam ~ N^((8/5)(a-1)),
+    # where it is ~ N^((6/5)(a-1)), the paper's rate.
+    fine, Ns = np.logspace(-16, 0, 4001), np.logspace(3, 6, 7)
+    for a in (0.0, 0.25, 0.5):
+        loss = fine[None] ** 0.75 + (Ns[:, None] ** (a - 1)) ** 2 * fine[None] ** -0.5
+        best = np.argmin(loss, axis=1)
+        np.testing.assert_allclose(np.polyfit(np.log(Ns), np.log(fine[best]), 1)[0],
+                                   adversarial.lam_exponent("letcc_derived", a), rtol=0, atol=0.01)
+        np.testing.assert_allclose(np.polyfit(np.log(Ns), np.log(loss.min(axis=1)), 1)[0],
+                                   adversarial.theory_exponent(a), rtol=0, atol=0.01)

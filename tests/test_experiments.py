@@ -7,6 +7,7 @@ import ast
 import csv
 import dataclasses
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import pytest
 
 import letcc_jax as lc
 from experiments import configs, demo, error_vs_n, probabilistic, table1
+from experiments._common import expected_longest_run
 from letcc_jax.zoo.data import load_fashion_mnist
 
 
@@ -62,6 +64,48 @@ def test_curve_label_shows_the_fitted_slope():
             == "BACC σ/rms=0.01 (slope -0.6)")
 
 
+# ----------------------------------------------------------------- theory lines
+def _longest_run(mask) -> int:
+    runs = "".join("1" if v else "0" for v in mask).split("0")
+    return max(map(len, runs))
+
+
+@pytest.mark.parametrize("N, S", [(10, 4), (12, 3), (9, 0), (8, 8), (11, 5), (13, 1)])
+def test_expected_longest_run_matches_enumeration(N, S):
+    runs = [_longest_run(np.isin(np.arange(N), chosen))
+            for chosen in itertools.combinations(range(N), S)]
+    np.testing.assert_allclose(expected_longest_run(N, S), np.mean(runs), rtol=1e-12, atol=0)
+
+
+def test_expected_longest_run_is_the_straggler_models():
+    # the same straggler model as the experiments: lc.ExactStragglers' uniform random sets
+    N, S, draws = 60, 12, 4000
+    keys = jax.random.split(jax.random.key(0), draws)
+    masks = np.asarray(jax.vmap(lambda k: ~lc.ExactStragglers(S).sample(k, N))(keys))
+    runs = np.array([_longest_run(m) for m in masks], float)
+    assert masks.sum(axis=1).tolist() == [S] * draws
+    np.testing.assert_allclose(runs.mean(), expected_longest_run(N, S),
+                               rtol=0, atol=4 * runs.std() / np.sqrt(draws))
+
+
+def test_error_vs_n_rates_use_the_longest_run_when_S_grows_with_N():
+    N = np.array(configs.ERROR_VS_N["cpu"].N)
+    S = np.round(0.2 * N).astype(int)
+    L = np.array([expected_longest_run(n, s) for n, s in zip(N, S)])
+    # about log_{1/q}(N), the longest head run, for S = qN
+    large = N >= 100
+    np.testing.assert_allclose(L[large], np.log(N[large]) / np.log(5), rtol=0, atol=0.5)
+    # with S in place of the gap the bounds do not decay: S^3 N^-3 is flat, the noisy grows
+    np.testing.assert_allclose(error_vs_n.fit_slope(N, error_vs_n.theory_rate("noiseless", N, S)),
+                               0.0, rtol=0, atol=1e-3)
+    assert error_vs_n.fit_slope(N, error_vs_n.theory_rate("noisy", N, S)) > 0.9
+    # with the longest run they do, a little slower than N^-3 and N^-3/5
+    assert -3.0 < error_vs_n.fit_slope(N, error_vs_n.theory_rate("noiseless", N, L)) < -2.2
+    assert -0.6 < error_vs_n.fit_slope(N, error_vs_n.theory_rate("noisy", N, L)) < -0.2
+    assert [error_vs_n.theory_gap(regime, 200, 4.0) for regime in ("S_fixed", "S_fraction")] \
+        == [200.0, 4.0]
+
+
 # ----------------------------------------------------------------- metric pooling
 def _result(rmse, relacc, agreement, recovered):
     rmse = np.asarray(rmse, float)
@@ -76,7 +120,9 @@ def test_pool_concatenates_trials_across_batches():
     assert pooled["values"] == 3
     np.testing.assert_allclose(pooled["rmse_mean"], 3.0, rtol=1e-12, atol=0)
     np.testing.assert_allclose(pooled["rmse_std"], np.sqrt(8 / 3), rtol=1e-12, atol=0)
+    # the headline is the loss E[MSE] and its root, not the mean RMSE: sqrt(35/3) > 3
     np.testing.assert_allclose(pooled["mse_mean"], 35 / 3, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(pooled["root_mean_mse"], np.sqrt(35 / 3), rtol=1e-12, atol=0)
     # RelAcc is undefined on a batch where f itself is never right: dropped and counted
     np.testing.assert_allclose(pooled["relacc_mean"], 0.75, rtol=1e-12, atol=0)
     np.testing.assert_allclose(pooled["relacc_std"], 0.25, rtol=1e-12, atol=0)
@@ -161,12 +207,13 @@ def test_error_vs_n_smoke(tmp_path, caplog):
             assert r["lam_dec"] in config["lam_dec_grid"]
 
 
-def test_claimed_rates_are_the_papers():
-    # log_{1/p}(N)^3 N^-3 for BACC, log_{1/p}(N)^4 N^-2 for LeTCC; log_10(100) = 2
-    np.testing.assert_allclose(probabilistic.claimed_rate("bacc", 0.1, 100), 8 * 100.0 ** -3,
-                               rtol=1e-12)
-    np.testing.assert_allclose(probabilistic.claimed_rate("letcc", 0.1, [100, 1000]),
-                               [16 * 100.0 ** -2, 81 * 1000.0 ** -2], rtol=1e-12)
+def test_theory_rates_follow_the_papers_derivation():
+    # log_{1/p}(N)^3 N^-3 for LeTCC (S^3 N^-3 with the longest run for S), log_{1/p}(N)^4
+    # N^-2 for BACC: the abstract of arXiv 2502.00645 swaps them; log_10(100) = 2
+    np.testing.assert_allclose(probabilistic.theory_rate("letcc", 0.1, 100), 8 * 100.0 ** -3,
+                               rtol=1e-12, atol=0)
+    np.testing.assert_allclose(probabilistic.theory_rate("bacc", 0.1, [100, 1000]),
+                               [16 * 100.0 ** -2, 81 * 1000.0 ** -2], rtol=1e-12, atol=0)
 
 
 def test_no_loss_from_needs_every_larger_N_clean():
@@ -222,17 +269,30 @@ def test_demo_smoke(tmp_path, capfd):
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(table_rows)
     assert "RelAcc = acc(argmax" in (out / "table.md").read_text()
+    with (out / "results.csv").open() as fh:  # the headline columns come first
+        header = next(csv.reader(fh))
+    first = header.index("mse_mean")
+    assert header[first:first + 3] == ["mse_mean", "mse_std", "root_mean_mse"]
+    assert first < header.index("rmse_mean")
     for r in table_rows:
         assert r["model"] == "lenet5"
         assert r["values"] == config["trials"] * config["batches"]
+        assert np.isfinite(r["mse_mean"]) and r["mse_std"] >= 0
+        np.testing.assert_allclose(r["root_mean_mse"], np.sqrt(r["mse_mean"]), rtol=1e-12,
+                                   atol=0)
+        # the root of the mean is at least the mean of the roots (Jensen)
+        assert r["root_mean_mse"] >= r["rmse_mean"] * (1 - 1e-6)
         assert np.isfinite(r["rmse_mean"]) and r["rmse_std"] >= 0
         # C(12, 3) = 220 sets: enumerated, so the worst case bounds every random draw
         assert r["worst_exact"] and len(r["worst_stragglers"]) == r["S"]
         assert r["worst_rmse"] >= r["random_rmse_max_batch0"] * (1 - 1e-6)
-        np.testing.assert_allclose(r["worst_gap"], r["worst_rmse"] / r["random_rmse_batch0"])
+        np.testing.assert_allclose(r["worst_gap"],
+                                   r["worst_rmse"] / r["random_root_mean_mse_batch0"],
+                                   rtol=1e-12, atol=0)
     letcc = next(r for r in table_rows if r["scheme"] == "letcc")
     assert letcc["lam_dec"] in config["lam_dec_grid"]
     text = (out / "table.md").read_text()
+    assert text.index("### Loss E[MSE] (√E[MSE])") < text.index("### RMSE per draw")
     assert "### Worst-case stragglers" in text and "| LeTCC tuned |" in text
     # replication's 3 replicas of one input all straggle: an input is lost outright
     uncoded = next(r for r in table_rows if r["scheme"] == "uncoded")

@@ -11,8 +11,11 @@ shapes and dtypes: a new straggler mask, noise level or lambda is new data, neve
 compilation.
 
 Schemes implement three traced rules (``apply_encoder``, ``apply_decoder``,
-``apply_recovery``); fault and straggler models implement ``apply`` and ``sample``. This
-module only calls those, so it imports no scheme or model.
+``apply_recovery``) on inputs in node order; this module puts the caller's inputs into the
+scheme's node order (``to_node_order``) and its estimates back (``to_input_order``), and
+gives inputs that cannot be recovered the scheme's ``fallback``. Fault and straggler models
+implement ``apply`` and ``sample``. This module only calls those, so it imports no scheme
+or model.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ __all__ = [
     "CodedResult",
     "MonteCarloResult",
     "usable",
+    "encode",
+    "decode_report",
+    "decoder_matrix",
     "outputs",
     "apply_faults",
     "sample_round",
@@ -148,29 +154,52 @@ def usable(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"
 
 
 def _decode_usable(scheme, Y, used):
-    """The scheme's decoder on the usable rows, and which inputs it estimates.
+    """The scheme's decoder on the usable rows, and which inputs it estimates, both in the
+    caller's order.
 
     The other rows are zeroed first, so that no NaN from a straggler's row can reach the
     estimate, not even through a zero weight. An input the scheme cannot estimate from
-    ``used`` (``apply_recovery``) is estimated as 0 on every path: a decoder below its
-    threshold would otherwise extrapolate (LCC) or return one survivor for every input.
+    ``used`` (``apply_recovery``) is estimated as 0 here, so that the estimate stays linear
+    in Y (``decoder_matrix``): a decoder below its threshold would otherwise extrapolate
+    (LCC) or return one survivor for every input. ``_fill_lost`` then puts the scheme's
+    fallback there.
     """
-    recovered = scheme.apply_recovery(used)
+    recovered = scheme.to_input_order(scheme.apply_recovery(used))
     estimate = scheme.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
+    estimate = scheme.to_input_order(estimate)
     return jnp.where(recovered[:, None], estimate, jnp.zeros((), estimate.dtype)), recovered
 
 
+def _fill_lost(scheme, estimate, recovered):
+    """The scheme's ``fallback`` (if any) for the inputs it could not recover."""
+    if scheme.fallback is None:
+        return estimate
+    return jnp.where(recovered[:, None], estimate, scheme.fallback.astype(estimate.dtype))
+
+
 def decode_report(scheme, Y, alive):
-    """Estimates from the usable results (erasures, then the scheme's decoder; 0 for an
-    input it cannot estimate), the mask they used and which inputs they estimate."""
+    """Estimates from the usable results (erasures, then the scheme's decoder; the fallback,
+    0 by default, for an input it cannot estimate), the mask they used and which inputs they
+    estimate."""
     used = usable(Y, alive)
     estimate, recovered = _decode_usable(scheme, Y, used)
-    return estimate, used, recovered
+    return _fill_lost(scheme, estimate, recovered), used, recovered
+
+
+def decoder_matrix(scheme, alive, dtype):
+    """The (K, N) matrix of a linear decoder under ``alive`` (rows of unrecovered inputs
+    0, no fallback): the decoder applied to the alive unit outputs."""
+    return _decode_usable(scheme, jnp.diag(alive.astype(dtype)), alive)[0]
+
+
+def encode(scheme, X):
+    """The coded inputs of X (K, d), given in the caller's order."""
+    return scheme.apply_encoder(scheme.to_node_order(X))
 
 
 def encode_report(scheme, X):
     """The coded inputs, plus whether every input was finite (checked by the caller)."""
-    return scheme.apply_encoder(X), jnp.all(jnp.isfinite(X))
+    return encode(scheme, X), jnp.all(jnp.isfinite(X))
 
 
 def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
@@ -214,9 +243,9 @@ def sample_round(scheme, stragglers, faults, Y, key):
 
 def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:
     """Encode, run f on every worker, draw stragglers and faults, decode."""
-    Y, used = sample_round(scheme, stragglers, faults, outputs(f, scheme.apply_encoder(X)), key)
+    Y, used = sample_round(scheme, stragglers, faults, outputs(f, encode(scheme, X)), key)
     estimate, recovered = _decode_usable(scheme, Y, used)
-    return CodedResult(estimate, used, Y, recovered)
+    return CodedResult(_fill_lost(scheme, estimate, recovered), used, Y, recovered)
 
 
 # ----------------------------------------------------------------------- metrics
@@ -394,7 +423,8 @@ def _grid_trials(keys, scheme, stragglers, faults, honest, truth, labels, batch_
         def trial(key):
             Y, used = sample_round(scheme, stragglers, faults, honest.Y, key)
             estimate, recovered = _decode_usable(scheme, Y, used)
-            return trial_metrics(estimate, truth, labels, used, recovered)
+            return trial_metrics(_fill_lost(scheme, estimate, recovered), truth, labels, used,
+                                 recovered)
 
         return padded_map(trial, keys, batch)
 
@@ -423,7 +453,7 @@ def monte_carlo(f, scheme, X, key, labels, stragglers, faults, *, trials: int,
         labels = None if labels is None else labels[None]
     truth = jax.vmap(functools.partial(outputs, f))(X)
     encoder = scheme.encoder_view()
-    honest = jax.vmap(lambda x: over_grid(lambda s: outputs(f, s.apply_encoder(x)), encoder))(X)
+    honest = jax.vmap(lambda x: over_grid(lambda s: outputs(f, encode(s, x)), encoder))(X)
 
     def run(keys, scheme, stragglers, faults, honest, truth, labels):
         """(*grid, C, T) metrics of this device's trials, batch after batch."""
@@ -513,8 +543,7 @@ def honest_outputs(f, scheme, X):
     """f on the inputs (K, m) and on the coded inputs: (N, m), or (*grid, N, m) when an
     encoder parameter is swept."""
     encoder = scheme.encoder_view()
-    return outputs(f, X), over_grid(
-        lambda s: outputs(f, s.apply_encoder(X)), encoder)
+    return outputs(f, X), over_grid(lambda s: outputs(f, encode(s, X)), encoder)
 
 
 # Module-level jitted functions: their caches are what makes eager calls cheap.
@@ -525,17 +554,16 @@ outputs_finite_compiled = jax.jit(
     static_argnames="f")
 decode_compiled = jax.jit(_in_cache_blocks(decode_report, _pattern_size))
 recovery_compiled = jax.jit(
-    lambda scheme, alive, Y=None: scheme.apply_recovery(alive if Y is None else usable(Y, alive)))
+    lambda scheme, alive, Y=None: scheme.to_input_order(
+        scheme.apply_recovery(alive if Y is None else usable(Y, alive))))
 
 
 @functools.partial(jax.jit, static_argnames="dtype")
 def encoder_matrix_compiled(scheme, dtype):
-    return scheme.apply_encoder(jnp.eye(scheme.K, dtype=dtype))
+    return encode(scheme, jnp.eye(scheme.K, dtype=dtype))
 
 
-@functools.partial(jax.jit, static_argnames="dtype")
-def decoder_matrix_compiled(scheme, alive, dtype):
-    return _decode_usable(scheme, jnp.diag(alive.astype(dtype)), alive)[0]
+decoder_matrix_compiled = jax.jit(decoder_matrix, static_argnames="dtype")
 
 
 run_round_compiled = jax.jit(run_round, static_argnames="f")

@@ -14,6 +14,10 @@ a sweep (see ``monte_carlo``).
 A scheme implements three traced rules, used by the round kernel (``letcc_jax.core.
 _round``) and never validated: ``apply_encoder(X)``, ``apply_decoder(Y, alive)`` (outputs
 of stragglers already zeroed, ``alive`` free of erasures) and ``apply_recovery(alive)``.
+The rules see the inputs in node order (row k at alpha_k); every scheme may carry an
+``order``, the permutation that assigns the caller's inputs to the nodes, which the kernel
+applies on the way in and undoes on the way out, and a ``fallback``, the estimate of an
+input the decoder cannot recover.
 The public methods (``encode``, ``decode``, ``recovered``, ``encoder_matrix``,
 ``decoder_matrix``) validate their arguments in Python and call the kernel's compiled
 functions, so an eager call costs one cached dispatch.
@@ -28,7 +32,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from .. import _validation as check
 from .._pytree import pytree_dataclass
@@ -72,6 +76,27 @@ def _check_nodes(values, name: str, strict: bool):
                          f"{' and remove duplicates' if strict else ''}.")
 
 
+def _check_order(order, K: int, name: str) -> None:
+    """An integer permutation of 0..K-1 along the last axis (checked when concrete)."""
+    if order is None or isinstance(order, jax.core.Tracer):
+        return
+    values = check.concrete_values(order)
+    if values is None or values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+        what = f"dtype {values.dtype}" if values is not None else type(order).__name__
+        raise TypeError(f"{name} must be an integer permutation of 0..K-1 (e.g. from "
+                        f"letcc_jax.order_inputs), got {what}.")
+    if values.ndim < 1 or values.shape[-1] != K:
+        raise ValueError(f"{name} must have shape (K,) = ({K},), one node per input, got "
+                         f"{values.shape}.")
+    rows = values.reshape(-1, K)
+    bad = ~np.all(np.sort(rows, axis=1) == np.arange(K), axis=1)
+    if bad.any():
+        row = rows[np.flatnonzero(bad)[0]]
+        missing = np.setdiff1d(np.arange(K), row)[:5].tolist()
+        raise ValueError(f"{name} must be a permutation of 0..K-1 (every input assigned to "
+                         f"exactly one node); inputs {missing} have no node.")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Scheme(check.Checked):
     """Base class of every coding scheme: the validated entry points and the erasure semantics.
@@ -88,6 +113,16 @@ class Scheme(check.Checked):
       beta (jax.Array): (N,) float worker tags in [-1, 1], ascending, N >= 2; workers may
         share a tag (they then compute the same coded input, and the decoder uses the
         first that answered). ``(*batch, N)`` in a sweep.
+      order (jax.Array | None): (K,) int permutation of 0..K-1, or None (the identity):
+        input ``order[k]`` (in the caller's order) is assigned to the node ``alpha[k]``.
+        ``encode`` takes and ``decode`` returns the inputs in the caller's order; the
+        order only decides which input sits where on the encoder's curve, which is what
+        makes that curve smooth or rough (see ``order_inputs``). An integer leaf:
+        differentiate the float leaves only (``jax.grad(..., allow_int=True)``).
+        ``(*batch, K)`` in a sweep over orders.
+      fallback (jax.Array | None): (m,) float estimate of an input the valid results
+        cannot determine (see ``recovered``), e.g. the mean output on calibration data;
+        None estimates such an input as 0. ``(*batch, m)`` in a sweep.
 
     Example:
       >>> import numpy as np
@@ -102,9 +137,12 @@ class Scheme(check.Checked):
 
     alpha: Float[Array, "*batch K"] = _leaf(1)
     beta: Float[Array, "*batch N"] = _leaf(1)
+    order: Int[Array, "*batch K"] | None = _leaf(1, default=None, kw_only=True)
+    fallback: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
 
     name: ClassVar[str] = "scheme"
-    #: The names of the leaves only the decoder reads; sweeping them reuses the coded inputs.
+    #: The names of the leaves only the decoder reads (besides ``fallback``, which every
+    #: scheme's decoder alone reads); sweeping them reuses the coded inputs.
     decoder_fields: ClassVar[tuple[str, ...]] = ()
 
     def check_values(self, literal_only: bool) -> None:
@@ -115,6 +153,19 @@ class Scheme(check.Checked):
             if values is not None and values.shape[-1] < 2:
                 raise ValueError(f"{name} must hold at least 2 nodes ({size} >= 2), got "
                                  f"{values.shape[-1]}.")
+        self._check_order_and_fallback(literal_only)
+
+    def _check_order_and_fallback(self, literal_only: bool) -> None:
+        if not literal_only:  # placeholders (in_axes specs, tangents) are never checked
+            _check_order(self.order, self.K, f"{self.name}: order")
+        if self.fallback is not None:
+            name = f"{self.name}: fallback"
+            values = check.concrete_parameter(self.fallback, name, literal_only)
+            if values is not None and values.ndim < 1:
+                raise ValueError(f"{name} must be an (m,) array, one value per output column, "
+                                 f"got shape {values.shape}.")
+            if values is not None and not np.all(np.isfinite(values)):
+                raise ValueError(f"{name} contains non-finite values.")
 
     @property
     def K(self) -> int:
@@ -160,13 +211,13 @@ class Scheme(check.Checked):
         """This scheme with the decoder-only leaves unswept: what the coded inputs depend on.
 
         Returns:
-          A scheme of the same type whose ``decoder_fields`` are replaced by zeros of their
-          unswept shape (the scheme itself when it has none).
+          A scheme of the same type whose ``decoder_fields`` and ``fallback`` are replaced
+          by zeros of their unswept shape (the scheme itself when it has none).
         """
         changes = {}
         for field in dataclasses.fields(self):
-            if field.name in self.decoder_fields:
-                value = getattr(self, field.name)
+            value = getattr(self, field.name)
+            if value is not None and field.name in self.decoder_fields + ("fallback",):
                 shape = np.shape(value)
                 base = shape[len(shape) - field.metadata.get("ndim", 0):]
                 changes[field.name] = jnp.zeros(base, jnp.result_type(value))
@@ -209,19 +260,22 @@ class Scheme(check.Checked):
           alive: (N,) bool mask, True where the worker answered; default all True.
 
         Returns:
-          (K, m) estimates in the dtype of Y (float32 for half-precision Y). Under jit (no
-          error can be raised), an input the valid results cannot determine (see
-          ``recovered``) is estimated as 0.
+          (K, m) estimates in the dtype of Y (float32 for half-precision Y). An input the
+          valid results cannot determine (see ``recovered``) is estimated by the scheme's
+          ``fallback``; without one it is an error, or 0 under jit (where no error can be
+          raised).
 
         Raises:
           ValueError: Y is not (N, m); ``alive`` is not of shape (N,); (on concrete
-            inputs) too few valid results arrived to estimate every input (the message
-            says how many are needed); the scheme is a sweep.
+            inputs, without a ``fallback``) too few valid results arrived to estimate every
+            input (the message says how many are needed); the scheme is a sweep; a
+            ``fallback`` whose size is not m.
           TypeError: Y is complex, or ``alive`` is not boolean.
         """
         self._require_unswept("decode")
         Y = check.float_array(Y, "Y")
         check.check_matrix(Y, self.N, "Y", "N")
+        self.check_fallback(Y.shape[1])
         alive = np.ones((self.N,), bool) if alive is None else check.check_mask(alive, self.N)
         estimate, used, recovered = _round.decode_compiled(self, Y, alive)
         self.check_recovered(used, recovered)
@@ -249,9 +303,10 @@ class Scheme(check.Checked):
         ``decode``: pass Y whenever you have it, or an input whose answers are all NaN is
         reported recovered.
 
-        An input that is not recovered is estimated as 0 wherever no error can be raised
-        (``decode`` under jit, ``run_coded`` under jit, every Monte Carlo trial, where it
-        counts as a failure and in the MSE); eager ``decode`` and ``run_coded`` raise.
+        An input that is not recovered is estimated by the scheme's ``fallback`` (0 without
+        one) wherever no error can be raised (``decode`` under jit, ``run_coded`` under jit,
+        every Monte Carlo trial, where it counts as a failure and in the MSE); eager
+        ``decode`` and ``run_coded`` raise unless the scheme has a ``fallback``.
 
         Args:
           alive: (N,) bool mask, True where the worker answered.
@@ -309,34 +364,74 @@ class Scheme(check.Checked):
           ValueError: ``alive`` is not of shape (N,); the scheme is a sweep.
         """
         self._require_unswept("decoder_matrix")
+        if not self.linear:
+            raise ValueError(f"decoder_matrix: this {self.name} scheme's decoder is not linear "
+                             f"({self._nonlinear_reason()}), so it has no decoder matrix.")
         alive = check.check_mask(alive, self.N)
         return _round.decoder_matrix_compiled(self, alive, _dtype(self.beta, dtype))
 
     def check_recovered(self, used: Bool[Array, " N"], recovered: Bool[Array, " K"]) -> None:
-        """Raise if, on concrete values, an input was not recovered; no-op under tracing.
+        """Raise if, on concrete values, an input was not recovered and the scheme has no
+        ``fallback`` to estimate it by; no-op under tracing.
 
         Args:
           used: (N,) bool mask of the valid results the decoder used.
           recovered: (K,) bool, which inputs got a genuine estimate (``recovered``).
 
         Raises:
-          ValueError: some entry of ``recovered`` is False; the message says how many
-            valid results the scheme needs (or, for replication, which inputs lost every
-            replica).
+          ValueError: some entry of ``recovered`` is False and ``fallback`` is None; the
+            message says how many valid results the scheme needs (or, for replication,
+            which inputs lost every replica).
         """
-        if not check.is_concrete(used, recovered):
+        if self.fallback is not None or not check.is_concrete(used, recovered):
             return
         recovered = np.asarray(recovered)
         if not recovered.all():
             raise ValueError(self._unrecovered_message(int(np.sum(used)),
                                                        np.flatnonzero(~recovered)))
 
+    def check_fallback(self, m: int) -> None:
+        """Raise unless ``fallback`` is None or has m entries, one per output column.
+
+        Args:
+          m: the number of output columns.
+
+        Raises:
+          ValueError: ``fallback`` does not have shape ``(*batch, m)``.
+        """
+        if self.fallback is not None and np.shape(self.fallback)[-1:] != (m,):
+            raise ValueError(f"{self.name}: fallback has shape {np.shape(self.fallback)} but "
+                             f"the outputs have m={m} columns; give one value per column.")
+
+    @property
+    def linear(self) -> bool:
+        """Whether the decoder is a linear map of the outputs (it then has a
+        ``decoder_matrix``; every scheme but replication by median is)."""
+        return True
+
+    def _nonlinear_reason(self) -> str:
+        return "it is not a linear map of the outputs"
+
     # ------------------------------------------------------ traced rules (kernel)
+    def to_node_order(self, X: Float[Array, "K ..."]) -> Float[Array, "K ..."]:
+        """Rows of X (in the caller's order) in node order: row k is the input assigned to
+        ``alpha[k]`` (traced; the identity without an ``order``)."""
+        if self.order is None:
+            return X
+        return X[jnp.asarray(self.order).astype(jnp.int32)]
+
+    def to_input_order(self, V: Float[Array, "K ..."]) -> Float[Array, "K ..."]:
+        """The inverse of ``to_node_order``: rows in node order back in the caller's order
+        (traced)."""
+        if self.order is None:
+            return V
+        return jnp.zeros_like(V).at[jnp.asarray(self.order).astype(jnp.int32)].set(V)
+
     def apply_encoder(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
         """The encoder's linear map (traced, no validation): what ``encode`` computes.
 
         Args:
-          X: (K, d) float inputs.
+          X: (K, d) float inputs in node order (row k at ``alpha[k]``).
 
         Returns:
           (N, d) coded inputs in the dtype of X.
@@ -352,7 +447,8 @@ class Scheme(check.Checked):
           alive: (N,) bool mask without erasures (every alive row of Y is finite).
 
         Returns:
-          (K, m) estimates in the dtype of Y (meaningful where ``apply_recovery`` is True).
+          (K, m) estimates in node order, in the dtype of Y (meaningful where
+          ``apply_recovery`` is True).
         """
         raise NotImplementedError
 
@@ -365,7 +461,7 @@ class Scheme(check.Checked):
           alive: (N,) bool mask without erasures.
 
         Returns:
-          (K,) bool.
+          (K,) bool, in node order.
         """
         ok = jnp.sum(_distinct(self.beta, alive).astype(jnp.int32)) >= self.min_survivors
         return jnp.broadcast_to(ok, (self.K,))
@@ -652,10 +748,16 @@ class LCC(BarycentricScheme):
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class Uncoded(Scheme):
-    """Replication: worker n computes f(x_{n mod K}).
+    """Replication: worker n computes the input at node n mod K.
 
-    The estimate of f(x_k) is the mean of its answering replicas; an input none of whose
-    replicas answered is lost. Build one with ``uncoded``.
+    The estimate of f(x_k) combines its answering replicas: their mean (``combine="mean"``,
+    the default: the least-squares estimate under output noise) or their coordinate-wise
+    median (``"median"``: exact for a deterministic f while liars hold fewer than half of
+    an input's answering replicas, a majority vote). An input none of whose replicas
+    answered is lost (estimated by ``fallback``). Build one with ``uncoded``.
+
+    Attributes:
+      combine (str): ``"mean"`` or ``"median"`` (static).
 
     Example:
       >>> import jax.numpy as jnp
@@ -663,7 +765,12 @@ class Uncoded(Scheme):
       >>> scheme = lc.uncoded(4, 8)                       # workers k and k + 4 copy input k
       >>> scheme.decode(jnp.arange(8.0)[:, None]).ravel().tolist()  # replicas averaged
       [2.0, 3.0, 4.0, 5.0]
+      >>> Y = jnp.array([0.0, 1, 2, 3, 0, 1, 2, 3, 9, 9, 9, 9])[:, None]  # last 4 lie
+      >>> lc.uncoded(4, 12, combine="median").decode(Y).ravel().tolist()
+      [0.0, 1.0, 2.0, 3.0]
     """
+
+    combine: str = _static(default="mean")
 
     name: ClassVar[str] = "uncoded"
 
@@ -672,10 +779,29 @@ class Uncoded(Scheme):
         _check_nodes(check.concrete_parameter(self.alpha, f"{self.name}: alpha", literal_only),
                      f"{self.name}: alpha", strict=True)
         check.concrete_parameter(self.beta, f"{self.name}: beta", literal_only)
+        if self.combine not in COMBINE:
+            raise ValueError(f"uncoded: combine must be one of {COMBINE}, got {self.combine!r}.")
+        self._check_order_and_fallback(literal_only)
 
     @property
     def min_survivors(self) -> int:
         return self.K
+
+    @property
+    def linear(self) -> bool:
+        return self.combine == "mean"
+
+    def _nonlinear_reason(self) -> str:
+        return "the median of replicas"
+
+    def owners(self) -> Int[Array, " N"]:
+        """The input (in the caller's order) that each worker computes (traced).
+
+        Returns:
+          (N,) int32: worker n holds node n mod K, that is input ``order[n mod K]``.
+        """
+        node = jnp.arange(self.N, dtype=jnp.int32) % self.K
+        return node if self.order is None else jnp.asarray(self.order).astype(jnp.int32)[node]
 
     def _assignment(self, dtype):
         n = jnp.arange(self.N)
@@ -685,9 +811,28 @@ class Uncoded(Scheme):
         return self._assignment(X.dtype) @ X
 
     def apply_decoder(self, Y, alive):
+        if self.combine == "median":
+            return self._median(Y, alive)
         A = self._assignment(Y.dtype) * alive[:, None].astype(Y.dtype)
         count = jnp.sum(A, axis=0)
         return (A.T @ Y) / jnp.maximum(count, 1.0)[:, None]
+
+    def _median(self, Y, alive):
+        """Coordinate-wise median of each node's answering replicas (workers k, k + K, ...):
+        the replicas sorted with the missing ones last as +inf, the middle one or two."""
+        R = -(-self.N // self.K)
+        workers = jnp.arange(self.K)[:, None] + self.K * jnp.arange(R)[None, :]  # (K, R)
+        present = (workers < self.N) & alive[jnp.minimum(workers, self.N - 1)]
+        values = jnp.where(present[..., None], Y[jnp.minimum(workers, self.N - 1)], jnp.inf)
+        values = jnp.sort(values, axis=1)  # (K, R, m)
+        count = jnp.sum(present, axis=1)
+        lo = jnp.maximum(count - 1, 0) // 2
+        hi = jnp.maximum(count // 2, lo)
+
+        def pick(index):
+            return jnp.take_along_axis(values, index[:, None, None], axis=1)[:, 0]
+
+        return jnp.where((count > 0)[:, None], (pick(lo) + pick(hi)) / 2, 0.0).astype(Y.dtype)
 
     def apply_recovery(self, alive):
         return jnp.any(self._assignment(bool) & alive[:, None], axis=0)
@@ -696,9 +841,14 @@ class Uncoded(Scheme):
         lost = lost.tolist()
         return (
             f"uncoded: no replica of input(s) {lost[:10]}{'...' if len(lost) > 10 else ''} "
-            f"answered (worker n computes input n mod K={self.K}); those outputs are lost. "
-            "Wait for one of their workers, or use a coded scheme."
+            f"answered (see Uncoded.owners for which worker holds which input); those outputs "
+            "are lost. Wait for one of their workers, give the scheme a fallback, or use a "
+            "coded scheme."
         )
+
+
+#: How replication combines the answering replicas of an input.
+COMBINE = ("mean", "median")
 
 
 # ---------------------------------------------------------------- factories
@@ -720,6 +870,18 @@ def _nodes(points, K, N):
     return jnp.asarray(alpha), jnp.asarray(beta)
 
 
+def _extras(order, fallback) -> dict:
+    """The ``order`` and ``fallback`` options of every factory, as leaves (checked by
+    ``validate``)."""
+    if order is not None and not isinstance(order, jax.Array):
+        order = np.asarray(order)
+        if np.issubdtype(order.dtype, np.integer):
+            order = jnp.asarray(order)
+    if fallback is not None:
+        fallback = check.float_array(fallback, "fallback")
+    return {"order": order, "fallback": fallback}
+
+
 def letcc(
     K: int,
     N: int,
@@ -728,6 +890,8 @@ def letcc(
     lam_dec: float = 0.0,
     points: PointsSpec = "chebyshev",
     solver: str = "auto",
+    order: Int[Array, " K"] | None = None,
+    fallback: Float[Array, " m"] | None = None,
 ) -> LeTCC:
     """LeTCC with smoothing-spline encoder and decoder (mean-form lambdas, 0 = interpolate).
 
@@ -746,6 +910,10 @@ def letcc(
         ``"parallel"`` (orthogonal cyclic reduction, O(log N) sequential depth: for
         accelerators) or ``"reinsch"`` (normal equations: lose accuracy as N * lam grows).
         See ``letcc_jax.core.spline``.
+      order: an int permutation of 0..K-1 (e.g. from ``order_inputs``): input
+        ``order[k]`` is assigned to the node ``alpha[k]``; default the identity.
+      fallback: an (m,) estimate for inputs the valid results cannot determine (e.g. the
+        mean output on calibration data); default 0.
 
     Returns:
       A ``LeTCC`` scheme: data tags ``alpha`` (K,), worker tags ``beta`` (N,) and the two
@@ -755,7 +923,9 @@ def letcc(
     Raises:
       TypeError: K or N is not an int.
       ValueError: K < 2 or N < 2; a lambda that is not a finite scalar >= 0; an unknown
-        ``solver`` or ``points``; explicit nodes that are not increasing in [-1, 1].
+        ``solver`` or ``points``; explicit nodes that are not increasing in [-1, 1];
+        ``order`` not a permutation of 0..K-1; ``fallback`` not a finite 1-D array.
+      TypeError: ``order`` not integer.
 
     Example:
       >>> import jax.numpy as jnp, numpy as np
@@ -774,7 +944,7 @@ def letcc(
         raise ValueError(f"letcc: solver must be one of {_spline.METHODS}, got {solver!r}.")
     alpha, beta = _nodes(points, K, N)
     return LeTCC(alpha, beta, jnp.asarray(lam_enc, alpha.dtype), jnp.asarray(lam_dec, alpha.dtype),
-                 solver=solver).validate()
+                 solver=solver, **_extras(order, fallback)).validate()
 
 
 def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = None,
@@ -809,7 +979,9 @@ def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = Non
     return ResidualLeTCC.from_letcc(letcc(K, N, **options), residual)
 
 
-def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
+def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev",
+         order: Int[Array, " K"] | None = None, fallback: Float[Array, " m"] | None = None
+         ) -> BACC:
     """Berrut approximated coded computing: Berrut's rational interpolant both ways, on
     Chebyshev points by default (``points`` as in ``letcc``).
 
@@ -817,6 +989,8 @@ def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
       K: number of data points, an int >= 2.
       N: number of workers, an int >= 2.
       points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
+      order: an int permutation of 0..K-1, as in ``letcc``.
+      fallback: an (m,) estimate for inputs that cannot be recovered, as in ``letcc``.
 
     Returns:
       A ``BACC`` scheme with data tags ``alpha`` (K,) and worker tags ``beta`` (N,) as
@@ -835,10 +1009,12 @@ def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev") -> BACC:
       ((4, 2), True)
     """
     K, N = _check_sizes(K, N, "bacc")
-    return BACC(*_nodes(points, K, N)).validate()
+    return BACC(*_nodes(points, K, N), **_extras(order, fallback)).validate()
 
 
-def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") -> LCC:
+def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev",
+        order: Int[Array, " K"] | None = None, fallback: Float[Array, " m"] | None = None
+        ) -> LCC:
     """Lagrange coded computing: exact for a polynomial f of ``degree`` from any
     (K-1)*degree + 1 survivors (``min_survivors``); ill-conditioned for large N or a
     non-polynomial f, which is what BACC and LeTCC address.
@@ -848,6 +1024,8 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
       N: number of workers, at least (K-1)*degree + 1.
       degree: the degree of the polynomial f, a positive int.
       points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
+      order: an int permutation of 0..K-1, as in ``letcc``.
+      fallback: an (m,) estimate for inputs that cannot be recovered, as in ``letcc``.
 
     Returns:
       An ``LCC`` scheme with data tags ``alpha`` (K,) and worker tags ``beta`` (N,) as
@@ -872,16 +1050,25 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev") ->
             f"lcc: N={N} workers cannot reach the recovery threshold (K-1)*degree+1 = "
             f"{threshold}; use N >= {threshold}."
         )
-    return LCC(*_nodes(points, K, N), degree=degree).validate()
+    return LCC(*_nodes(points, K, N), degree=degree, **_extras(order, fallback)).validate()
 
 
-def uncoded(K: int, N: int) -> Uncoded:
+def uncoded(K: int, N: int, *, combine: str = "mean", order: Int[Array, " K"] | None = None,
+            fallback: Float[Array, " m"] | None = None) -> Uncoded:
     """Uncoded replication: worker n computes f(x_{n mod K}); the estimate of f(x_k) is the
-    mean of its answering replicas, and an input none of whose replicas answered is lost.
+    mean (or median) of its answering replicas, and an input none of whose replicas
+    answered is lost.
 
     Args:
       K: number of data points, an int >= 2.
       N: number of workers, an int >= K.
+      combine: ``"mean"`` (default) or ``"median"`` of the answering replicas; the median
+        is exact for a deterministic f while liars hold fewer than half of an input's
+        answering replicas.
+      order: an int permutation of 0..K-1, as in ``letcc``: worker n computes input
+        ``order[n mod K]``.
+      fallback: an (m,) estimate for inputs whose replicas were all lost, as in ``letcc``
+        (the same fallback every scheme can be given).
 
     Returns:
       An ``Uncoded`` scheme: ``alpha`` (K,) are Chebyshev points of the first kind, and
@@ -890,7 +1077,8 @@ def uncoded(K: int, N: int) -> Uncoded:
 
     Raises:
       TypeError: K or N is not an int.
-      ValueError: K < 2 or N < 2, or N < K (an input without a worker).
+      ValueError: K < 2 or N < 2, or N < K (an input without a worker); an unknown
+        ``combine``; a bad ``order`` or ``fallback`` (as in ``letcc``).
 
     Example:
       >>> import numpy as np
@@ -909,7 +1097,8 @@ def uncoded(K: int, N: int) -> Uncoded:
     # The tags are only for plotting: each worker sits at the tag of the input it copies.
     alpha, _ = resolve_points("chebyshev", K, N)
     beta = alpha[np.arange(N) % K]
-    return Uncoded(jnp.asarray(alpha), jnp.asarray(beta)).validate()
+    return Uncoded(jnp.asarray(alpha), jnp.asarray(beta), combine=combine,
+                   **_extras(order, fallback)).validate()
 
 
 #: Every scheme by name: ``make_scheme(name, K, N, **options)`` calls the factory.

@@ -191,8 +191,7 @@ def attack_kernel(D: Float[Array, "K N"], Y: Float[Array, "N m"], truth: Float[A
 def _decoder_matrices(scheme, alive, like):
     """The (*grid, K, N) decoder matrices: the decoder applied to the alive unit outputs,
     in the dtype of ``like``."""
-    unit = jnp.diag(alive.astype(like.dtype))
-    return _round.over_grid(lambda s: _round.decode_report(s, unit, alive)[0], scheme)
+    return _round.over_grid(lambda s: _round.decoder_matrix(s, alive, like.dtype), scheme)
 
 
 @functools.partial(jax.jit, static_argnames=("count", "restarts", "max_steps"))
@@ -271,6 +270,11 @@ def worst_adversaries(
     key = jax.random.key(0) if key is None else key
     # check_round validates f, the scheme, X and the key, and that f is finite on X.
     X, _ = check_round(f, scheme, X, NoStragglers(), None, key, truth=True, single=True)
+    if not scheme.linear:
+        raise ValueError(f"worst_adversaries searches the attacks on a linear decoder; this "
+                         f"{scheme.name} scheme's is not (it takes the median of replicas, "
+                         "exact while liars hold fewer than half of an input's replicas). Use "
+                         "monte_carlo with letcc_jax.Adversaries instead.")
     N = scheme.N
     alive = np.ones(N, bool) if alive is None else np.asarray(check.check_mask(alive, N))
     answering = int(alive.sum())

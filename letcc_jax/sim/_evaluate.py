@@ -39,8 +39,9 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
     ``(X, faults)`` as used.
 
     Raises a clear error for a non-callable or unhashable f, a non-scheme, inputs of the
-    wrong shape or with non-finite values, unknown model objects, models whose sizes exceed
-    N, a straggler model that leaves fewer survivors than the scheme needs, and a key that
+    wrong shape or with non-finite values, a scheme's fallback of the wrong size, unknown model objects, models whose sizes exceed
+    N, a straggler model that leaves fewer survivors than the scheme needs (unless the
+    scheme has a fallback for what it loses), and a key that
     is not one PRNG key. With ``truth`` (the loss compares against f(X)), f must also be
     finite on X, which costs one evaluation of f on the inputs (eagerly only).
     """
@@ -79,12 +80,14 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
     for model in (stragglers, *faults):
         model.check_workers(scheme.N)
     need, guaranteed = scheme.min_survivors, stragglers.min_alive(scheme.N)
-    if 0 < guaranteed < need:
+    if 0 < guaranteed < need and scheme.fallback is None:  # a fallback estimates the lost
         raise ValueError(
             f"{scheme.name} needs at least {need} survivors but {stragglers} leaves only "
             f"{guaranteed} of N={scheme.N}; reduce the stragglers or add workers."
         )
     _round.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
+    if scheme.fallback is not None:
+        scheme.check_fallback(_output_size(f, tuple(X.shape[-1:]), X.dtype))
     finite = _round.outputs_finite_compiled(f, X if X.ndim == 3 else X[None]) if truth else None
     # Skipped under a transformation, where X or what f closes over is traced.
     if finite is not None and check.is_concrete(X, finite):

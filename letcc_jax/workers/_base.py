@@ -248,6 +248,7 @@ class Backend:
         coded = np.asarray(scheme.encode(X))
         encoded = time.perf_counter()
         m, dtype = _output_spec(f, coded)
+        scheme.check_fallback(m)
 
         def enough(valid):
             return valid.sum() >= need and bool(np.all(scheme.recovered(valid)))
@@ -320,7 +321,8 @@ def _output_spec(f, coded: np.ndarray) -> tuple[int, np.dtype]:
 
 def _check_enough(scheme: Scheme, used: np.ndarray, answers: Answers, backend: str):
     recovered = np.asarray(scheme.recovered(used))
-    if recovered.all():
+    # A scheme with a fallback estimates a lost input by it, but not a round with no result.
+    if recovered.all() or (scheme.fallback is not None and used.any()):
         return
     lost = np.flatnonzero(~recovered).tolist()
     invalid = int((answers.answered & ~used).sum())
