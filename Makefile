@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist; whole files per process, so a file's tests share its
+# compiled programs): 2 keeps both cores of a small machine busy.
+TEST_WORKERS ?= 2
 
 .PHONY: install data demo test test-fast bench docs docs-serve chromium clean
 
@@ -30,7 +33,7 @@ demo: install data
 	$(PY) -m experiments.demo
 
 test: install data
-	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

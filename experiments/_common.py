@@ -1,5 +1,7 @@
 """What the experiments code and compare, shared by all of them: the schemes of Table 1, the
-datasets, the image classifiers f (trained once, then cached) and the synthetic test f."""
+datasets, the image classifiers f (trained once, then cached), the synthetic test f, and the
+two things every scheme is scored with alike: the fallback estimate of a lost input and
+replication's exact chance of losing one."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import letcc_jax as lc
 from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
 
@@ -98,6 +101,43 @@ def batched_inputs(name: str, K: int, batches: int, seed: int, *, untrained: boo
     return f, *(jnp.asarray(a.reshape(batches, K, -1)) for a in (split.x_cal, split.x_eval))
 
 
+@functools.partial(jax.jit, static_argnames="f")
+def calibration_mean(f, X) -> jnp.ndarray:
+    """The fallback every scheme is given: f's mean output (m,) over the calibration inputs X
+    (..., d), the prior mean of an output whose input could not be recovered. A lost input
+    estimated as 0 instead costs ||f(x_k)||^2, which for logits is far more than its spread
+    around the mean, and would handicap whichever scheme loses inputs (replication). One
+    compiled program per f (hashable) and shape."""
+    return jnp.mean(jax.vmap(f)(X.reshape(-1, X.shape[-1])), axis=0)
+
+
+def replication_loss_probability(scheme, stragglers) -> np.ndarray:
+    """Exact probability that replication (``scheme``, an ``lc.uncoded``) loses at least one
+    input, i.e. that every replica of some input straggles; float64, of the shape of ``p``
+    under ``lc.BernoulliStragglers(p)``, a scalar under ``lc.ExactStragglers(S)``.
+
+    Input k has r_k replicas (``scheme.owners()``). Independent stragglers lose it with
+    probability p^r_k, independently of the others. Under exactly S stragglers (a uniform
+    S-subset of the N workers) the S-sets that leave every input a replica are counted in
+    integers: the coefficient of x^S in prod_k ((1 + x)^r_k - x^r_k), each factor choosing
+    which of input k's replicas straggle, all but all of them.
+    """
+    replicas = np.bincount(np.asarray(scheme.owners()), minlength=scheme.K)
+    if isinstance(stragglers, lc.BernoulliStragglers):
+        p = np.asarray(stragglers.p, np.float64)[..., None]
+        return -np.expm1(np.sum(np.log1p(-p ** replicas), axis=-1))  # 1 - prod, no cancellation
+    if not isinstance(stragglers, lc.ExactStragglers):
+        raise TypeError(f"replication_loss_probability: BernoulliStragglers or ExactStragglers "
+                        f"only, got {type(stragglers).__name__}.")
+    # Python ints (object arrays): the counts pass float64's range from N of about 1,000.
+    kept = np.ones(1, dtype=object)
+    for r in replicas.tolist():
+        kept = np.convolve(kept, np.array([math.comb(r, j) for j in range(r)], dtype=object))
+    S, total = stragglers.S, math.comb(scheme.N, stragglers.S)
+    safe = int(kept[S]) if S < kept.size else 0  # more than N - K stragglers: none is safe
+    return np.float64((total - safe) / total)
+
+
 def fit_slope(N, mse) -> float:
     """Least-squares slope of log(mse) against log(N) over the large-N half of the points."""
     N, mse = np.asarray(N, np.float64), np.asarray(mse, np.float64)
@@ -127,3 +167,30 @@ def expected_longest_run(N: int, S: int) -> float:
                    for j in range(S // L + 1))
 
     return sum(total - spreads_below(L) for L in range(1, S + 1)) / total
+
+
+#: Pooled metrics, the headline (the paper's loss) first.
+METRICS = ("mse", "rmse", "relacc", "agreement")
+
+
+def pool(results) -> dict:
+    """Mean and std of each metric over the per-trial values of several MonteCarloResults,
+    and ``root_mean_mse`` = sqrt(mse_mean), the root of the loss E[MSE].
+
+    RelAcc is undefined (NaN) on a batch where f itself classifies nothing correctly; such
+    values are dropped and counted in ``relacc_undefined``.
+    """
+    out = {}
+    for name in METRICS:
+        values = np.concatenate([np.asarray(getattr(r, name), np.float64) for r in results])
+        finite = values[np.isfinite(values)]
+        out[f"{name}_mean"] = float(np.mean(finite)) if finite.size else float("nan")
+        out[f"{name}_std"] = float(np.std(finite)) if finite.size else float("nan")
+        if name == "mse":
+            out["root_mean_mse"] = float(np.sqrt(out["mse_mean"]))
+        if name == "relacc":
+            out["relacc_undefined"] = int(values.size - finite.size)
+    recovered = np.concatenate([np.asarray(r.recovered) for r in results])
+    out["failure_rate"] = float(np.mean(recovered < 1.0))
+    out["values"] = int(recovered.size)
+    return out

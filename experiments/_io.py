@@ -112,6 +112,12 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def lost_note(rate: float) -> str:
+    """' (x% lost)' for a table cell: the share of straggler draws that lose an input, or
+    its probability where exact, to two digits; '' when none is lost."""
+    return f" ({100 * rate:.2g}% lost)" if rate > 0 else ""
+
+
 def print_config(name: str, config) -> None:
     """One line: the experiment's resolved config (a dataclass) as JSON."""
     print(f"{name} config: " + json.dumps(dataclasses.asdict(config), default=str))

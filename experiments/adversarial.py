@@ -34,6 +34,18 @@ error ~ lam^(3/4) ~ N^((6/5)(a-1)), the paper's rate. Schemes, per a:
 - ``uncoded``: replication, worker n computes f(x_{n mod K}); the estimate of f(x_k) is the
   mean of its replicas' answers, which the adversaries can shift by at most 2 M times
   their share of the replicas.
+- ``uncoded_median``: the same replication decoding each input by the coordinate-wise
+  median of its replicas (``lc.uncoded(..., combine="median")``), a majority vote. Its
+  decoder is not linear, so ``worst_adversaries`` does not apply; its worst case is exact
+  instead (:func:`median_worst_case`): the honest replicas of input k all send f(x_k)
+  exactly (f is deterministic), so with t of its r_k replicas lying the median is exact
+  while t < r_k/2; at t = r_k/2 (r_k even) the liars, all on one side, make it the mean of
+  f(x_k) and a liar's value; at t > r_k/2 they set it. The value farthest from y in
+  [-M, M] is -M sign(y), at distance M + |y|, so input k costs G_k = ||M + |f(x_k)|||^2
+  (squared, summed over the m coordinates) when its majority is taken, with
+  floor(r_k/2) + 1 liars, and G_k/4 at a tie. The attack spends its liars on the inputs
+  that pay most per liar, an exact knapsack over the K inputs: the median is exact from
+  the N where round(N^a) < N/(2K), the half of an input's replicas.
 
 Calibration and evaluation use disjoint input batches; each evaluation batch gets its own
 attack, and the plot shows the mean over evaluation batches (the std is in the CSV/JSON).
@@ -57,11 +69,12 @@ from experiments._common import fit_slope, synthetic
 from experiments._io import (parse_experiment_args, print_config, write_results)
 from experiments.configs import ADVERSARIAL, AdversarialConfig
 
-SCHEMES = ("letcc_derived", "letcc_theory", "letcc_tuned", "bacc", "uncoded")
+SCHEMES = ("letcc_derived", "letcc_theory", "letcc_tuned", "bacc", "uncoded", "uncoded_median")
 LABELS = {"letcc_derived": "LeTCC, lam ∝ N^(8/5)(a-1) (derived)",
           "letcc_theory": "LeTCC, lam ∝ N^(6/5)(a-1) (assumed)",
           "letcc_tuned": "LeTCC, lam tuned", "bacc": "BACC",
-          "uncoded": "replication (mean of replicas)"}
+          "uncoded": "replication (mean of replicas)",
+          "uncoded_median": "replication (median of replicas)"}
 #: lam_dec = c N^(e (a - 1)) per schedule, as e: derived from the bias-attack balance, and
 #: the earlier assumption (lam_dec of the order of the bound).
 SCHEDULES = {"letcc_derived": 1.6, "letcc_theory": 1.2}
@@ -85,6 +98,31 @@ def inputs(config: AdversarialConfig):
     return tuple(jax.random.uniform(k, shape, minval=-1.0, maxval=1.0) for k in keys)
 
 
+def median_worst_case(truth, replicas, count: int, magnitude: float) -> float:
+    """The exact worst-case MSE of replication by median (module docstring) when ``count``
+    of the workers send any values in [-magnitude, magnitude]^m: truth (K, m), f on the K
+    inputs; replicas (K,), how many workers compute each input.
+
+    Taking input k's majority costs floor(r_k/2) + 1 liars and adds G_k/K to the MSE, a
+    tie (r_k even) costs r_k/2 and adds G_k/(4K), G_k = ||magnitude + |truth_k|||^2. The
+    best choice per input under the budget is a knapsack, solved exactly over the budget:
+    ``best[b]``, the largest error that at most b liars cause on the inputs seen so far.
+    (Exactly ``count`` liars do no less: a liar left over either leaves an honest majority
+    in place, whatever it sends, or turns a tie or majority, which only adds.)
+    """
+    truth = np.asarray(truth, np.float64)
+    gain = np.sum((magnitude + np.abs(truth)) ** 2, axis=1)  # (K,)
+    best = np.zeros(count + 1)
+    for r, g in zip(np.asarray(replicas).tolist(), gain):
+        options = [(r // 2 + 1, g)] + ([(r // 2, g / 4)] if r % 2 == 0 else [])
+        new = best.copy()
+        for cost, value in options:
+            if cost <= count:
+                new[cost:] = np.maximum(new[cost:], best[:count + 1 - cost] + value)
+        best = new
+    return float(best[count] / len(truth))
+
+
 def attack_errors(scheme, X, count, config, key):
     """(attacked, honest) MSE per batch of X (C, K, d): arrays (C, *grid)."""
     out = [lc.worst_adversaries(synthetic, scheme, x, count, config.magnitude,
@@ -102,6 +140,9 @@ def run(config: AdversarialConfig, progress=True):
     jobs = [(a, N) for a in config.exponents for N in config.N]
     constant = {}  # a -> {schedule: c}, set at the smallest N
     for a, N in tqdm(jobs, desc="(a, N)", disable=not progress):
+        # Each N compiles its own programs, and each program keeps memory mappings: one
+        # process holding all of them runs out (vm.max_map_count), as in table1.
+        jax.clear_caches()
         start = time.perf_counter()
         count = round(N ** a)
         k_cal, k_eval = jax.random.split(jax.random.fold_in(jax.random.fold_in(base, N),
@@ -124,6 +165,10 @@ def run(config: AdversarialConfig, progress=True):
                                              k_eval)
         u_attacked, u_honest = attack_errors(lc.uncoded(config.K, N), X_eval, count, config,
                                              k_eval)
+        median = lc.uncoded(config.K, N, combine="median")
+        replicas = np.bincount(np.asarray(median.owners()), minlength=config.K)
+        m_attacked = np.array([median_worst_case(truth, replicas, count, config.magnitude)
+                               for truth in jax.vmap(jax.vmap(synthetic))(X_eval)])
         common = {"function": "synthetic", "a": a, "N": N, "K": config.K, "adversaries": count,
                   "magnitude": config.magnitude, "batches": config.batches,
                   "seed": config.seed}
@@ -132,7 +177,9 @@ def run(config: AdversarialConfig, progress=True):
                   for i, s in enumerate(SCHEDULES)),
                 ("letcc_tuned", grid[best], attacked[:, best], honest[:, best]),
                 ("bacc", None, b_attacked, b_honest),
-                ("uncoded", None, u_attacked, u_honest)):
+                ("uncoded", None, u_attacked, u_honest),
+                # honest replicas agree exactly: the median of an honest round is exact
+                ("uncoded_median", None, m_attacked, np.zeros_like(m_attacked))):
             rows.append({**common, "scheme": scheme, "lam_dec": lam,
                          "c": constant[a].get(scheme),
                          "mse_mean": float(mse.mean()), "mse_std": float(mse.std()),
@@ -158,11 +205,21 @@ def lam_slope(N, lam) -> float:
     return float(np.polyfit(np.log(N), np.log(lam), 1)[0])
 
 
+def exact_from(N, mse):
+    """The smallest N from which the error is 0 at every larger N (None if it is not 0 at
+    the largest): where replication by median is exact however the adversaries lie."""
+    first = None
+    for n, value in zip(N, mse):
+        first = None if value > 0 else (first or int(n))
+    return first
+
+
 def slopes(rows) -> list[dict]:
-    """Per curve: the fitted slope of the error and the paper's (6/5)(a-1); for LeTCC also
-    the slope of its lam_dec against N (the tuned one's is the check on the schedules')."""
+    """Per curve: the fitted slope of the error (over its nonzero values) and the paper's
+    (6/5)(a-1), and from which N the error is 0 (``exact_from``); for LeTCC also the slope
+    of its lam_dec against N (the tuned one's is the check on the schedules')."""
     return [{"a": a, "scheme": scheme, "slope": fit_slope(N, mse),
-             "theory": theory_exponent(a),
+             "theory": theory_exponent(a), "exact_from": exact_from(N, mse),
              "lam_slope": lam_slope(N, lam) if scheme.startswith("letcc") else None}
             for (a, scheme), (N, mse, lam) in curves(rows).items()]
 
@@ -179,13 +236,16 @@ def plot(rows, path):
                              squeeze=False, sharex="col", height_ratios=(3, 2))
     styles = {"letcc_derived": ("D", "-", "C4"), "letcc_theory": ("o", "-", "C0"),
               "letcc_tuned": ("^", "-", "C2"), "bacc": ("s", "--", "C3"),
-              "uncoded": ("v", "-.", "C1")}
+              "uncoded": ("v", "-.", "C1"), "uncoded_median": ("x", ":", "C5")}
     for ax, lam_ax, a in zip(axes[0], axes[1], exponents):
         for scheme in SCHEMES:
             N, mse, lam = data[(a, scheme)]
             marker, line, color = styles[scheme]
-            ax.loglog(N, mse, marker=marker, linestyle=line, color=color, ms=3,
-                      label=f"{LABELS[scheme]} (slope {fit_slope(N, mse):.2f})")
+            exact = exact_from(N, mse)  # a zero error has no place on a log scale
+            note = (f"exact from N = {exact}" if exact
+                    else f"slope {fit_slope(N, mse):.2f}")
+            ax.loglog(N[mse > 0], mse[mse > 0], marker=marker, linestyle=line, color=color,
+                      ms=3, label=f"{LABELS[scheme]} ({note})")
             if scheme.startswith("letcc"):
                 lam_ax.loglog(N, lam, marker=marker, linestyle=line, color=color, ms=3,
                               label=f"{LABELS[scheme]} (slope {lam_slope(N, lam):.2f})")
@@ -201,7 +261,7 @@ def plot(rows, path):
         for each in (ax, lam_ax):
             each.grid(True, which="both", alpha=0.3)
             each.legend(fontsize=7, loc="lower left")
-    axes[0][0].set_ylabel("worst-case MSE found (mean over batches)")
+    axes[0][0].set_ylabel("worst-case MSE (mean over batches; median: exact)")
     axes[1][0].set_ylabel("lam_dec (mean form)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -218,8 +278,9 @@ def report(rows, config: AdversarialConfig, seconds, out) -> list[dict]:
         lam = "" if s["lam_slope"] is None else (
             f"; lam_dec slope {s['lam_slope']:+.2f} "
             f"(derived {lam_exponent('letcc_derived', s['a']):+.2f})")
-        print(f"  a={s['a']:<5g} {s['scheme']:>13} slope {s['slope']:+.2f}  "
-              f"(theory {s['theory']:+.2f}){lam}")
+        exact = "" if s["exact_from"] is None else f"; 0 (exact) from N = {s['exact_from']}"
+        print(f"  a={s['a']:<5g} {s['scheme']:>14} slope {s['slope']:+.2f}  "
+              f"(theory {s['theory']:+.2f}){lam}{exact}")
     write_results(out, config, rows, seconds=seconds, slopes=fitted)
     path = plot(rows, out / "adversarial_vs_n.png")
     print(f"adversarial: {seconds:.0f} s; wrote {out}/results.json, results.csv, {path.name}")

@@ -460,3 +460,351 @@ LATENCY = {
         seed=0,
     ),
 }
+
+
+#: The input families of ``experiments.structured``: frames of a translating and of a
+#: rotating Fashion-MNIST test image, blends between two test images, and sliding windows
+#: of Google's daily stock price (matplotlib's sample data).
+STRUCTURED_FAMILIES = ("translate", "rotate", "interpolate", "goog")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StructuredConfig:
+    """Sizes of the naturally structured inputs (``experiments.structured``)."""
+
+    families: tuple[str, ...]
+    """Input families, from ``STRUCTURED_FAMILIES``; each is K inputs in their natural order."""
+    models: tuple[str, ...]
+    """The image classifiers f of the image families ("lenet5", "repvgg", "vit")."""
+    train: FrozenDict | None = None
+    """Overrides of the image models' default ``TrainConfig``; None keeps it."""
+    K: tuple[int, ...]
+    ratios: tuple[float, ...]
+    """N = round(ratio K) workers for every K; ratio >= 1, as replication needs N >= K."""
+    stragglers: tuple[str, ...] = ("exact", "bernoulli")
+    """Random straggler models: "exact" (S = round(S_fraction N) workers) and/or
+    "bernoulli" (each worker with probability p)."""
+    S_fraction: float = 0.2
+    p: float = 0.2
+    worst_K: tuple[int, ...] = ()
+    """The K whose settings also get the worst S stragglers (``letcc_jax.worst_stragglers``,
+    at most ``worst_max_rounds`` swap rounds) on the first evaluation sequence."""
+    worst_max_rounds: int = 20
+    trials: int
+    batches: int
+    """Straggler draws per sequence; sequences per family for calibration, and as many,
+    disjoint, for evaluation."""
+    interp_trials: int = 400
+    """Straggler draws of replication with interpolation (numpy, cheap; shared by the
+    sequences)."""
+    lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec: the grid value of lowest mean loss on the calibration sequences,
+    per family, straggler model and input order."""
+    shift: float = 3.0
+    angle: float = 30.0
+    """The frames move the image from -shift to +shift pixels (horizontally), or rotate it
+    from -angle to +angle degrees, in K equal steps."""
+    window: int = 20
+    horizon: int = 4
+    hidden: int = 32
+    train_steps: int = 300
+    weight_decay: float = 0.1
+    """The stock-price f: a tanh network (``window`` -> ``hidden`` -> ``horizon``) trained
+    by ``train_steps`` full-batch Adam steps to forecast the next ``horizon`` log prices
+    from the last ``window``, with the penalty ``weight_decay`` times the squared norm of
+    its weights: among 0, 1e-3, 1e-2 and 0.1, the value whose held-out error (calibration
+    period) is lowest; without it the network memorises the training period (held-out
+    error 2.3 against 0.93 for the no-change forecast)."""
+    seed: int
+    """Seeds the image split, the random input order, the network and every draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether the image models
+    keep their random initial weights (a fast stand-in for tests)."""
+
+    def __post_init__(self):
+        unknown = [f for f in self.families if f not in STRUCTURED_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; choose from {STRUCTURED_FAMILIES}.")
+        if not all(r >= 1 for r in self.ratios):
+            raise ValueError(f"ratios N/K must be >= 1 (replication), got {self.ratios}.")
+        if not set(self.stragglers) <= {"exact", "bernoulli"} or not self.stragglers:
+            raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
+                             f"{self.stragglers}.")
+        if not set(self.worst_K) <= set(self.K):
+            raise ValueError(f"worst_K {self.worst_K} must be among K {self.K}.")
+        if self.worst_K and "exact" not in self.stragglers:
+            raise ValueError("worst_K needs 'exact' stragglers: the worst case keeps the "
+                             "lam_dec chosen for S random stragglers.")
+
+
+STRUCTURED = {
+    "cpu": StructuredConfig(
+        families=STRUCTURED_FAMILIES,
+        models=("lenet5",),
+        K=(20, 100),
+        ratios=(1.25, 1.5, 2.0, 3.0),
+        worst_K=(20,),
+        trials=50,
+        batches=4,
+        lam_dec_grid=LAM_DEC_GRID,
+        seed=0,
+    ),
+    # One K, one N, one f: the compiled programs, not the sizes, take a smoke run's time,
+    # and every f compiles its own (with goog's network too it took twice the ~30 s).
+    "smoke": StructuredConfig(
+        families=("translate", "rotate", "interpolate"),
+        models=("lenet5",),
+        K=(8,),
+        ratios=(1.5,),
+        stragglers=("exact",),
+        worst_K=(8,),
+        worst_max_rounds=2,
+        trials=4,
+        batches=2,
+        lam_dec_grid=(0.0, 1e-4),
+        # goog's sizes, for the tests of its own path
+        window=8,
+        hidden=8,
+        train_steps=20,
+        seed=0,
+    ),
+}
+
+
+#: The studies of ``experiments.regimes``, in the order they run: (c) N < K workers in one
+#: round, (d) systematic worker points, (e) a near-linear f, (f) output noise.
+REGIME_STUDIES = ("few_workers", "systematic", "near_linear", "noise")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RegimesConfig:
+    """Sizes of the regimes where coding can win (``experiments.regimes``)."""
+
+    studies: tuple[str, ...] = REGIME_STUDIES
+    """The studies run, from ``REGIME_STUDIES`` (``--study`` overrides)."""
+    train: FrozenDict | None = None
+    """Overrides of LeNet-5's default ``TrainConfig``; None keeps it."""
+    K: int
+    """Inputs per batch, in every study."""
+    batches: int
+    trials: int
+    """``batches`` calibration batches of K Fashion-MNIST test images and as many disjoint
+    evaluation batches; ``trials`` straggler (and noise) draws on each."""
+    straggler_fraction: float = 0.2
+    """Exactly S = round(q N) stragglers, or each worker with probability p = q."""
+    straggler_kinds: tuple[str, ...] = ("exact", "bernoulli")
+    """The random straggler models of the few-workers and systematic studies; the
+    near-linear and noise studies use "exact" only."""
+    lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec (noiseless studies): the grid value of lowest mean loss on the
+    calibration batches, per setting and input order (and point set)."""
+    few_workers_ratios: tuple[float, ...]
+    """N / K <= 1 of the few-workers study."""
+    latency_shift: float = 1.0
+    latency_rate: float = 1.0
+    latency_draws: int = 100_000
+    """Service time of a task: shift + Exp(rate); rounds drawn for the latency quantiles."""
+    systematic_ratios: tuple[float, ...]
+    """N / K in (1, 2] of the systematic study."""
+    worst_case: bool = True
+    worst_restarts: int = 0
+    worst_max_rounds: int = 20
+    """The systematic study's worst S stragglers (``letcc_jax.worst_stragglers`` on the
+    first evaluation batch): whether to search, random starts and swap rounds."""
+    near_linear_ratios: tuple[float, ...]
+    near_linear_c: tuple[float, ...]
+    near_linear_m: int = 10
+    """The near-linear phase diagram: N / K >= 1 x c in f(x) = tanh(c x W), W (784, m)."""
+    noise_ratios: tuple[float, ...]
+    rel_sigmas: tuple[float, ...]
+    """N / K >= 1 and noise sigma relative to the RMS of f's outputs (noise study)."""
+    noise_lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec grid of the noise study, chosen per sigma."""
+    seed: int
+    """Seeds the image split, the random orders, W and every draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
+    random initial weights (a fast stand-in for tests)."""
+
+    def __post_init__(self):
+        unknown = [s for s in self.studies if s not in REGIME_STUDIES]
+        if unknown or not self.studies:
+            raise ValueError(f"studies must name some of {REGIME_STUDIES}, got {self.studies}.")
+        if not set(self.straggler_kinds) <= {"exact", "bernoulli"} or not self.straggler_kinds:
+            raise ValueError("straggler_kinds must name 'exact' and/or 'bernoulli', got "
+                             f"{self.straggler_kinds}.")
+        if not all(0 < r <= 1 for r in self.few_workers_ratios):
+            raise ValueError(f"few_workers_ratios must lie in (0, 1], got "
+                             f"{self.few_workers_ratios}.")
+        if not all(1 < r <= 2 for r in self.systematic_ratios):
+            raise ValueError(f"systematic_ratios must lie in (1, 2], got {self.systematic_ratios}.")
+        if not all(r >= 1 for r in self.near_linear_ratios + self.noise_ratios):
+            raise ValueError("near_linear_ratios and noise_ratios must be >= 1 (replication "
+                             "needs N >= K).")
+
+
+#: lam_dec grids of the regimes: the noiseless choices fell in [1e-8, 1e-5] (fewer workers
+#: than inputs) or at 0; with noise in [1e-12, 3e-8] (sigma/rms up to 0.3, N/K >= 1.5).
+_REGIMES_LAM = tuple(float(v) for v in np.concatenate([[0.0], np.logspace(-10, -3, 8)]))
+_REGIMES_NOISE_LAM = tuple(float(v) for v in np.concatenate([[0.0], np.logspace(-13, -6, 15)]))
+
+REGIMES = {
+    "cpu": RegimesConfig(
+        K=40,
+        batches=4,
+        trials=50,
+        lam_dec_grid=_REGIMES_LAM,
+        few_workers_ratios=(0.5, 0.75, 1.0),
+        systematic_ratios=(1.25, 1.5, 1.75),
+        worst_max_rounds=10,
+        near_linear_ratios=(1.25, 1.5, 2.0, 3.0),
+        near_linear_c=tuple(float(c) for c in np.logspace(-2, 1, 10)),
+        noise_ratios=(1.5, 2.0, 3.0),
+        rel_sigmas=(1e-3, 1e-2, 3e-2, 1e-1, 3e-1),
+        noise_lam_dec_grid=_REGIMES_NOISE_LAM,
+        seed=0,
+    ),
+    # one N per study and exact stragglers only: each study's compiled programs, not its
+    # sizes, take the time
+    "smoke": RegimesConfig(
+        K=8,
+        batches=2,
+        trials=4,
+        straggler_kinds=("exact",),
+        lam_dec_grid=(0.0, 1e-4),
+        few_workers_ratios=(0.5,),
+        latency_draws=1_000,
+        systematic_ratios=(1.5,),
+        worst_max_rounds=2,
+        near_linear_ratios=(1.5,),
+        near_linear_c=(0.1, 3.0),
+        noise_ratios=(1.5,),
+        rel_sigmas=(1e-2, 1e-1),
+        noise_lam_dec_grid=(0.0, 1e-4),
+        seed=0,
+    ),
+}
+
+
+#: The input orders of ``experiments.ordering``: a random permutation, or
+#: ``letcc_jax.order_inputs`` with the method named (and the refinement after "+").
+ORDER_METHODS = ("random", "nearest_neighbour", "spectral", "nearest_neighbour+2opt", "pca")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OrderingConfig:
+    """Sizes of the input-order comparison (``experiments.ordering``)."""
+
+    settings: FrozenDict
+    """Model name -> its (K, ratios) pairs: K inputs per batch, coded for N = round(ratio K)
+    workers for each ratio >= 1 (replication needs N >= K)."""
+    dataset: str = "fashion_mnist"
+    train: FrozenDict | None = None
+    """The dataset of every model, and overrides of their default ``TrainConfig``."""
+    orders: tuple[str, ...] = ORDER_METHODS
+    """The input orders compared, from ``ORDER_METHODS``."""
+    stragglers: tuple[str, ...] = ("exact", "bernoulli")
+    S_fraction: float = 0.2
+    p: float = 0.2
+    """Random straggler models: "exact" (S = round(S_fraction N) workers; the worst case
+    uses the same S) and/or "bernoulli" (each worker independently with probability p)."""
+    eval_inputs: int
+    """Evaluation images per K: max(1, eval_inputs // K) disjoint batches of K."""
+    trials: int
+    """Straggler draws per evaluation batch, and on the calibration batch (one compiled
+    program serves both)."""
+    lam_dec_grid: tuple[float, ...]
+    """LeTCC's lam_dec: the grid value of lowest E[MSE] on a calibration batch of K images,
+    per setting, straggler model and order."""
+    worst: FrozenDict = FrozenDict()
+    """Model name -> the largest K whose settings also get the worst S stragglers
+    (``letcc_jax.worst_stragglers`` on the first evaluation batch, for every scheme and
+    order)."""
+    worst_restarts: int = 0
+    worst_max_rounds: int = 20
+    nodes_model: str = ""
+    nodes_settings: tuple[tuple[int, float], ...] = ()
+    """The node comparison (Chebyshev, arc-length and tuned nodes, nearest-neighbour
+    order, exact stragglers) for ``nodes_model`` at these (K, ratio); "" for none."""
+    nodes_cal_batches: int = 4
+    min_gap: float = 0.25
+    tune_steps: int = 100
+    tune_trials: int = 16
+    """Calibration batches of K images that ``letcc_jax.tune`` learns alpha and lam_dec
+    on (each in its own chain order), from the mean of their arc-length nodes
+    (``letcc_jax.path_nodes`` with ``min_gap``); its Adam steps (0: no tuned nodes) and
+    straggler draws per batch and step."""
+    seed: int
+    """Seeds the image split, the random orders and every draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether the models keep
+    their random initial weights (a fast stand-in for tests)."""
+
+    def __post_init__(self):
+        unknown = [o for o in self.orders if o not in ORDER_METHODS]
+        if unknown or not self.orders:
+            raise ValueError(f"orders must name some of {ORDER_METHODS}, got {self.orders}.")
+        ratios = [r for pairs in self.settings.values() for _, rs in pairs for r in rs]
+        ratios += [r for _, r in self.nodes_settings]
+        if not all(r >= 1 for r in ratios):
+            raise ValueError(f"ratios N/K must be >= 1 (replication), got {ratios}.")
+        if not set(self.worst) <= set(self.settings):
+            raise ValueError(f"worst names models the config does not run: {list(self.worst)}")
+        if self.nodes_model and self.nodes_model not in self.settings:
+            raise ValueError(f"nodes_model {self.nodes_model!r} is not among the models.")
+        if self.nodes_model and "nearest_neighbour" not in self.orders:
+            raise ValueError("the node comparison uses the nearest_neighbour order: keep it "
+                             "in orders.")
+        if not set(self.stragglers) <= {"exact", "bernoulli"} or not self.stragglers:
+            raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
+                             f"{self.stragglers}.")
+        if (self.worst or self.nodes_model) and "exact" not in self.stragglers:
+            raise ValueError("worst and the node comparison need 'exact' stragglers (the "
+                             "worst case keeps the lam_dec chosen for S random stragglers).")
+
+
+_ORDERING_RATIOS = (1.25, 1.5, 2.0, 3.0)
+
+ORDERING = {
+    # LeNet-5 at K = 20, 100 and 400 with every ratio and at K = 1000 with two; RepVGG and
+    # ViT at K = 20 with every ratio and at K = 100 with two; the worst case at K = 20. The
+    # compiled programs (four per model and (K, N), three more for the worst case) take
+    # most of the time, so settings, not sizes, are what this config rations.
+    "cpu": OrderingConfig(
+        settings=FrozenDict(
+            lenet5=((20, _ORDERING_RATIOS), (100, _ORDERING_RATIOS), (400, _ORDERING_RATIOS),
+                    (1000, (1.5, 3.0))),
+            repvgg=((20, _ORDERING_RATIOS), (100, (1.5, 3.0))),
+            vit=((20, _ORDERING_RATIOS), (100, (1.5, 3.0))),
+        ),
+        eval_inputs=400,
+        trials=32,
+        lam_dec_grid=(0.0, 1e-9, 1e-7),
+        worst=FrozenDict(lenet5=20, repvgg=20, vit=20),
+        worst_max_rounds=10,
+        nodes_model="lenet5",
+        nodes_settings=((20, 1.5), (100, 2.0)),
+        tune_steps=60,
+        tune_trials=8,
+        seed=0,
+    ),
+    # One K, one N, one model, exact stragglers, no tuning: a smoke run's time is its
+    # compiled programs (tuning's gradient alone doubled it).
+    "smoke": OrderingConfig(
+        settings=FrozenDict(lenet5=((8, (2.0,)),)),
+        stragglers=("exact",),
+        eval_inputs=16,
+        trials=4,
+        lam_dec_grid=(0.0, 1e-6),
+        worst=FrozenDict(lenet5=8),
+        worst_max_rounds=2,
+        nodes_model="lenet5",
+        nodes_settings=((8, 2.0),),
+        nodes_cal_batches=2,
+        tune_steps=0,
+        seed=0,
+    ),
+}

@@ -11,17 +11,21 @@ respectively", the reverse of its own derivation; the derivation's assignment is
 (and our measured slopes agree with it). Each rate is anchored at the measured curve's
 middle N (the bounds' constants are unknown), and its slope over the fitted range is
 reported next to the measured one (the log factors make an N^-3 look like about N^-2.5
-at these N). Replication is measured too: with K fixed
-an input is lost only if all of its about N/K replicas straggle, with probability about
-p^(N/K), so its error falls exponentially in N.
+at these N). Replication is scored too, exactly: with K fixed an input is lost only if all
+of its r_k (about N/K) replicas straggle, with probability p^r_k, so its loss
+E[MSE] = (1/K) sum_k p^r_k ||f(x_k) - fallback||^2 (``letcc_jax.replication_loss``, a
+closed form) falls exponentially in N. Monte Carlo would miss it: with 200 draws a loss of
+probability 1e-5 is almost never seen, and the mean error came out as float32 round-off
+where the exact loss is 1e-3 or more.
 
 Per (f, N) LeTCC is one ``letcc_jax.monte_carlo`` sweep over every p and every lam_dec of
 the grid, on ``batches`` calibration batches of K inputs to choose lam_dec per p and then,
-with other keys, on as many disjoint evaluation batches; BACC and replication are one call
-each with LeTCC's evaluation key, so every scheme and lam_dec sees the same straggler draws
-(one uniform number per worker, compared with each p). MSE per trial = (1/K) sum_k
-||f_hat(x_k) - f(x_k)||^2 with the library's failure semantics (an input no survivor
-determines is estimated as 0); the plot shows its mean over draws and batches.
+with other keys, on as many disjoint evaluation batches; BACC is one call with LeTCC's
+evaluation key, so every lam_dec and both codes see the same straggler draws (one uniform
+number per worker, compared with each p). MSE per trial = (1/K) sum_k
+||f_hat(x_k) - f(x_k)||^2; every scheme estimates an input it cannot determine by the same
+fallback, f's mean output over the calibration inputs. The plot shows the mean over draws
+and batches (the exact expectation for replication).
 
     python -m experiments.probabilistic            # cpu config
     python -m experiments.probabilistic --smoke    # seconds
@@ -37,7 +41,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._common import batched_inputs, fit_slope
+from experiments._common import (
+    batched_inputs,
+    calibration_mean,
+    fit_slope,
+    replication_loss_probability,
+)
 from experiments._io import (
     markdown_table,
     parse_experiment_args,
@@ -51,6 +60,8 @@ NAMES = {"letcc": "LeTCC", "bacc": "BACC", "uncoded": "replication"}
 #: The bounds log_{1/p}(N)^a * N^b as (a, b), assigned as arXiv 2502.00645 derives them
 #: (its abstract swaps the two).
 RATES = {"letcc": (3, -3.0), "bacc": (4, -2.0)}
+#: Replication counts as safe from the N where P(a draw loses an input) stays below this.
+RARE_LOSS = 1e-3
 
 
 def theory_rate(scheme: str, p: float, N) -> np.ndarray:
@@ -60,13 +71,16 @@ def theory_rate(scheme: str, p: float, N) -> np.ndarray:
     return (np.log(N) / np.log(1.0 / p)) ** a * N ** b
 
 
-def run_point(f, X_cal, X_eval, N, config: ProbabilisticConfig, key):
-    """Every scheme at one N and every p: ``(best, mse, recovered)`` with ``best`` (P,) the
-    index of LeTCC's lam_dec per p, and per scheme per-trial MSE and share of recovered
-    inputs, (P, batches, trials) each."""
+def run_point(f, X_cal, X_eval, N, fallback, config: ProbabilisticConfig, key):
+    """Every scheme at one N and every p, each with the (m,) ``fallback`` for lost inputs:
+    ``(best, mse, lost)`` with ``best`` (P,) the index of LeTCC's lam_dec per p; per scheme
+    ``mse``, per-trial MSE (P, batches, trials) for the codes and replication's exact
+    E[MSE] per batch (P, batches); and ``lost``, the share of trials that lost an input
+    (P,), for replication its exact probability."""
     k_cal, k_eval = jax.random.split(key)
     ps = jnp.asarray(config.p, jnp.float32)
-    swept = lc.letcc(config.K, N).replace(lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
+    swept = lc.letcc(config.K, N, fallback=fallback).replace(
+        lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
 
     def letcc(X, key):  # (P, G, batches, trials); calibration and evaluation share a program
         return lc.monte_carlo(f, swept, X, key, trials=config.trials,
@@ -75,15 +89,19 @@ def run_point(f, X_cal, X_eval, N, config: ProbabilisticConfig, key):
     best = np.nanargmin(np.asarray(letcc(X_cal, k_cal).mse, np.float64).mean(axis=(-2, -1)),
                         axis=1)
     chosen = letcc(X_eval, k_eval)
-    rows = np.arange(len(best))
-    mse = {"letcc": np.asarray(chosen.mse, np.float64)[rows, best]}
-    recovered = {"letcc": np.asarray(chosen.recovered, np.float64)[rows, best]}
-    for name in SCHEMES[1:]:
-        result = lc.monte_carlo(f, lc.make_scheme(name, config.K, N), X_eval, k_eval,
-                                trials=config.trials, stragglers=lc.BernoulliStragglers(ps))
-        mse[name] = np.asarray(result.mse, np.float64)
-        recovered[name] = np.asarray(result.recovered, np.float64)
-    return best, mse, recovered
+    stragglers = lc.BernoulliStragglers(ps)
+    bacc = lc.monte_carlo(f, lc.bacc(config.K, N, fallback=fallback), X_eval, k_eval,
+                          trials=config.trials, stragglers=stragglers)
+    picked = (np.arange(len(best)), best)
+    mse = {"letcc": np.asarray(chosen.mse, np.float64)[picked],
+           "bacc": np.asarray(bacc.mse, np.float64)}
+    lost = {"letcc": np.mean(np.asarray(chosen.recovered)[picked] < 1.0, axis=(-2, -1)),
+            "bacc": np.mean(np.asarray(bacc.recovered) < 1.0, axis=(-2, -1))}
+    replication = lc.uncoded(config.K, N, fallback=fallback)
+    mse["uncoded"] = np.asarray(lc.replication_loss(f, replication, X_eval,
+                                                    stragglers=stragglers).mse, np.float64)
+    lost["uncoded"] = replication_loss_probability(replication, stragglers)
+    return best, mse, lost
 
 
 def run(config: ProbabilisticConfig, progress=True) -> list[dict]:
@@ -93,21 +111,28 @@ def run(config: ProbabilisticConfig, progress=True) -> list[dict]:
     loaded = {}
     for fn, N in tqdm(jobs, desc="N", disable=not progress):
         if fn not in loaded:
-            loaded[fn] = batched_inputs(fn, config.K, config.batches, config.seed,
-                                        untrained=config.untrained, train=config.train)
-        f, X_cal, X_eval = loaded[fn]
+            f, X_cal, X_eval = batched_inputs(fn, config.K, config.batches, config.seed,
+                                              untrained=config.untrained, train=config.train)
+            loaded[fn] = f, X_cal, X_eval, calibration_mean(f, X_cal)
+        f, X_cal, X_eval, fallback = loaded[fn]
+        # Each N compiles its own programs, and each program keeps memory mappings: one
+        # process holding all of them runs out (vm.max_map_count), as in table1.
+        jax.clear_caches()
         start = time.perf_counter()
-        best, mse, recovered = run_point(f, X_cal, X_eval, N, config, jax.random.fold_in(key, N))
+        best, mse, lost = run_point(f, X_cal, X_eval, N, fallback, config,
+                                    jax.random.fold_in(key, N))
         seconds = round(time.perf_counter() - start, 2)
         for i, p in enumerate(config.p):
             for name in SCHEMES:
                 values = mse[name][i]
+                exact = name == "uncoded"
                 rows.append({
                     "function": fn, "N": N, "K": config.K, "p": p, "scheme": name,
                     "lam_dec": config.lam_dec_grid[best[i]] if name == "letcc" else None,
-                    "mse_mean": float(values.mean()), "mse_std": float(values.std()),
-                    "failure_rate": float(np.mean(recovered[name][i] < 1.0)),
-                    "trials": config.trials, "batches": config.batches,
+                    "exact": exact, "mse_mean": float(values.mean()),
+                    "mse_std": None if exact else float(values.std()),  # no draws when exact
+                    "failure_rate": float(lost[name][i]),
+                    "trials": None if exact else config.trials, "batches": config.batches,
                     "seconds_for_N": seconds,
                 })
     return rows
@@ -121,14 +146,15 @@ def curves(rows) -> dict:
     return {k: tuple(np.array(v) for v in zip(*sorted(pts))) for k, pts in out.items()}
 
 
-def no_loss_from(rows) -> dict:
-    """{(function, p): the smallest N from which replication lost no input in any trial at
-    that N and every larger N} (absent when it lost one at the largest N)."""
+def rare_loss_from(rows, level: float = RARE_LOSS) -> dict:
+    """{(function, p): the smallest N from which replication's probability of losing an
+    input is below ``level`` at that N and every larger N} (absent when it is not at the
+    largest N)."""
     out = {}
     for fn, p, scheme in curves(rows):
         if scheme != "uncoded":
             continue
-        lost = sorted((r["N"], r["failure_rate"] > 0) for r in rows
+        lost = sorted((r["N"], r["failure_rate"] >= level) for r in rows
                       if (r["function"], r["p"], r["scheme"]) == (fn, p, scheme))
         first = None
         for N, failed in lost:
@@ -140,7 +166,7 @@ def no_loss_from(rows) -> dict:
 
 def slopes(rows) -> list[dict]:
     """Fitted slope per curve over the large-N half, and the theory rate's slope over the
-    same N (None for replication, which has no rate there)."""
+    same N (None for replication, whose exact loss falls exponentially, as p^(N/K))."""
     out = []
     for (fn, p, scheme), (N, mse) in curves(rows).items():
         theory = fit_slope(N, theory_rate(scheme, p, N)) if scheme in RATES else None
@@ -157,7 +183,7 @@ def plot(rows, out) -> list:
     import matplotlib.pyplot as plt
 
     data = curves(rows)
-    safe = no_loss_from(rows)
+    safe = rare_loss_from(rows)
     colors = {"letcc": "tab:blue", "bacc": "tab:orange", "uncoded": "tab:green"}
     markers = {"letcc": "o", "bacc": "s", "uncoded": "^"}
     paths = []
@@ -168,9 +194,10 @@ def plot(rows, out) -> list:
             for scheme in SCHEMES:
                 N, mse = data[(fn, p, scheme)]
                 shown = mse > 0
-                if scheme == "uncoded":  # exact once no input is lost: round-off, no slope
+                if scheme == "uncoded":  # exponential in N: no power-law slope
                     first = safe.get((fn, p))
-                    note = f"no input lost from N = {first}" if first else "inputs lost"
+                    note = "exact" + (f"; P(loss) < {RARE_LOSS:g} from N = {first}" if first
+                                      else "")
                 else:
                     note = f"slope {fit_slope(N, mse):.1f}"
                 ax.loglog(N[shown], mse[shown], marker=markers[scheme], ms=3,
@@ -185,7 +212,7 @@ def plot(rows, out) -> list:
             ax.set(title=f"{fn}: each worker straggles w.p. p = {p:g}", xlabel="N (workers)")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7, loc="lower left")
-        axes[0][0].set_ylabel("mean MSE over straggler draws and batches")
+        axes[0][0].set_ylabel("E[MSE] (codes: mean over draws and batches)")
         fig.tight_layout()
         path = out / f"probabilistic_{fn}.png"
         fig.savefig(path, dpi=120)
@@ -195,14 +222,16 @@ def plot(rows, out) -> list:
 
 
 def table(fitted) -> str:
-    """Markdown: per (f, p), each scheme's fitted slope (theory) and MSE at the largest N."""
+    """Markdown: per (f, p), each code's fitted slope (theory) and each scheme's MSE at the
+    largest N (replication's exact; 0 where it falls below float32's range, ~1e-38)."""
     body = []
     for fn, p in dict.fromkeys((s["function"], s["p"]) for s in fitted):
         cells = []
         for scheme in SCHEMES:
             s = next(s for s in fitted if (s["function"], s["p"], s["scheme"]) == (fn, p, scheme))
-            theory = "" if s["theory_slope"] is None else f" (theory {s['theory_slope']:.1f})"
-            cells.append(f"{s['slope']:.2f}{theory}; {s['mse_at_max_N']:.2g}")
+            slope = ("exact" if s["theory_slope"] is None
+                     else f"{s['slope']:.2f} (theory {s['theory_slope']:.1f})")
+            cells.append(f"{slope}; {s['mse_at_max_N']:.2g}")
         body.append([fn, p] + cells)
     return markdown_table(["f", "p"] + [f"{NAMES[s]}: slope; MSE at max N" for s in SCHEMES],
                           body)
@@ -214,7 +243,7 @@ def report(rows, config: ProbabilisticConfig, seconds, out) -> list[dict]:
     text = table(fitted)
     print("\nFitted slopes of log mean-MSE vs log N over the large-N half, with the theory "
           "rate's slope over the same N (LeTCC log^3 N N^-3, BACC log^4 N N^-2), and the mean "
-          "MSE at the largest N:\n\n" + text)
+          "MSE at the largest N (replication: its exact E[MSE]):\n\n" + text)
     write_results(out, config, rows, seconds=seconds, slopes=fitted)
     (out / "table.md").write_text(text + "\n")
     paths = plot(rows, out)

@@ -3,9 +3,18 @@
 For every model and every (N, K, S) setting, K test images (flattened to (K, d), d = H*W*C)
 are coded for N workers, exactly S of which straggle (uniformly random; |F| = N - S answer).
 LeTCC's lam_dec is chosen by ``select_lambda`` on a calibration batch drawn disjoint from
-the evaluation images (``data.calibration_split``); lam_enc = 0. Every scheme then runs
-``trials`` straggler draws on each of ``batches`` evaluation batches, and the per-trial
-values are pooled over all batches before taking mean and std.
+the evaluation images (``data.calibration_split``); lam_enc = 0. Every scheme estimates an
+input it cannot recover by the same fallback, f's mean output over the calibration images
+(not 0: a lost input then costs its spread around the mean, not its norm). Every scheme
+then runs ``trials`` straggler draws on each of ``batches`` evaluation batches, and the
+per-trial values are pooled over all batches before taking mean and std.
+
+Replication is scored exactly where a closed form exists (``lc.replication_loss``): its
+E[MSE], the probability that a draw loses an input, and its expected RelAcc and agreement,
+which are linear in the probability p_k that input k loses every replica (a lost input's
+argmax is the fallback's). A hundred draws rarely see a loss of small probability, and such
+losses dominate replication's loss. Its RMSE per draw (mean ± std), which needs the whole
+distribution of the lost set, stays Monte Carlo, over the same draws as the other schemes.
 
 Metrics (per trial, DESIGN.md section 4):
   MSE    = (1/K) sum_k ||f_hat(x_k) - f(x_k)||^2 on the logits, and RMSE = sqrt(MSE);
@@ -31,8 +40,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import letcc_jax as lc
-from experiments._common import SCHEMES, load_data, model_function
+from experiments._common import (
+    SCHEMES,
+    calibration_mean,
+    load_data,
+    model_function,
+    pool,
+    replication_loss_probability,
+)
 from experiments._io import (
+    lost_note,
     markdown_table,
     parse_experiment_args,
     print_config,
@@ -41,8 +58,6 @@ from experiments._io import (
 from experiments.configs import TABLE1, Table1Config
 from letcc_jax.zoo.data import calibration_split
 
-#: Pooled metrics, the headline (the paper's loss) first.
-METRICS = ("mse", "rmse", "relacc", "agreement")
 NAMES = {"letcc": "LeTCC", "letcc_tuned": "LeTCC tuned", "bacc": "BACC", "lcc": "LCC",
          "uncoded": "uncoded"}
 #: Columns of the worst-case table, in order.
@@ -53,9 +68,10 @@ WORST_NOTE = (
     "first evaluation batch (letcc_jax.worst_stragglers: exact by enumeration where "
     "C(N, S) <= 20,000, else the best swap local search from the greedy set and the worst "
     "tag-order window, a lower bound marked ≥). Cell: worst-case RMSE (√E[MSE] over the "
-    "random straggler draws on the same batch; the ratio of the two). LeTCC tuned: lam_enc, "
-    "lam_dec, alpha and beta by letcc_jax.tune from the selected lam_dec, on the calibration "
-    "batch."
+    "random straggler draws on the same batch, exact for replication; the ratio of the two). "
+    "A lost input is estimated by the fallback (f's mean output on the calibration images). "
+    "LeTCC tuned: lam_enc, lam_dec, alpha and beta by letcc_jax.tune from the selected "
+    "lam_dec, on the calibration batch."
 )
 
 METRIC_NOTE = (
@@ -66,84 +82,113 @@ METRIC_NOTE = (
     "RMSE = √MSE per draw, shown as mean ± std. "
     "RelAcc = acc(argmax f̂ vs labels) / acc(argmax f vs labels); "
     "Agree = share of inputs with argmax f̂ = argmax f. "
-    "Uncoded: an input with no surviving replica is estimated as 0 ('lost' = share of "
-    "trials losing at least one input). LeTCC: lam_enc = 0, lam_dec by select_lambda on a "
-    "disjoint calibration batch."
+    "Every scheme estimates an input it cannot recover by the same fallback, f's mean output "
+    "over the calibration images. Uncoded replication is exact, not sampled: E[MSE] by "
+    "letcc_jax.replication_loss, 'lost' = the probability that a draw loses at least one "
+    "input (all its replicas straggle), and RelAcc and Agree their expectations (no std); "
+    "only its RMSE per draw is over the Monte Carlo draws. LeTCC: lam_enc = 0, lam_dec by "
+    "select_lambda on a disjoint calibration batch."
 )
 
 
-def pool(results) -> dict:
-    """Mean and std of each metric over the per-trial values of several MonteCarloResults,
-    and ``root_mean_mse`` = sqrt(mse_mean), the root of the loss E[MSE].
+#: The pooled metrics that replication has in closed form (:func:`exact_replication`).
+EXACT = ("mse_mean", "mse_std", "root_mean_mse", "relacc_mean", "relacc_std",
+         "agreement_mean", "agreement_std", "failure_rate")
 
-    RelAcc is undefined (NaN) on a batch where f itself classifies nothing correctly; such
-    values are dropped and counted in ``relacc_undefined``.
+
+def exact_replication(f, scheme, X, labels, stragglers, sampled: dict):
+    """Replication's pooled metrics, in closed form where one exists, on the C evaluation
+    batches X (C, K, d) with labels (C, K): ``(metrics, mse)`` with ``mse`` (C,) the exact
+    E[MSE] per batch, and ``metrics`` the Monte Carlo pool ``sampled`` (:func:`pool`) with
+    its ``EXACT`` entries replaced: E[MSE] and its root, ``failure_rate`` = P(a draw loses
+    an input), and the expected RelAcc and agreement (the stds are left out, the sampled
+    values kept as ``mc_*``); its RMSE per draw stays sampled.
+
+    Input k is lost with probability p_k (all its replicas straggle) and then estimated by
+    the fallback; otherwise exactly. So per batch E[accuracy of argmax f_hat] =
+    (1/K) sum_k [(1 - p_k) hit(f(x_k)) + p_k hit(fallback)], and RelAcc divides it by f's
+    own accuracy on the batch, a constant (batches where f gets none right are dropped, as
+    in :func:`pool`); agreement likewise, with hit = argmax equal to f's.
     """
-    out = {}
-    for name in METRICS:
-        values = np.concatenate([np.asarray(getattr(r, name), np.float64) for r in results])
-        finite = values[np.isfinite(values)]
-        out[f"{name}_mean"] = float(np.mean(finite)) if finite.size else float("nan")
-        out[f"{name}_std"] = float(np.std(finite)) if finite.size else float("nan")
-        if name == "mse":
-            out["root_mean_mse"] = float(np.sqrt(out["mse_mean"]))
-        if name == "relacc":
-            out["relacc_undefined"] = int(values.size - finite.size)
-    recovered = np.concatenate([np.asarray(r.recovered) for r in results])
-    out["failure_rate"] = float(np.mean(recovered < 1.0))
-    out["values"] = int(recovered.size)
-    return out
+    loss = lc.replication_loss(f, scheme, X, stragglers=stragglers)
+    lost = np.asarray(loss.p_lost, np.float64)  # (K,)
+    C, K, d = X.shape
+    truth = np.asarray(jax.jit(jax.vmap(f))(X.reshape(C * K, d))).reshape(C, K, -1)
+    labels, predicted = np.asarray(labels), truth.argmax(-1)  # (C, K) each
+    guess = int(np.argmax(np.asarray(scheme.fallback)))
+
+    def expected(hit, hit_lost):  # (C,) expected share of hits
+        return np.mean((1 - lost) * hit + lost * hit_lost, axis=-1)
+
+    accuracy = np.mean(predicted == labels, axis=-1)
+    defined = accuracy > 0
+    relacc = expected(predicted == labels, guess == labels)[defined] / accuracy[defined]
+    mse = np.asarray(loss.mse, np.float64)
+    exact = {"mse_mean": float(np.mean(mse)), "root_mean_mse": float(np.sqrt(np.mean(mse))),
+             "relacc_mean": float(np.mean(relacc)) if relacc.size else float("nan"),
+             "agreement_mean": float(np.mean(expected(1.0, guess == predicted))),
+             "failure_rate": float(replication_loss_probability(scheme, stragglers))}
+    kept = {k: v for k, v in sampled.items() if k not in EXACT}
+    return {**kept, **exact, "exact": True, **{f"mc_{k}": sampled[k] for k in EXACT}}, mse
 
 
 def flat(images) -> jnp.ndarray:
     return jnp.asarray(images.reshape(images.shape[0], -1))
 
 
-def run_setting(f, split, N, K, S, config: Table1Config, key, worst_case: bool = False):
-    """All schemes at one (N, K, S): rows with pooled metrics and LeTCC's chosen lam_dec.
-    With ``worst_case``, LeTCC tuned by ``letcc_jax.tune`` joins them, and every row gains
-    the worst-case columns of :func:`worst_columns`."""
+def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
+                worst_case: bool = False):
+    """All schemes at one (N, K, S), each with the (m,) ``fallback`` for lost inputs: rows
+    with pooled metrics (replication's exact, :func:`exact_replication`) and LeTCC's chosen
+    lam_dec. With ``worst_case``, LeTCC tuned by ``letcc_jax.tune`` joins them, and every
+    row gains the worst-case columns of :func:`worst_columns`."""
     stragglers = lc.ExactStragglers(S)
     k_cal, k_eval = jax.random.split(key)
     X_cal = flat(split.x_cal[:K])
     search = lc.select_lambda(
-        f, lc.letcc(K, N), X_cal, k_cal, lam_dec_grid=config.lam_dec_grid,
+        f, lc.letcc(K, N, fallback=fallback), X_cal, k_cal, lam_dec_grid=config.lam_dec_grid,
         trials=config.cal_trials, stragglers=stragglers,
     )
-    schemes = {"letcc": search.scheme, **{n: lc.make_scheme(n, K, N) for n in SCHEMES[1:]}}
+    schemes = {"letcc": search.scheme,
+               **{n: lc.make_scheme(n, K, N, fallback=fallback) for n in SCHEMES[1:]}}
     if worst_case:
         tuned = lc.tune(f, search.scheme, X_cal, jax.random.fold_in(k_cal, 1),
                         stragglers=stragglers, steps=config.tune_steps,
                         trials=config.cal_trials, progress=False)
         schemes["letcc_tuned"] = tuned.scheme
+    X = jnp.stack([flat(split.x_eval[b * K:(b + 1) * K]) for b in range(config.batches)])
+    labels = jnp.asarray(split.y_eval[:config.batches * K].reshape(config.batches, K))
     rows = []
     for name, scheme in schemes.items():
-        results = []
-        for b in range(config.batches):
-            X = flat(split.x_eval[b * K:(b + 1) * K])
-            labels = jnp.asarray(split.y_eval[b * K:(b + 1) * K])
-            # same key per batch for every scheme: common straggler patterns across schemes
-            results.append(lc.monte_carlo(f, scheme, X, jax.random.fold_in(k_eval, b),
-                                          trials=config.trials, stragglers=stragglers,
-                                          labels=labels))
-        row = {"N": N, "K": K, "S": S, "F": N - S, "scheme": name, **pool(results)}
+        # same key per batch for every scheme: common straggler patterns across schemes
+        results = [lc.monte_carlo(f, scheme, X[b], jax.random.fold_in(k_eval, b),
+                                  trials=config.trials, stragglers=stragglers,
+                                  labels=labels[b])
+                   for b in range(config.batches)]
+        metrics = pool(results)
+        loss = np.mean(np.asarray(results[0].mse, np.float64))  # the worst case's reference
+        if name == "uncoded":
+            metrics, exact = exact_replication(f, scheme, X, labels, stragglers, metrics)
+            loss = exact[0]
+        row = {"N": N, "K": K, "S": S, "F": N - S, "scheme": name, **metrics}
         if name.startswith("letcc"):
             row["lam_dec"] = float(scheme.lam_dec)
         if worst_case:
-            row.update(worst_columns(f, scheme, flat(split.x_eval[:K]), S, results[0], config))
+            row.update(worst_columns(f, scheme, X[0], S, float(np.sqrt(loss)), results[0],
+                                     config))
         rows.append(row)
     return rows
 
 
-def worst_columns(f, scheme, X, S, random, config: Table1Config) -> dict:
+def worst_columns(f, scheme, X, S, random_root, random, config: Table1Config) -> dict:
     """The worst S stragglers for ``scheme`` on the inputs X (the first evaluation batch),
-    beside the random-straggler loss on the same batch (``random``, its MonteCarloResult).
-    ``worst_gap`` = worst RMSE / sqrt(E[MSE]) of the random draws."""
+    beside the random stragglers' sqrt(E[MSE]) on the same batch (``random_root``) and the
+    largest RMSE of their draws (``random``, the batch's MonteCarloResult).
+    ``worst_gap`` = worst RMSE / ``random_root``."""
     start = time.perf_counter()
     worst = lc.worst_stragglers(f, scheme, X, S, restarts=config.worst_restarts,
                                 max_rounds=config.worst_max_rounds, seed=config.seed)
     rmse = float(np.sqrt(worst.mse))
-    random_root = float(np.sqrt(np.mean(np.asarray(random.mse, np.float64))))
     return {"worst_rmse": rmse, "worst_mse": float(worst.mse), "worst_exact": worst.exact,
             "worst_stragglers": worst.stragglers.tolist(), "worst_evaluated": worst.evaluated,
             "random_root_mean_mse_batch0": random_root,
@@ -167,10 +212,12 @@ def run(config: Table1Config, progress=True):
             ds = datasets[ds_name]
             split = calibration_split(ds, K_max, config.batches * K_max, seed=config.seed)
             f, acc = model_function(model, ds, config.untrained, train=config.train)
-            models[model] = {"dataset": ds_name, "test_accuracy": acc}
+            fallback = calibration_mean(f, flat(split.x_cal))
+            models[model] = {"dataset": ds_name, "test_accuracy": acc,
+                             "fallback": np.asarray(fallback).tolist()}
         start = time.perf_counter()
         setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K),
-                              worst_case=model in config.worst_case)
+                              fallback, worst_case=model in config.worst_case)
         # Settings share no compiled program (N, K, S differ); each program keeps memory
         # mappings, and one process holding all of them runs out (vm.max_map_count).
         jax.clear_caches()
@@ -182,7 +229,7 @@ def run(config: Table1Config, progress=True):
 
 def tables(rows) -> tuple[str, str, str]:
     """Markdown, one row per setting and a column per scheme: the loss E[MSE] (its root),
-    RMSE mean ± std, and RelAcc (Agree)."""
+    RMSE mean ± std, and RelAcc (Agree); an exact RelAcc (replication's) has no std."""
     header = ["model", "N", "K", "survivors N−S"]
     loss_rows, rmse_rows, acc_rows = [], [], []
     for model, N, K, S in dict.fromkeys((r["model"], r["N"], r["K"], r["S"]) for r in rows):
@@ -190,13 +237,12 @@ def tables(rows) -> tuple[str, str, str]:
         for name in SCHEMES:
             r = next(r for r in rows if (r["model"], r["N"], r["K"], r["S"], r["scheme"])
                      == (model, N, K, S, name))
-            lost = (f" ({100 * r['failure_rate']:.0f}% lost)" if r["failure_rate"] > 0
-                    else "")
             lam = f" [λ={r['lam_dec']:.0e}]" if name == "letcc" else ""
-            cells_l.append(f"{r['mse_mean']:.3g} ({r['root_mean_mse']:.3g}){lost}{lam}")
+            cells_l.append(f"{r['mse_mean']:.3g} ({r['root_mean_mse']:.3g})"
+                           f"{lost_note(r['failure_rate'])}{lam}")
             cells_r.append(f"{r['rmse_mean']:.3g} ± {r['rmse_std']:.2g}")
-            cells_a.append(f"{r['relacc_mean']:.3f} ± {r['relacc_std']:.2f} "
-                           f"({r['agreement_mean']:.3f})")
+            spread = ", exact" if r.get("exact") else f" ± {r['relacc_std']:.2f}"
+            cells_a.append(f"{r['relacc_mean']:.3f}{spread} ({r['agreement_mean']:.3f})")
         base = [model, N, K, N - S]
         loss_rows.append(base + cells_l)
         rmse_rows.append(base + cells_r)
@@ -276,10 +322,12 @@ def report(rows, models, config: Table1Config, seconds, out) -> str:
     worst_md = worst_table(rows)
     worst_md = (f"### Worst-case stragglers, RMSE (logits)\n\n{WORST_NOTE}\n\n{worst_md}\n\n"
                 if worst_md else "")
+    # the fallbacks (m values each) are in results.json
+    accuracy = ", ".join(f"{m} {v['test_accuracy']} on {v['dataset']}" for m, v in models.items())
     text = (f"## Table 1 ({config.name} config)\n\n{METRIC_NOTE}\n\n### Loss E[MSE] "
             f"(√E[MSE]) on the logits [LeTCC's lam_dec]\n\n{loss_md}\n\n### RMSE per draw "
             f"(logits), mean ± std\n\n{rmse_md}\n\n### RelAcc mean ± std (argmax "
-            f"agreement)\n\n{acc_md}\n\n{worst_md}Models: {models}. "
+            f"agreement)\n\n{acc_md}\n\n{worst_md}Test accuracy of the models: {accuracy}. "
             f"Time {seconds:.0f} s.\n")
     print("\n" + text)
     write_results(out, config, rows, models=models, seconds=seconds)

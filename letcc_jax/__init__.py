@@ -54,7 +54,7 @@ from .sim._models import (
     NoStragglers,
     StragglerModel,
 )
-from .sim._order import order_inputs, path_length
+from .sim._order import order_inputs, path_length, path_nodes
 from .sim._tuning import LEARNABLE, TuningResult, node_logits, ordered_nodes, tune
 from .sim._worst import WorstCase, worst_stragglers
 
@@ -105,6 +105,7 @@ __all__ = [
     "order_inputs",
     "ordered_nodes",
     "path_length",
+    "path_nodes",
     "relacc",
     "replication_loss",
     "residual_letcc",

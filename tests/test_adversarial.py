@@ -174,6 +174,52 @@ def test_bad_arguments_are_clear_errors(kwargs, error, match):
                              args.pop("magnitude"), **args)
 
 
+@pytest.mark.parametrize("n_workers, count, magnitude", [(7, 1, 1.0), (7, 2, 1.0), (8, 3, 1.0),
+                                                     (8, 2, 0.5), (6, 2, 1.0)])
+def test_median_worst_case_is_the_enumerated_worst_attack(n_workers, count, magnitude):
+    """experiments.adversarial's closed form for replication by median, against every set
+    of ``count`` liars and every value they send from {-M, -M/3, 0, M/2, M} per coordinate,
+    decoded by a NumPy median of each input's replicas. K = 3: N = 7 gives replicas
+    (3, 2, 2) (ties possible), N = 8 (3, 3, 2), N = 6 (2, 2, 2); m = 2; M = 0.5 lies below
+    some |f(x_k)|, which no liar can then mimic."""
+    from experiments.adversarial import median_worst_case
+
+    X = _inputs(7)
+    truth = _f_np(X)
+    owner = np.arange(n_workers) % K
+    values = np.array([-1.0, -1 / 3, 0.0, 0.5, 1.0]) * magnitude
+    patterns = np.array(list(itertools.product(values, repeat=count * 2))).reshape(-1, count, 2)
+    worst = 0.0
+    for liars in itertools.combinations(range(n_workers), count):
+        Z = np.repeat(truth[owner][None], len(patterns), axis=0)  # honest: f(x_{n mod K})
+        Z[:, list(liars)] = patterns
+        medians = np.stack([np.median(Z[:, owner == k], axis=1) for k in range(K)], axis=1)
+        worst = max(worst, np.max(np.mean(np.sum((medians - truth) ** 2, axis=2), axis=1)))
+    replicas = np.bincount(owner, minlength=K)
+    np.testing.assert_allclose(median_worst_case(truth, replicas, count, magnitude), worst,
+                               rtol=1e-12, atol=0)
+
+
+def test_median_worst_case_is_zero_while_every_input_keeps_a_majority():
+    from experiments.adversarial import median_worst_case
+
+    truth = _f_np(_inputs(8))
+    assert median_worst_case(truth, [5, 5, 4], 1, 1.0) == 0.0  # 1 liar: no tie, no majority
+    gain = np.sum((1.0 + np.abs(truth)) ** 2, axis=1)
+    # 2 liars: a tie on the 4-replica input (a quarter of its gain) is all they can buy
+    np.testing.assert_allclose(median_worst_case(truth, [5, 5, 4], 2, 1.0), gain[2] / 4 / K,
+                               rtol=1e-12, atol=0)
+
+
+def test_exact_from_needs_every_larger_N_at_zero():
+    from experiments.adversarial import exact_from
+
+    N = [16, 32, 64, 128]
+    assert exact_from(N, [1.0, 0.0, 2.0, 0.0]) == 128
+    assert exact_from(N, [0.0, 0.0, 0.0, 0.0]) == 16
+    assert exact_from(N, [0.0, 0.0, 0.0, 1e-9]) is None
+
+
 def test_smoke_run_writes_results(tmp_path):
     from experiments import adversarial
 
@@ -185,6 +231,11 @@ def test_smoke_run_writes_results(tmp_path):
     assert len(written["rows"]) == len(rows) == len(adversarial.SCHEMES) * 2
     assert all(np.isfinite(r["mse_mean"]) and r["mse_std"] >= 0 for r in rows)
     assert {s["scheme"] for s in fitted} == set(adversarial.SCHEMES)
+    # K = 4: at N = 8, 3 liars against 2 replicas per input take one majority and a tie;
+    # at N = 16, 4 liars against 4 replicas take one majority (worth more than two ties)
+    median = {r["N"]: r for r in rows if r["scheme"] == "uncoded_median"}
+    assert median[8]["mse_mean"] > median[16]["mse_mean"] > 0
+    assert all(r["honest_mse_mean"] == 0 for r in median.values())
     assert (out / "results.csv").read_text().startswith("function,")
     assert (out / "adversarial_vs_n.png").stat().st_size > 0
 

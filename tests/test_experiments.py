@@ -21,7 +21,12 @@ import pytest
 
 import letcc_jax as lc
 from experiments import configs, demo, error_vs_n, probabilistic, table1
-from experiments._common import expected_longest_run
+from experiments._common import (
+    batched_inputs,
+    calibration_mean,
+    expected_longest_run,
+    replication_loss_probability,
+)
 from letcc_jax.zoo.data import load_fashion_mnist
 
 
@@ -104,6 +109,86 @@ def test_error_vs_n_rates_use_the_longest_run_when_S_grows_with_N():
     assert -0.6 < error_vs_n.fit_slope(N, error_vs_n.theory_rate("noisy", N, L)) < -0.2
     assert [error_vs_n.theory_gap(regime, 200, 4.0) for regime in ("S_fixed", "S_fraction")] \
         == [200.0, 4.0]
+
+
+# ----------------------------------------------------------------- replication, exactly
+def _lost_sets(owner, K, stragglers):
+    """Whether each straggler set (a tuple of workers) leaves some input without a replica."""
+    return [any(set(np.flatnonzero(owner == k)) <= set(chosen) for k in range(K))
+            for chosen in stragglers]
+
+
+@pytest.mark.parametrize("K, N, S", [(3, 7, 3), (4, 12, 5), (3, 8, 4), (2, 5, 0), (3, 7, 5)])
+def test_replication_loss_probability_counts_every_straggler_set(K, N, S):
+    scheme = lc.uncoded(K, N)
+    owner = np.asarray(scheme.owners())
+    lost = _lost_sets(owner, K, itertools.combinations(range(N), S))
+    np.testing.assert_allclose(replication_loss_probability(scheme, lc.ExactStragglers(S)),
+                               np.mean(lost), rtol=1e-12, atol=0)
+
+
+def test_replication_loss_probability_under_independent_stragglers():
+    # K = 4, N = 10: inputs 0 and 1 have 3 replicas, 2 and 3 have 2; p swept
+    p = np.array([0.0, 0.1, 0.5])
+    expected = 1 - (1 - p ** 3) ** 2 * (1 - p ** 2) ** 2
+    got = replication_loss_probability(lc.uncoded(4, 10), lc.BernoulliStragglers(p))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    # far below float64's epsilon next to 1: no cancellation in 1 - prod
+    np.testing.assert_allclose(replication_loss_probability(lc.uncoded(4, 40),
+                                                            lc.BernoulliStragglers(0.01)),
+                               4e-20, rtol=1e-9, atol=0)
+    with pytest.raises(TypeError, match="BernoulliStragglers or ExactStragglers"):
+        replication_loss_probability(lc.uncoded(4, 10), lc.NoStragglers())
+
+
+def test_calibration_mean_is_the_mean_output():
+    X = np.arange(12.0).reshape(2, 3, 2)  # two batches of K = 3 inputs, d = 2
+    np.testing.assert_allclose(calibration_mean(lambda x: x[::-1] ** 2, X),
+                               np.mean(X.reshape(6, 2)[:, ::-1] ** 2, axis=0), rtol=1e-12, atol=0)
+
+
+def test_exact_replication_is_the_average_over_every_straggler_set():
+    """Table 1's closed-form E[MSE], RelAcc and agreement of replication with a fallback,
+    against the library's decode on all C(6, 3) = 20 straggler sets, on two batches; the
+    fallback's argmax (class 1) is right for some inputs and wrong for others."""
+    K, N, S, m = 3, 6, 3, 3
+    W = np.array([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0]])
+
+    def f(x):
+        return x @ W
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2, K, 2))
+    truth = X @ W
+    labels = np.array([[0, 1, 2], [1, 1, 0]])
+    fallback = np.array([0.0, 1.0, 0.5])
+    scheme = lc.uncoded(K, N, fallback=fallback)
+    sampled = table1.pool([_result([1.0], [1.0], [1.0], [1.0])])
+    metrics, per_batch = table1.exact_replication(f, scheme, X, labels,
+                                                  lc.ExactStragglers(S), sampled)
+    mse, relacc, agreement, lost = [], [], [], []
+    for chosen in itertools.combinations(range(N), S):
+        alive = ~np.isin(np.arange(N), chosen)
+        estimate = np.stack([np.asarray(scheme.decode(truth[c][np.arange(N) % K], alive))
+                             for c in range(2)])
+        mse.append(np.mean(np.sum((estimate - truth) ** 2, axis=-1), axis=-1))  # (2,)
+        pairs = [lc.relacc(estimate[c], truth[c], labels[c]) for c in range(2)]
+        relacc.append([float(r) for r, _ in pairs])
+        agreement.append([float(a) for _, a in pairs])
+    lost = _lost_sets(np.arange(N) % K, K, itertools.combinations(range(N), S))
+    assert 0 < np.mean(lost) < 1
+    np.testing.assert_allclose(per_batch, np.mean(mse, axis=0), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(metrics["mse_mean"], np.mean(mse), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(metrics["root_mean_mse"], np.sqrt(np.mean(mse)), rtol=1e-10,
+                               atol=0)
+    np.testing.assert_allclose(metrics["relacc_mean"], np.mean(relacc), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(metrics["agreement_mean"], np.mean(agreement), rtol=1e-10,
+                               atol=0)
+    np.testing.assert_allclose(metrics["failure_rate"], np.mean(lost), rtol=1e-12, atol=0)
+    # no std of an exact value; the sampled values it replaces are kept beside it
+    assert metrics["exact"] and "mse_std" not in metrics and "relacc_std" not in metrics
+    assert metrics["mc_mse_mean"] == sampled["mse_mean"]
+    assert metrics["rmse_mean"] == sampled["rmse_mean"]
 
 
 # ----------------------------------------------------------------- metric pooling
@@ -216,12 +301,13 @@ def test_theory_rates_follow_the_papers_derivation():
                                [16 * 100.0 ** -2, 81 * 1000.0 ** -2], rtol=1e-12, atol=0)
 
 
-def test_no_loss_from_needs_every_larger_N_clean():
+def test_rare_loss_from_needs_every_larger_N_below_the_level():
     rows = [{"function": "f", "p": 0.1, "scheme": "uncoded", "N": N, "mse_mean": 1.0,
-             "failure_rate": rate} for N, rate in ((10, 0.5), (20, 0.0), (40, 0.1), (80, 0.0),
-                                                   (160, 0.0))]
+             "failure_rate": rate} for N, rate in ((10, 0.5), (20, 1e-4), (40, 0.1), (80, 1e-3),
+                                                   (160, 1e-9))]
     rows += [{**r, "p": 0.3, "failure_rate": 0.2 if r["N"] == 160 else 0.0} for r in rows]
-    assert probabilistic.no_loss_from(rows) == {("f", 0.1): 80}
+    assert probabilistic.rare_loss_from(rows) == {("f", 0.1): 160}
+    assert probabilistic.rare_loss_from(rows, level=0.01) == {("f", 0.1): 80}
 
 
 def test_probabilistic_smoke(tmp_path):
@@ -240,9 +326,24 @@ def test_probabilistic_smoke(tmp_path):
         assert np.isfinite(r["mse_mean"]) and r["mse_mean"] >= 0
         assert 0 <= r["failure_rate"] <= 1
         assert (r["lam_dec"] in config["lam_dec_grid"]) == (r["scheme"] == "letcc")
-        if r["scheme"] == "uncoded" and r["failure_rate"] == 0:
-            assert r["mse_mean"] < 1e-10  # every input has an exact surviving replica
-    for N in config["N"]:  # more stragglers cannot help on the same uniform draws
+        assert r["exact"] == (r["scheme"] == "uncoded")
+    # Replication is exact: (1/K) sum_k p^r_k ||f(x_k) - fallback||^2 over the evaluation
+    # batches, with the fallback f's mean over the calibration batches.
+    f, X_cal, X_eval = batched_inputs("synthetic", config["K"], config["batches"],
+                                      config["seed"])
+    gap = np.sum((np.asarray(jax.vmap(jax.vmap(f))(X_eval))
+                  - np.asarray(calibration_mean(f, X_cal))) ** 2, axis=-1)  # (batches, K)
+    for N in config["N"]:
+        replicas = np.bincount(np.arange(N) % config["K"], minlength=config["K"])
+        for p in config["p"]:
+            r = by[(N, p, "uncoded")]
+            np.testing.assert_allclose(r["mse_mean"], np.mean(np.float32(p) ** replicas * gap),
+                                       rtol=1e-4, atol=0)
+            np.testing.assert_allclose(r["failure_rate"],
+                                       1 - np.prod(1 - np.float32(p) ** replicas),
+                                       rtol=1e-4, atol=0)
+            assert r["trials"] is None and r["mse_std"] is None
+        # more stragglers cannot help on the same uniform draws
         assert by[(N, 0.3, "bacc")]["mse_mean"] >= by[(N, 0.1, "bacc")]["mse_mean"]
 
 
@@ -277,12 +378,15 @@ def test_demo_smoke(tmp_path, capfd):
     for r in table_rows:
         assert r["model"] == "lenet5"
         assert r["values"] == config["trials"] * config["batches"]
-        assert np.isfinite(r["mse_mean"]) and r["mse_std"] >= 0
         np.testing.assert_allclose(r["root_mean_mse"], np.sqrt(r["mse_mean"]), rtol=1e-12,
                                    atol=0)
-        # the root of the mean is at least the mean of the roots (Jensen)
-        assert r["root_mean_mse"] >= r["rmse_mean"] * (1 - 1e-6)
         assert np.isfinite(r["rmse_mean"]) and r["rmse_std"] >= 0
+        # replication's loss is exact, the others' over the draws, whose mean RMSE the
+        # root of the mean bounds (Jensen)
+        assert r.get("exact", False) == (r["scheme"] == "uncoded")
+        sampled = "mc_" if r["scheme"] == "uncoded" else ""
+        assert np.isfinite(r["mse_mean"]) and r[f"{sampled}mse_std"] >= 0
+        assert np.sqrt(r[f"{sampled}mse_mean"]) >= r["rmse_mean"] * (1 - 1e-6)
         # C(12, 3) = 220 sets: enumerated, so the worst case bounds every random draw
         assert r["worst_exact"] and len(r["worst_stragglers"]) == r["S"]
         assert r["worst_rmse"] >= r["random_rmse_max_batch0"] * (1 - 1e-6)
@@ -294,9 +398,14 @@ def test_demo_smoke(tmp_path, capfd):
     text = (out / "table.md").read_text()
     assert text.index("### Loss E[MSE] (√E[MSE])") < text.index("### RMSE per draw")
     assert "### Worst-case stragglers" in text and "| LeTCC tuned |" in text
-    # replication's 3 replicas of one input all straggle: an input is lost outright
+    # replication's worst set: the 3 replicas of one input (workers k, k + 4, k + 8), which
+    # random draws lose with probability 4 / C(12, 3); the lost input costs its distance to
+    # the fallback, f's mean on the calibration images
     uncoded = next(r for r in table_rows if r["scheme"] == "uncoded")
-    assert uncoded["worst_gap"] > 1e3
+    assert len({n % 4 for n in uncoded["worst_stragglers"]}) == 1
+    np.testing.assert_allclose(uncoded["failure_rate"], 4 / 220, rtol=1e-12, atol=0)
+    assert uncoded["worst_gap"] > np.sqrt(220 / 4) and uncoded["worst_mse"] > 0
+    assert len(payload["models"]["lenet5"]["fallback"]) == 10
 
     out = tmp_path / "demo" / "error_vs_n"
     assert (out / "error_vs_n_lenet5.png").stat().st_size > 0

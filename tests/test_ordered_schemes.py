@@ -131,9 +131,9 @@ def test_ordered_schemes_run_through_the_rest_of_the_library():
     again = lc.worst_stragglers(net, plain, X[PERM], 3, method="exhaustive")
     np.testing.assert_array_equal(worst.alive, again.alive)
     np.testing.assert_allclose(worst.mse, again.mse, rtol=1e-10)
-    # tune keeps the order and lowers the loss.
-    result = lc.tune(net, scheme, X[None], jax.random.key(1), steps=4, trials=4,
-                     validation_trials=8, validate_every=2, progress=False,
+    # tune keeps the order.
+    result = lc.tune(net, scheme, X[None], jax.random.key(1), learn=("lam_dec",), steps=2,
+                     trials=2, validation_trials=2, validate_every=1, progress=False,
                      stragglers=lc.ExactStragglers(4))
     np.testing.assert_array_equal(result.scheme.order, PERM)
     # Real workers: estimates in the caller's order.

@@ -936,6 +936,11 @@ def letcc(
       >>> alive = np.arange(10) % 3 != 0                # workers 0, 3, 6, 9 straggle
       >>> scheme.decode(jnp.ones((10, 2)), alive).shape # f(x_1), ..., f(x_4)
       (4, 2)
+      >>> X = jnp.array([[0.0, 0.0], [3.0, 1.0], [1.0, 0.5], [2.0, 1.0]])
+      >>> perm = lc.order_inputs(X)                     # a short path through the inputs
+      >>> ordered = lc.letcc(4, 10, order=perm)         # input perm[k] at node alpha_k
+      >>> bool(jnp.allclose(ordered.encode(X), lc.letcc(4, 10).encode(X[perm])))
+      True
     """
     K, N = _check_sizes(K, N, "letcc")
     check.check_lambda(lam_enc, "lam_enc")

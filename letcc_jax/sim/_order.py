@@ -2,9 +2,10 @@
 
 The encoder curve passes through the inputs in node order, and the coding error grows with
 the roughness of f along that curve: a random order sends it back and forth across the data,
-an order along a short path through the inputs keeps it smooth. Everything here runs on the
-host in NumPy (an ordering is a permutation computed once per batch, not a traced kernel);
-scipy is imported only by the spectral method.
+an order along a short path through the inputs keeps it smooth; ``path_nodes`` then spaces
+the nodes by arc length along that path. Everything here runs on the host in NumPy (an
+ordering is a permutation computed once per batch, not a traced kernel); scipy is imported
+only by the spectral method.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from letcc_jax import _validation as check
 
 METHODS = ("nearest_neighbour", "spectral", "pca", "identity")
 REFINES = (None, "2opt")
+#: The point sets whose default nodes ``path_nodes`` respaces.
+NODE_POINTS = ("chebyshev", "equispaced")
 
 #: Entries of one block of squared distances (float64: 32 MB), whatever K is.
 _BLOCK_ENTRIES = 1 << 22
@@ -179,7 +182,92 @@ def path_length(X, perm=None) -> float:
       >>> lc.path_length(X), lc.path_length(X, [0, 2, 1])  # 5 + 3, then 4 + 3
       (8.0, 7.0)
     """
+    return float(np.sum(_steps(_as_inputs(X, "X"), perm)))
+
+
+def path_nodes(X, perm=None, *, points: str = "chebyshev", min_gap: float = 0.25) -> np.ndarray:
+    """Encoder nodes alpha_1 < ... < alpha_K spaced by arc length along the path through the
+    inputs in node order: inputs far apart on the path get nodes far apart.
+
+    ``order_inputs`` decides which input sits at which node; this decides where the nodes
+    sit. The encoder curve passes through ``X[perm[j]]`` at ``alpha[j]``, and the decoder
+    sees f along it only at the worker points, so the workers between two neighbouring
+    nodes are what resolves f on that piece of the curve. The default nodes give every step
+    of the path the same share of the workers, whether it joins two near-duplicates or two
+    unrelated inputs; these nodes give each step a share that grows with its length
+    s_j = ||X[perm[j+1]] - X[perm[j]]||:
+
+        w_j = min_gap / (K - 1) + (1 - min_gap) s_j / sum_i s_i,    j = 0 .. K - 2,
+
+    and place node j where the default nodes of ``points`` have their fractional index
+    (K - 1)(w_0 + ... + w_(j-1)): for ``"chebyshev"``, alpha_j = -cos(pi (2 i_j + 1) / (2K))
+    with that index i_j, that is equal steps of arccos, the coordinate in which Chebyshev
+    workers are evenly spaced; for ``"equispaced"``, alpha_j = -1 + (2 i_j + 1) / K. So the
+    first and last node are the defaults' (strictly inside the workers' range [-1, 1]),
+    ``min_gap = 1`` gives the default nodes, a small ``min_gap`` nearly pure arc length, and
+    no step gets less than ``min_gap`` times its default share (duplicate inputs still get
+    distinct nodes). If every step is 0 (all inputs equal) the nodes are the defaults.
+
+    Use them with the same ``perm`` and points: ``letcc(K, N, points=(alpha,
+    chebyshev_second(N)), order=perm)``. They also make a starting point for ``tune``
+    (``learn=("alpha", ...)``), whose free-end nodes must lie inside (-1, 1).
+
+    Args:
+      X: (K, d) real array, finite, K >= 2: the inputs, or the features whose Euclidean
+        distances ordered them (as for ``order_inputs``).
+      perm: (K,) permutation of ``range(K)``, the node order (``X[perm]`` is X in node
+        order, as ``order_inputs`` returns it); None for the given order.
+      points: the scheme's point set, ``"chebyshev"`` (default) or ``"equispaced"``, as in
+        ``letcc``: the default nodes these replace, and the workers they share out.
+      min_gap: the smallest share of a step, as a fraction of the default share, in (0, 1];
+        default 0.25.
+
+    Returns:
+      alpha: (K,) float64 NumPy array, strictly increasing, with the default nodes' first
+      and last values; ``alpha[j]`` is the node of input ``X[perm[j]]``.
+
+    Raises:
+      ValueError: X or perm as ``path_length`` rejects them; points not ``"chebyshev"`` or
+        ``"equispaced"``; min_gap not in (0, 1].
+      TypeError: X as ``order_inputs`` rejects it; min_gap not a real number.
+
+    Example:
+      >>> import numpy as np
+      >>> import letcc_jax as lc
+      >>> X = np.array([[0.0], [1.0], [3.0], [7.0]])  # steps of 1, 2 and 4 along a line
+      >>> np.diff(lc.path_nodes(X, points="equispaced", min_gap=0.5)).round(4).tolist()
+      [0.3571, 0.4643, 0.6786]
+      >>> np.allclose(lc.path_nodes(X, min_gap=1.0), lc.chebyshev_first(4))  # the defaults
+      True
+
+      A scheme with its inputs along a short path and its nodes by arc length:
+
+      >>> X = np.random.default_rng(0).normal(size=(6, 3))
+      >>> perm = lc.order_inputs(X)
+      >>> alpha = lc.path_nodes(X, perm)
+      >>> scheme = lc.letcc(6, 12, points=(alpha, lc.chebyshev_second(12)), order=perm)
+      >>> bool(np.all(np.diff(alpha) > 0)), scheme.alpha.shape
+      (True, (6,))
+    """
     X = _as_inputs(X, "X")
+    K = X.shape[0]
+    if points not in NODE_POINTS:
+        raise ValueError(f"points must be one of {NODE_POINTS}, got {points!r}.")
+    min_gap = check.check_real(min_gap, "min_gap", "in (0, 1]", lambda v: 0 < v <= 1)
+    steps = _steps(X, perm)
+    total = float(np.sum(steps))
+    share = steps / total if total > 0 else np.full(K - 1, 1.0 / (K - 1))
+    weights = min_gap / (K - 1) + (1.0 - min_gap) * share
+    index = (K - 1) * np.concatenate([[0.0], np.cumsum(weights)])
+    index[-1] = K - 1  # the weights sum to 1 up to round-off
+    if points == "chebyshev":
+        return -np.cos(np.pi * (2.0 * index + 1.0) / (2 * K))
+    return -1.0 + (2.0 * index + 1.0) / K
+
+
+def _steps(X, perm) -> np.ndarray:
+    """(K - 1,) float64 lengths of the steps of the path through X's rows in ``perm``'s
+    order (None: the given order); a bad ``perm`` is a ValueError."""
     if perm is not None:
         values = np.asarray(perm)
         if not (np.issubdtype(values.dtype, np.integer) and values.shape == (len(X),)
@@ -188,7 +276,7 @@ def path_length(X, perm=None) -> float:
                              f"as a (K,) int array; got {_describe(perm)}.")
         X = X[values]
     steps = np.diff(X.astype(np.float64), axis=0)
-    return float(np.sum(np.sqrt(np.einsum("ij,ij->i", steps, steps))))
+    return np.sqrt(np.einsum("ij,ij->i", steps, steps))
 
 
 def _describe(x) -> str:
