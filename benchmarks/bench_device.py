@@ -68,18 +68,18 @@ def _network(params, x):
     return jnp.sin(x @ W + b)
 
 
-def monte_carlo(trials):
+def monte_carlo(trials, K=50, N=200):
     rows = []
     for dtype in (jnp.float32, jnp.float64):
         key_w, key_x, key_mc = jax.random.split(jax.random.key(0), 3)
         params = (jax.random.normal(key_w, (8, 10), dtype), jnp.linspace(0, 1, 10, dtype=dtype))
         f = functools.partial(_network, params)
-        X = jax.random.normal(key_x, (50, 8), dtype)
-        scheme = jax.tree.map(lambda v: jnp.asarray(v, dtype), lc.letcc(50, 200, lam_dec=1e-6))
+        X = jax.random.normal(key_x, (K, 8), dtype)
+        scheme = jax.tree.map(lambda v: jnp.asarray(v, dtype), lc.letcc(K, N, lam_dec=1e-6))
         run = lambda: lc.monte_carlo(f, scheme, X, key_mc, trials=trials,  # noqa: E731
-                                     stragglers=lc.ExactStragglers(40)).mse
+                                     stragglers=lc.ExactStragglers(N // 5)).mse
         first, best = timed(run)
-        rows.append({"dtype": jnp.dtype(dtype).name, "trials": trials,
+        rows.append({"dtype": jnp.dtype(dtype).name, "trials": trials, "K": K, "N": N,
                      "devices": len(jax.devices()), "first_s": first,
                      "patterns_per_s": trials / best})
         print(f"  monte_carlo {rows[-1]['dtype']}: {rows[-1]['patterns_per_s']:,.0f} patterns/s",
@@ -136,23 +136,25 @@ def _model(name, shape, **kwargs):
     return models.pure_apply(models.make_model(name, shape, 10, **kwargs))
 
 
-def sharded(rounds):
+def sharded(rounds, K=50, N=200):
     f = _model("lenet5", (28, 28, 1))
-    scheme = lc.letcc(50, 200, lam_dec=1e-6)
-    X = np.random.default_rng(2).random((50, 28 * 28)).astype(np.float32)
+    scheme = lc.letcc(K, N, lam_dec=1e-6)
+    X = np.random.default_rng(2).random((K, 28 * 28)).astype(np.float32)
     backend = workers.ShardedBackend()
     run = lambda: backend.run(f, scheme, X).estimate  # noqa: E731
     first, best = timed(run, repeats=rounds)
-    row = {"devices": backend.devices, "K": 50, "N": 200, "first_s": first,
+    row = {"devices": backend.devices, "K": K, "N": N, "first_s": first,
            "round_ms": best * 1e3}
     print(f"  sharded LeNet-5 round over {backend.devices} devices: {best * 1e3:.1f} ms",
           flush=True)
     return [row]
 
 
-def f_throughput(batch):
+MODELS = (("lenet5", (28, 28, 1), {}), ("vit", (32, 32, 3), {"patch_size": 4}))
+
+
+def f_throughput(batch, models=MODELS):
     rows = []
-    models = (("lenet5", (28, 28, 1), {}), ("vit", (32, 32, 3), {"patch_size": 4}))
     for name, shape, kwargs in models:
         f = _model(name, shape, **kwargs)
         d = int(np.prod(shape))
@@ -170,7 +172,8 @@ def f_throughput(batch):
 def report(info, results) -> str:
     lines = [f"Backend {info['backend']} ({', '.join(sorted(set(info['devices'])))[:200]}), "
              f"{info['cpu']}, jax {info['jax']}, {info['date']}.", ""]
-    lines += ["Monte Carlo, N=200, K=50, m=10, S=40:", "",
+    mc = results["monte_carlo"][0]
+    lines += [f"Monte Carlo, N={mc['N']}, K={mc['K']}, m=10, S={mc['N'] // 5}:", "",
               markdown_table(["dtype", "devices", "patterns/s"],
                              [[r["dtype"], r["devices"], f"{r['patterns_per_s']:,.0f}"]
                               for r in results["monte_carlo"]]), ""]
@@ -185,7 +188,8 @@ def report(info, results) -> str:
                                  [[r["N"], r["solver"], f"{r['float32_rel_err']:.1e}",
                                    f"{r['float64_rel_err']:.1e}"] for r in results["float32"]]),
               ""]
-    lines += ["Sharded backend, LeNet-5, K=50, N=200:", "",
+    sh = results["sharded"][0]
+    lines += [f"Sharded backend, LeNet-5, K={sh['K']}, N={sh['N']}:", "",
               markdown_table(["devices", "round (ms)"],
                              [[r["devices"], f"{r['round_ms']:.1f}"] for r in results["sharded"]]),
               ""]
@@ -207,11 +211,12 @@ def main():
     smoke = args.smoke
     start = time.perf_counter()
     results = {
-        "monte_carlo": monte_carlo(64 if smoke else 20_000),
+        # the smoke sizes compile small programs: it checks that every part runs
+        "monte_carlo": monte_carlo(64, K=8, N=32) if smoke else monte_carlo(20_000),
         "latency": latency([100] if smoke else [100, 1_000, 10_000, 100_000, 1_000_000]),
         "float32": float32_error(100 if smoke else 10_000),
-        "sharded": sharded(1 if smoke else 5),
-        "f": f_throughput(16 if smoke else 1024),
+        "sharded": sharded(1, K=8, N=32) if smoke else sharded(5),
+        "f": f_throughput(16, MODELS[:1]) if smoke else f_throughput(1024),
     }
     info["wall_s"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ where the expected loss is dominated by those rare losses.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -24,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from scipy.special import gammaln
 
 from .. import _validation as check
 from ..core import _round
@@ -190,12 +190,16 @@ def _check_exact(scheme, stragglers) -> None:
 # ------------------------------------------------------------------------ kernel
 
 
+#: log Gamma elementwise on the host (counts of workers: small arrays, float64).
+_lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
+
+
 def _log_comb(n, k) -> np.ndarray:
     """log C(n, k) in float64, -inf where k < 0 or k > n (no way to choose)."""
     n, k = np.broadcast_arrays(np.asarray(n, np.float64), np.asarray(k, np.float64))
     ok = (k >= 0) & (k <= n)
     n, k = np.where(ok, n, 0.0), np.where(ok, k, 0.0)
-    return np.where(ok, gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1), -np.inf)
+    return np.where(ok, _lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1), -np.inf)
 
 
 def _answering_replicas(stragglers, N: int, counts: np.ndarray, dtype) -> Array:
