@@ -69,7 +69,7 @@ def test_the_checker_finds_private_uses(tmp_path):
 @pytest.mark.parametrize("module", ["letcc_jax", "letcc_jax.workers"])
 def test_core_imports_no_heavy_optional_dependency(module):
     code = (f"import sys, {module}\n"
-            "heavy = {'flax', 'optax', 'dask', 'distributed', 'matplotlib', 'scipy'}"
+            "heavy = {'flax', 'optax', 'dask', 'distributed', 'matplotlib', 'scipy', 'tqdm'}"
             " & set(sys.modules)\n"
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

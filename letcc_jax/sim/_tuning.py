@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from tqdm.auto import tqdm
 
 from .. import _validation as check
 from ..core import _round
@@ -406,8 +405,8 @@ def tune(
     scale = jnp.asarray(best_loss if best_loss > 0 else 1.0, X.dtype)
     val_steps, val_losses, losses, best_step = [0], [best_loss], [], 0
     opt_state = _optimizer(spec).init(params)
-    bar = tqdm(range(1, steps + 1), desc="tuning", disable=not progress, leave=False)
-    for step in bar:
+    bar = _progress_bar(steps) if progress else None
+    for step in range(1, steps + 1):
         params, opt_state, loss = _step(params, opt_state, train, template, X,
                                          jax.random.fold_in(k_train, step), scale, f, trials,
                                          stragglers, faults, spec)
@@ -418,6 +417,21 @@ def tune(
             val_losses.append(value)
             if value < best_loss:
                 best, best_loss, best_step = candidate, value, step
-            bar.set_postfix(validation=f"{value:.3g}")
+            if bar is not None:
+                bar.set_postfix(validation=f"{value:.3g}")
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return TuningResult(best, initial, np.asarray(losses), np.asarray(val_steps),
                         np.asarray(val_losses), best_step)
+
+
+def _progress_bar(steps: int):
+    """tqdm's bar over ``steps`` tuning steps, or None where tqdm is not installed (the
+    simulation layer does not need it)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=steps, desc="tuning", leave=False)
