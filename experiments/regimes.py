@@ -719,6 +719,16 @@ def _curves(ax, rows, x: str, variants):
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _save(fig, path, **options):
+    """Lay ``fig`` out, write it to ``path`` and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, **options)
+    plt.close(fig)
+    return path
+
+
 def plot_few_workers(rows, out):
     rows = [r for r in rows if r["study"] == "few_workers"]
     latency = latency_rows(rows)
@@ -747,11 +757,7 @@ def plot_few_workers(rows, out):
         ax.set_title("shifted-exponential service times", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "regimes_few_workers.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "regimes_few_workers.png")
 
 
 def plot_systematic(rows, out):
@@ -769,11 +775,7 @@ def plot_systematic(rows, out):
     axes[0, 0].legend(fontsize=6, ncol=2)
     fig.suptitle("Systematic points (filled: β ⊃ α) against Chebyshev points (hollow); "
                  "solid: nn order, dashed: random", fontsize=9)
-    fig.tight_layout()
-    path = out / "regimes_systematic.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "regimes_systematic.png")
 
 
 def plot_near_linear(rows, out):
@@ -822,11 +824,7 @@ def plot_noise(rows, out):
         ax.set_ylabel("E[MSE] (logits)")
         ax.set_title(f"N/K = {ratio:g}, S = {sel[0]['S']} of N = {sel[0]['N']}", fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "regimes_noise.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "regimes_noise.png")
 
 
 def plot(rows, out) -> list:

@@ -13,19 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import demo, table1
-from letcc_jax.zoo.data import load_fashion_mnist
-
-
-def _fashion_mnist_available():
-    try:
-        load_fashion_mnist(download=False)
-    except (FileNotFoundError, OSError):
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not _fashion_mnist_available(),
-                                reason="Fashion-MNIST files not installed")
+from _data import needs_data
 
 
 @needs_data

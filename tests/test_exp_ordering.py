@@ -15,19 +15,7 @@ import pytest
 import letcc_jax as lc
 from experiments import ordering
 from experiments.configs import ORDERING, FrozenDict
-from letcc_jax.zoo.data import load_fashion_mnist
-
-
-def _fashion_mnist_available():
-    try:
-        load_fashion_mnist(download=False)
-    except (FileNotFoundError, OSError):
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not _fashion_mnist_available(),
-                                reason="Fashion-MNIST files not installed")
+from _data import needs_data
 
 
 def default_index_coordinate(alpha, K, points):

@@ -17,23 +17,11 @@ import numpy as np
 import pytest
 
 from experiments import configs, regimes
-from letcc_jax.zoo.data import load_fashion_mnist
+from _data import needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ("experiment", "f", "K", "N", "ratio", "structure", "order_method", "stragglers",
           "S", "p", "scheme", "mse", "root_mse", "relacc")
-
-
-def _fashion_mnist_available():
-    try:
-        load_fashion_mnist(download=False)
-    except (FileNotFoundError, OSError):
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not _fashion_mnist_available(),
-                                reason="Fashion-MNIST files not installed")
 
 
 # ----------------------------------------------------------------- helpers

@@ -17,23 +17,15 @@ import pytest
 
 import letcc_jax as lc
 from experiments import configs, structured
-from letcc_jax.zoo.data import load_fashion_mnist
+from _data import needs_data
 
 COMMON = ("experiment", "f", "K", "N", "ratio", "structure", "order_method", "stragglers",
           "S", "p", "scheme", "mse", "root_mse", "relacc")
 SMOKE = configs.STRUCTURED["smoke"]
 
 
-def _fashion_mnist_available():
-    try:
-        load_fashion_mnist(download=False)
-    except (FileNotFoundError, OSError):
-        return False
-    return True
-
-
 # ----------------------------------------------------------------- the command line
-@pytest.mark.skipif(not _fashion_mnist_available(), reason="Fashion-MNIST files not installed")
+@needs_data
 def test_structured_smoke(tmp_path, caplog):
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
         rows = structured.main(["--smoke", "--untrained", "--out", str(tmp_path)])

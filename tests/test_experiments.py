@@ -25,19 +25,6 @@ from experiments._common import (
     expected_longest_run,
     replication_loss_probability,
 )
-from letcc_jax.zoo.data import load_fashion_mnist
-
-
-def _fashion_mnist_available():
-    try:
-        load_fashion_mnist(download=False)
-    except (FileNotFoundError, OSError):
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not _fashion_mnist_available(),
-                                reason="Fashion-MNIST files not installed")
 
 
 # ----------------------------------------------------------------- slope fitting
