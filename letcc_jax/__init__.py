@@ -21,7 +21,7 @@ from ._xla import guard_cpu_reductions
 guard_cpu_reductions()  # before anything below can start a JAX backend
 
 from .core._points import chebyshev_first, chebyshev_second, equispaced
-from .core._round import CodedResult, MonteCarloResult, mse, relacc
+from .sim._rounds import CodedResult, MonteCarloResult, mse, relacc
 from .core._schemes import (
     BACC,
     LCC,

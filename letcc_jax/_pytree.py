@@ -25,7 +25,8 @@ def pytree_dataclass(cls: type) -> type:
     """Register the dataclass ``cls`` as a pytree node; returns ``cls`` (a decorator).
 
     Children are the ``init`` fields without ``metadata["static"]``, in declaration order;
-    static fields travel as auxiliary data. Rebuilding calls ``cls(**fields)``.
+    static fields travel as auxiliary data. Rebuilding sets the fields without calling
+    ``__init__`` (so without ``__post_init__``'s checks).
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"pytree_dataclass needs a dataclass, got {cls!r}.")
@@ -43,7 +44,13 @@ def pytree_dataclass(cls: type) -> type:
                 tuple(getattr(node, name) for name in meta))
 
     def unflatten(aux, children):
-        return cls(**dict(zip(meta, aux)), **dict(zip(data, children)))
+        # Without __init__: JAX rebuilds trees from gradients, tangents and placeholder
+        # leaves (None, in_axes specs), which are no parameters to check (see
+        # letcc_jax._validation.Checked).
+        node = object.__new__(cls)
+        for name, value in zip(meta + data, tuple(aux) + tuple(children)):
+            object.__setattr__(node, name, value)
+        return node
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
     return cls

@@ -28,29 +28,17 @@ def concrete_values(x) -> np.ndarray | None:
     return None
 
 
-def concrete_parameter(x, name: str = "parameter", literal_only: bool = False):
+def concrete_parameter(x, name: str = "parameter"):
     """A pytree leaf's value to validate, as a NumPy array, or None when it cannot be
     inspected (a tracer).
 
-    With ``literal_only`` (a constructor call), only floating-point values written as
-    Python or NumPy numbers are returned: JAX rebuilds pytrees through their constructor
-    from ``jax.Array`` gradients, tangents and placeholders, and from ``None`` or integer
-    ``in_axes`` specs, none of which are parameters. Without it (``validate``, at every
-    entry point), every leaf must be a real number or array: integers are returned as
-    float64, anything else (None, strings, booleans, complex numbers) raises a TypeError
-    naming ``name``.
+    Every leaf must be a real number or array: integers are returned as float64, anything
+    else (None, strings, booleans, complex numbers) raises a TypeError naming ``name``.
     """
     if isinstance(x, jax.core.Tracer):
         return None
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a real number or array, got the string {x!r}.")
-    if literal_only:
-        if isinstance(x, jax.Array):
-            return None
-        values = concrete_values(x)
-        if values is None or not np.issubdtype(values.dtype, np.floating):
-            return None
-        return values
     values = concrete_values(x)
     if values is None or values.dtype == np.bool_ or not (
             np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
@@ -62,27 +50,22 @@ def concrete_parameter(x, name: str = "parameter", literal_only: bool = False):
 class Checked:
     """Value checks of an immutable pytree (a scheme or a model).
 
-    JAX rebuilds pytrees through their constructor from values that are not parameters at
-    all (gradients, tangents, Adam moments, placeholder leaves), so a constructor may only
-    reject the values a user writes: Python and NumPy numbers. ``validate`` checks every
-    concrete value, ``jax.Array`` leaves included; every public entry point calls it, and
-    ``replace`` too, so a bad value is reported before anything runs. Subclasses implement
-    ``check_values``; static fields are checked there in both modes.
+    A constructor call checks every concrete value (tracers are data: under a user's
+    ``jit`` they cannot be inspected). JAX rebuilds pytrees without the constructor
+    (``letcc_jax._pytree.pytree_dataclass``), from values that are not parameters at all
+    (gradients, tangents, Adam moments, placeholder leaves), so such an object is checked
+    when it reaches an entry point: every public entry point calls ``validate``, which
+    checks an object once. Subclasses implement ``check_values``.
     """
 
     def __post_init__(self):
-        self.check_values(literal_only=True)
+        self.check_values()
+        object.__setattr__(self, "_validated", True)
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         """Check the fields' values; raise an error naming the field and the rule it breaks.
 
-        Called on construction (``literal_only=True``) and by ``validate``; rarely called
-        directly.
-
-        Args:
-          literal_only: check only the values written as Python or NumPy numbers (a
-            constructor call); False checks every concrete value, ``jax.Array`` leaves
-            included. Static fields (sizes, names) are checked in both modes.
+        Called on construction and by ``validate``; rarely called directly.
 
         Raises:
           ValueError: a value that breaks its field's rule (the message names both).
@@ -92,7 +75,7 @@ class Checked:
     def validate(self):
         """Check every concrete value (once per object); returns the object."""
         if not self.__dict__.get("_validated", False):
-            self.check_values(literal_only=False)
+            self.check_values()
             object.__setattr__(self, "_validated", True)
         return self
 
@@ -150,11 +133,11 @@ def check_lambda(lam, name: str):
         raise ValueError(f"{name} must be finite and >= 0, got {float(values)}.")
 
 
-def check_parameter(value, name: str, rule: str, ok, literal_only: bool = False) -> None:
+def check_parameter(value, name: str, rule: str, ok) -> None:
     """A numeric parameter at construction: every entry finite and with ``ok(values)`` true
     (``rule`` says what that means). Entries beyond a scalar are sweep values (see
     ``monte_carlo``). Skips what ``concrete_parameter`` skips."""
-    values = concrete_parameter(value, name, literal_only)
+    values = concrete_parameter(value, name)
     if values is None:
         return
     if not (np.all(np.isfinite(values)) and np.all(ok(values))):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import letcc_jax as lc
-from letcc_jax.core import _round
+from letcc_jax.core import _schemes as core_schemes
+from letcc_jax.sim import _rounds as _round
 
 from test_core_evaluate import K, N, S, f
 
@@ -127,7 +128,7 @@ def test_vmapped_decode_in_cache_blocks_equals_a_loop(monkeypatch):
     """Under vmap on a CPU, decode runs its batch in cache-sized blocks; forcing blocks of 7
     patterns (with a remainder) changes no value and keeps gradients."""
     scheme = lc.letcc(K, N, lam_dec=1e-3)
-    monkeypatch.setattr(_round, "BLOCK_ELEMENTS", 7 * N * 3)
+    monkeypatch.setattr(core_schemes, "BLOCK_ELEMENTS", 7 * N * 3)
     rng = np.random.default_rng(7)
     Y = jnp.asarray(rng.standard_normal((N, 3)))
     masks = jnp.asarray(rng.random((30, N)) < 0.8).at[:, :2].set(True)
@@ -138,3 +139,36 @@ def test_vmapped_decode_in_cache_blocks_equals_a_loop(monkeypatch):
     grad = jax.grad(lambda Y: jnp.sum(jax.vmap(scheme.decode, in_axes=(None, 0))(Y, masks) ** 2))(Y)
     loop = sum(jax.grad(lambda Y, a=a: jnp.sum(scheme.decode(Y, a) ** 2))(Y) for a in masks)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(loop), rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["letcc", "bacc", "uncoded"])
+def test_decode_masks_equals_a_loop_of_decodes(name, monkeypatch):
+    """The one many-masks program: shared or per-mask outputs, erasures, the fallback, and
+    (``linear``) the decoder matrices, against one eager call per mask, in blocks of 7."""
+    monkeypatch.setattr(core_schemes, "BLOCK_ELEMENTS", 7 * N * 3)
+    rng = np.random.default_rng(11)
+    scheme = lc.make_scheme(name, K, N, fallback=jnp.asarray([0.5, -1.0, 2.0]))
+    Y = rng.standard_normal((30, N, 3))
+    Y[3, 5] = np.nan  # an erasure
+    masks = rng.random((30, N)) < 0.7
+    masks[4] = False  # nothing arrived: the fallback everywhere
+    shared, used, recovered = core_schemes.decode_masks(scheme, jnp.asarray(Y[0]), masks)
+    per, _, _ = core_schemes.decode_masks(scheme, jnp.asarray(Y), masks)
+    linear, lin_recovered = core_schemes.decode_masks(
+        scheme, jnp.eye(N), masks, linear=True)
+    for i in range(30):
+        np.testing.assert_allclose(np.asarray(shared[i]),
+                                   np.asarray(scheme.decode(Y[0], masks[i])),
+                                   rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(np.asarray(per[i]), np.asarray(scheme.decode(Y[i], masks[i])),
+                                   rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(np.asarray(used[i]), masks[i])
+        np.testing.assert_array_equal(np.asarray(recovered[i]),
+                                      np.asarray(scheme.recovered(masks[i])))
+        np.testing.assert_array_equal(np.asarray(lin_recovered[i]), np.asarray(recovered[i]))
+        np.testing.assert_allclose(np.asarray(linear[i]),
+                                   np.asarray(scheme.decoder_matrix(masks[i])),
+                                   rtol=1e-13, atol=1e-13)
+    assert not np.asarray(recovered[4]).any()
+    np.testing.assert_allclose(np.asarray(shared[4]), np.tile([0.5, -1.0, 2.0], (K, 1)),
+                               rtol=0, atol=0)

@@ -75,3 +75,74 @@ def test_core_imports_no_heavy_optional_dependency(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.strip()
     assert out == "[]", out
+
+
+CORE = ROOT / "letcc_jax" / "core"
+#: What the simulation layer's models offer; the core must not call it.
+MODEL_METHODS = {"sample", "apply", "min_alive", "check_workers"}
+
+
+def _imports(path: Path, source: str | None = None) -> list[str]:
+    """The absolute module names that ``path`` (or ``source`` placed there) imports,
+    relative imports resolved."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[:len(package) - node.level + 1]) if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names += [f"{module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_core_knows_nothing_of_the_simulation_layer():
+    """The core is mathematics: it imports nothing above itself and calls no straggler or
+    fault model method."""
+    sources = sorted(CORE.rglob("*.py"))
+    assert len(sources) > 10
+    above = ("letcc_jax.sim", "letcc_jax.workers", "letcc_jax.zoo", "experiments")
+    found = [f"{p.relative_to(ROOT)}: imports {name}" for p in sources
+             for name in _imports(p) if name.startswith(above)]
+    found += [f"{p.relative_to(ROOT)}:{node.lineno}: calls .{node.func.attr}"
+              for p in sources for node in ast.walk(ast.parse(p.read_text()))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in MODEL_METHODS]
+    assert not found, "\n".join(found)
+
+
+def test_the_import_checker_resolves_relative_imports():
+    where = CORE / "spline" / "_probe.py"  # not written: only its place in the tree counts
+    source = "from ...sim import _rounds\nfrom .. import _schemes\nimport numpy as np\n"
+    assert _imports(where, source) == ["letcc_jax.sim._rounds", "letcc_jax.core._schemes",
+                                       "numpy"]
+
+
+def test_a_decode_runs_only_the_schemes_and_the_spline_solvers():
+    """Following ``Scheme.decode`` from the call to the numbers (a first call, so that it
+    traces) visits the schemes module, the spline solvers and the argument checks only."""
+    import sys
+
+    import jax.numpy as jnp
+
+    import letcc_jax as lc
+
+    scheme = lc.letcc(5, 13, lam_dec=1e-3)
+    Y = jnp.ones((13, 7))  # a shape no other test decodes: the call compiles
+    package = ROOT / "letcc_jax"
+    visited = set()
+
+    def profile(frame, event, arg):
+        path = Path(frame.f_code.co_filename)
+        if event == "call" and path.is_relative_to(package):
+            visited.add(path.relative_to(package).as_posix())
+
+    sys.setprofile(profile)
+    try:
+        scheme.decode(Y)
+    finally:
+        sys.setprofile(None)
+    allowed = {"core/_schemes.py", "core/_banded.py", "_validation.py", "_pytree.py"}
+    assert "core/_schemes.py" in visited and any(p.startswith("core/spline/") for p in visited)
+    assert {p for p in visited if not p.startswith("core/spline/")} <= allowed, visited

@@ -18,7 +18,7 @@ import pytest
 
 import letcc_jax as lc
 from letcc_jax._pytree import pytree_dataclass
-from letcc_jax.core import _round
+from letcc_jax.sim import _rounds as _round
 from letcc_jax.core.spline import SplineFit
 
 
@@ -82,3 +82,34 @@ def test_static_fields_are_part_of_the_structure():
 def test_rejects_a_plain_class():
     with pytest.raises(TypeError, match="dataclass"):
         pytree_dataclass(type("Plain", (), {}))
+
+
+@pytest.mark.parametrize("obj", _instances()[:13], ids=lambda o: type(o).__name__)
+def test_rebuilding_runs_no_checks_and_entry_points_still_do(obj):
+    """JAX rebuilds trees from placeholders (None, in_axes specs, gradients): that must not
+    run the constructor's checks; a rebuilt object that holds bad values is reported by
+    ``validate``, which every entry point calls, and a constructed one was checked once."""
+    leaves, treedef = jax.tree.flatten(obj)
+    jax.tree.unflatten(treedef, [None] * len(leaves))  # would fail in any constructor check
+    assert obj.__dict__.get("_validated") is True
+    if not leaves:
+        return
+    bad = jax.tree.unflatten(treedef, [jnp.full(jnp.shape(v), jnp.nan) for v in leaves])
+    assert "_validated" not in bad.__dict__
+    with pytest.raises((ValueError, TypeError)):
+        bad.validate()
+
+
+def test_models_split_a_checked_method_from_a_traced_rule():
+    """``sample``/``apply`` check their arguments, ``draw_mask``/``corrupt`` (what the
+    simulation engine calls) compute the same thing without checks."""
+    key = jax.random.key(3)
+    stragglers = lc.ExactStragglers(3)
+    np.testing.assert_array_equal(stragglers.sample(key, 10), stragglers.draw_mask(key, 10))
+    with pytest.raises(TypeError, match="key"):
+        stragglers.sample(3, 10)
+    Y = jnp.ones((10, 2))
+    noise = lc.GaussianNoise(0.5)
+    np.testing.assert_array_equal(noise.apply(key, Y), noise.corrupt(key, Y))
+    with pytest.raises(ValueError, match=r"\(N, m\)"):
+        noise.apply(key, jnp.ones(10))

@@ -18,7 +18,6 @@ import pytest
 
 import letcc_jax as lc
 from letcc_jax import _xla
-from letcc_jax.core import _round
 
 _REDUCE = """
 import jax, jax.numpy as jnp
@@ -75,7 +74,7 @@ def test_replication_recovery_matches_numpy_on_random_masks():
         for dtype in (np.float32, np.float64):
             cast = jax.tree.map(lambda v: jnp.asarray(v, dtype), scheme)
             masks = rng.random((200, N)) < 0.5
-            got = np.asarray(jax.vmap(lambda a: _round.recovery_compiled(cast, a))(masks))
+            got = np.asarray(jax.vmap(cast.recovered)(masks))
             for alive, row in zip(masks, got):
                 want = [alive[np.arange(N) % K == k].any() for k in range(K)]
                 np.testing.assert_array_equal(row, want)

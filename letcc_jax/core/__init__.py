@@ -1,5 +1,5 @@
 """The mathematics: evaluation points, banded and spline solvers, barycentric interpolation,
-the coding schemes, and the round kernel (the traced code of one coded round).
+and the coding schemes with the traced semantics of one coded round.
 
 Imports only jax, numpy and jaxtyping. The public names are re-exported by ``letcc_jax``.
 """

@@ -11,38 +11,46 @@ vmapped over, swept and tuned), the sizes and names are static. Each declares th
 its leaves (``metadata={"ndim": ...}``), so that a leaf with extra leading axes is read as
 a sweep (see ``monte_carlo``).
 
-A scheme implements three traced rules, used by the round kernel (``letcc_jax.core.
-_round``) and never validated: ``apply_encoder(X)``, ``apply_decoder(Y, alive)`` (outputs
-of stragglers already zeroed, ``alive`` free of erasures) and ``apply_recovery(alive)``.
-The rules see the inputs in node order (row k at alpha_k); every scheme may carry an
-``order``, the permutation that assigns the caller's inputs to the nodes, which the kernel
-applies on the way in and undoes on the way out, and a ``fallback``, the estimate of an
-input the decoder cannot recover.
+A scheme implements three traced rules, never validated: ``apply_encoder(X)``,
+``apply_decoder(Y, alive)`` (outputs of stragglers already zeroed, ``alive`` free of
+erasures) and ``apply_recovery(alive)``. The rules see the inputs in node order (row k at
+alpha_k). The base class turns them into the traced semantics of one round,
+``encode_report`` and ``decode_report``: every scheme may carry an ``order``, the
+permutation that assigns the caller's inputs to the nodes, applied on the way in and
+undone on the way out; a worker output with a NaN or inf is an erasure (``usable``); and an
+input the decoder cannot recover gets the scheme's ``fallback``. ``decode_masks`` decodes
+under many survivor masks at once, in blocks that fit the cache.
+
 The public methods (``encode``, ``decode``, ``recovered``, ``encoder_matrix``,
-``decoder_matrix``) validate their arguments in Python and call the kernel's compiled
-functions, so an eager call costs one cached dispatch.
+``decoder_matrix``) validate their arguments in Python and call a compiled function of this
+module, so an eager call costs one cached dispatch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
 from .. import _validation as check
 from .._pytree import pytree_dataclass
 from . import _barycentric as bary
-from . import _round
 from . import spline as _spline
 from ._points import PointsSpec, resolve_points
 
 __all__ = ["Scheme", "LeTCC", "ResidualLeTCC", "BarycentricScheme", "BACC", "LCC", "Uncoded",
-           "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme", "SCHEMES"]
+           "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme", "SCHEMES",
+           "usable", "decode_masks", "BLOCK_ELEMENTS"]
 
 
 def _leaf(ndim: int = 0, **kw):
@@ -145,22 +153,21 @@ class Scheme(check.Checked):
     #: scheme's decoder alone reads); sweeping them reuses the coded inputs.
     decoder_fields: ClassVar[tuple[str, ...]] = ()
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         for field, strict, size in (("alpha", True, "K"), ("beta", False, "N")):
             name = f"{self.name}: {field}"
-            values = check.concrete_parameter(getattr(self, field), name, literal_only)
+            values = check.concrete_parameter(getattr(self, field), name)
             _check_nodes(values, name, strict)
             if values is not None and values.shape[-1] < 2:
                 raise ValueError(f"{name} must hold at least 2 nodes ({size} >= 2), got "
                                  f"{values.shape[-1]}.")
-        self._check_order_and_fallback(literal_only)
+        self._check_order_and_fallback()
 
-    def _check_order_and_fallback(self, literal_only: bool) -> None:
-        if not literal_only:  # placeholders (in_axes specs, tangents) are never checked
-            _check_order(self.order, self.K, f"{self.name}: order")
+    def _check_order_and_fallback(self) -> None:
+        _check_order(self.order, self.K, f"{self.name}: order")
         if self.fallback is not None:
             name = f"{self.name}: fallback"
-            values = check.concrete_parameter(self.fallback, name, literal_only)
+            values = check.concrete_parameter(self.fallback, name)
             if values is not None and values.ndim < 1:
                 raise ValueError(f"{name} must be an (m,) array, one value per output column, "
                                  f"got shape {values.shape}.")
@@ -205,7 +212,7 @@ class Scheme(check.Checked):
             lambda, nodes that are not ascending, fewer than 2 nodes, an unknown
             ``solver``).
         """
-        return dataclasses.replace(self, **changes).validate()
+        return dataclasses.replace(self, **changes)
 
     def encoder_view(self) -> Scheme:
         """This scheme with the decoder-only leaves unswept: what the coded inputs depend on.
@@ -242,7 +249,7 @@ class Scheme(check.Checked):
         self._require_unswept("encode")
         X = check.float_array(X, "X")
         check.check_matrix(X, self.K, "X", "K")
-        coded, finite = _round.encode_compiled(self, X)
+        coded, finite = _encode(self, X)
         if check.is_concrete(finite) and not bool(finite):
             check.check_finite(X, "X", " Coded computing needs finite inputs; clean or drop "
                                     "them first.")
@@ -277,7 +284,7 @@ class Scheme(check.Checked):
         check.check_matrix(Y, self.N, "Y", "N")
         self.check_fallback(Y.shape[1])
         alive = np.ones((self.N,), bool) if alive is None else check.check_mask(alive, self.N)
-        estimate, used, recovered = _round.decode_compiled(self, Y, alive)
+        estimate, used, recovered = _decode(self, Y, alive)
         self.check_recovered(used, recovered)
         return estimate
 
@@ -294,7 +301,7 @@ class Scheme(check.Checked):
         Returns:
           (N,) bool: ``alive`` and every entry of the worker's row of Y finite.
         """
-        return _round.usable(jnp.asarray(Y), jnp.asarray(alive))
+        return usable(jnp.asarray(Y), jnp.asarray(alive))
 
     def recovered(self, alive: Bool[Array, " N"],
                   Y: Float[Array, "N m"] | None = None) -> Bool[Array, " K"]:
@@ -325,7 +332,7 @@ class Scheme(check.Checked):
         if Y is not None:
             Y = check.float_array(Y, "Y")
             check.check_matrix(Y, self.N, "Y", "N")
-        return _round.recovery_compiled(self, alive, Y)
+        return _recovered(self, alive, Y)
 
     def encoder_matrix(self, dtype=None) -> Float[Array, "N K"]:
         """The (N, K) matrix E with encode(X) = E @ X.
@@ -342,7 +349,7 @@ class Scheme(check.Checked):
           ValueError: the scheme is a sweep.
         """
         self._require_unswept("encoder_matrix")
-        return _round.encoder_matrix_compiled(self, _dtype(self.alpha, dtype))
+        return _encoder_matrix(self, _dtype(self.alpha, dtype))
 
     def decoder_matrix(self, alive: Bool[Array, " N"], dtype=None) -> Float[Array, "K N"]:
         """The (K, N) matrix D_F with decode(Y, alive) = D_F @ Y (stragglers' columns 0).
@@ -368,7 +375,7 @@ class Scheme(check.Checked):
             raise ValueError(f"decoder_matrix: this {self.name} scheme's decoder is not linear "
                              f"({self._nonlinear_reason()}), so it has no decoder matrix.")
         alive = check.check_mask(alive, self.N)
-        return _round.decoder_matrix_compiled(self, alive, _dtype(self.beta, dtype))
+        return _decoder_matrix(self, alive, _dtype(self.beta, dtype))
 
     def check_recovered(self, used: Bool[Array, " N"], recovered: Bool[Array, " K"]) -> None:
         """Raise if, on concrete values, an input was not recovered and the scheme has no
@@ -466,6 +473,82 @@ class Scheme(check.Checked):
         ok = jnp.sum(_distinct(self.beta, alive).astype(jnp.int32)) >= self.min_survivors
         return jnp.broadcast_to(ok, (self.K,))
 
+    # ------------------------------------------------- one round (traced semantics)
+    def encode_report(self, X: Float[Array, "K d"]) -> tuple[Float[Array, "N d"],
+                                                             Bool[Array, ""]]:
+        """The coded inputs and whether every input is finite (traced, no validation).
+
+        Args:
+          X: (K, d) float inputs in the caller's order.
+
+        Returns:
+          ``(coded, finite)``: (N, d) coded inputs in the dtype of X, and a bool scalar
+          (``encode`` raises on it where it can).
+        """
+        return self.apply_encoder(self.to_node_order(X)), jnp.all(jnp.isfinite(X))
+
+    def decode_report(self, Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> tuple[
+            Float[Array, "K m"], Bool[Array, " N"], Bool[Array, " K"]]:
+        """One round's decode with what it used (traced, no validation): what ``decode``,
+        ``run_coded``, every Monte Carlo trial and the worker backends compute.
+
+        A worker row with a NaN or inf is an erasure (``usable``); the other rows of
+        non-answering workers are zeroed before the decoder sees them, so that no NaN
+        reaches an estimate even through a zero weight. An input the survivors cannot
+        determine (``apply_recovery``) gets the ``fallback`` (0 without one).
+
+        Args:
+          Y: (N, m) float worker outputs (any value in a straggler's row).
+          alive: (N,) bool, the workers that answered.
+
+        Returns:
+          ``(estimate, used, recovered)``: (K, m) estimates in the caller's order, the (N,)
+          mask of the results used, and the (K,) inputs with a genuine estimate.
+        """
+        used = usable(Y, alive)
+        estimate, recovered = self.decode_linear(Y, used)
+        if self.fallback is not None:
+            estimate = jnp.where(recovered[:, None], estimate,
+                                 self.fallback.astype(estimate.dtype))
+        return estimate, used, recovered
+
+    def decode_linear(self, Y: Float[Array, "N m"], used: Bool[Array, " N"]) -> tuple[
+            Float[Array, "K m"], Bool[Array, " K"]]:
+        """The decoder's linear map under the clean mask ``used`` (traced, no validation):
+        estimates in the caller's order, 0 for an input ``used`` cannot determine (below
+        its threshold a decoder would extrapolate, as LCC does, or repeat one survivor for
+        every input), no fallback. ``decoder_matrix`` is this map.
+
+        Args:
+          Y: (N, m) float outputs; rows outside ``used`` are ignored (any value).
+          used: (N,) bool mask without erasures (every row it selects is finite).
+
+        Returns:
+          ``(estimate, recovered)``: (K, m) and (K,) bool.
+        """
+        recovered = self.to_input_order(self.apply_recovery(used))
+        estimate = self.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
+        estimate = self.to_input_order(estimate)
+        return jnp.where(recovered[:, None], estimate, jnp.zeros((), estimate.dtype)), recovered
+
+    @property
+    def swept(self) -> bool:
+        """Whether a leaf carries sweep axes (a scheme for ``monte_carlo`` and
+        ``expected_loss``, not for the per-round methods)."""
+        return bool(self._leading_axes())
+
+    def _leading_axes(self) -> tuple[tuple[int, ...], ...]:
+        """The leading (sweep) axes of every leaf that has them; () for an unswept scheme."""
+        found = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and not field.metadata.get("static", False):
+                shape = np.shape(value)
+                lead = shape[:max(0, len(shape) - field.metadata.get("ndim", 0))]
+                if lead:
+                    found.append(lead)
+        return tuple(found)
+
     # ------------------------------------------------------------ implementation
     def _unrecovered_message(self, count: int, lost: np.ndarray) -> str:
         return (
@@ -477,8 +560,9 @@ class Scheme(check.Checked):
 
     def _require_unswept(self, method: str):
         self.validate()
-        grid = _round.batch_shape(self)
-        if grid:
+        lead = self._leading_axes()
+        if lead:
+            grid = lead[0] if len(set(lead)) == 1 else sorted(set(lead))
             raise ValueError(
                 f"{method}: this {self.name} scheme is a sweep (parameters with leading axes "
                 f"{grid}); pass the sweep to monte_carlo / expected_loss, or map over the "
@@ -520,6 +604,114 @@ def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array
     return alive & ~same
 
 
+def usable(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:
+    """The erasure rule: the survivor mask without the rows that hold a NaN or inf."""
+    return alive & jnp.all(jnp.isfinite(Y), axis=1)
+
+
+# ------------------------------------------------------ many masks, in cache blocks
+
+#: Elements of one pattern's outputs that a vmapped block should hold in all: 64
+#: patterns at N = 200, m = 10 (measured fastest on a CPU).
+BLOCK_ELEMENTS = 1 << 17
+
+
+def _in_cache_blocks(fn: Callable, per_item: Callable[..., int]) -> Callable:
+    """``fn``, except that under ``vmap`` on a CPU the batch runs in blocks that fit in the
+    cache (``lax.map`` with ``batch_size``): one huge vmapped batch streams every
+    intermediate through memory. ``per_item(*args)`` is the size of one item's working
+    set. Derivatives follow ``fn`` itself."""
+
+    @custom_vmap
+    def blocked(*args):
+        return fn(*args)
+
+    @blocked.def_vmap
+    def _(axis_size, in_batched, *args):
+        block = max(1, BLOCK_ELEMENTS // max(per_item(*args), 1))
+        flags = jax.tree.leaves(in_batched)
+        if axis_size <= block or jax.default_backend() != "cpu":
+            in_axes = tuple(jax.tree.map(lambda b: 0 if b else None, in_batched))
+            out = jax.vmap(fn, in_axes=in_axes)(*args)
+        else:
+            leaves, treedef = jax.tree.flatten(args)
+            batched = [leaf for leaf, b in zip(leaves, flags) if b]
+
+            def item(xs):
+                it = iter(xs)
+                full = [next(it) if b else leaf for leaf, b in zip(leaves, flags)]
+                return fn(*jax.tree.unflatten(treedef, full))
+
+            out = lax.map(item, batched, batch_size=block)
+        return out, jax.tree.map(lambda _: True, out)
+
+    differentiable = jax.custom_jvp(blocked)
+    differentiable.defjvp(lambda primals, tangents: jax.jvp(fn, primals, tangents))
+    return differentiable
+
+
+def _pattern_size(scheme, Y, alive) -> int:
+    return math.prod(np.shape(Y)[-2:])
+
+
+_decode_one = _in_cache_blocks(lambda scheme, Y, alive: scheme.decode_report(Y, alive),
+                               _pattern_size)
+_linear_one = _in_cache_blocks(lambda scheme, Y, alive: scheme.decode_linear(Y, alive),
+                               _pattern_size)
+
+
+@functools.partial(jax.jit, static_argnames="linear")
+def decode_masks(scheme: Scheme, Y: Float[Array, "*P N m"], masks: Bool[Array, "P N"], *,
+                 linear: bool = False):
+    """``scheme.decode_report`` under each of P survivor masks: one program for every caller
+    that decodes many patterns (worst-case searches, deadlines, decoder matrices), run in
+    cache-sized blocks on a CPU. Traced, no validation.
+
+    Args:
+      scheme: an unswept scheme.
+      Y: (N, m) outputs shared by every mask, or (P, N, m), one set per mask.
+      masks: (P, N) bool survivor masks.
+      linear: return the decoder's linear map instead: no erasures (``masks`` are taken
+        as clean), and 0, not the fallback, for an input a mask cannot determine.
+
+    Returns:
+      ``(estimate, used, recovered)`` stacked over the masks: (P, K, m), (P, N) and (P, K);
+      with ``linear``, ``(estimate, recovered)``.
+    """
+    one = _linear_one if linear else _decode_one
+    return jax.vmap(one, in_axes=(None, 0 if Y.ndim == 3 else None, 0))(scheme, Y, masks)
+
+
+# ---------------------------------------------------- compiled per-round programs
+# Module-level jits: their caches (on the scheme's type and static fields, shapes and
+# dtypes) are what makes eager calls of the public methods cheap.
+
+
+@jax.jit
+def _encode(scheme, X):
+    return scheme.encode_report(X)
+
+
+@jax.jit
+def _decode(scheme, Y, alive):
+    return _decode_one(scheme, Y, alive)
+
+
+@jax.jit
+def _recovered(scheme, alive, Y=None):
+    return scheme.to_input_order(scheme.apply_recovery(alive if Y is None else usable(Y, alive)))
+
+
+@functools.partial(jax.jit, static_argnames="dtype")
+def _encoder_matrix(scheme, dtype):
+    return scheme.encode_report(jnp.eye(scheme.K, dtype=dtype))[0]
+
+
+@functools.partial(jax.jit, static_argnames="dtype")
+def _decoder_matrix(scheme, alive, dtype):
+    return decode_masks(scheme, jnp.eye(scheme.N, dtype=dtype), alive[None], linear=True)[0][0]
+
+
 @pytree_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class LeTCC(Scheme):
@@ -556,11 +748,11 @@ class LeTCC(Scheme):
     name: ClassVar[str] = "letcc"
     decoder_fields: ClassVar[tuple[str, ...]] = ("lam_dec",)
 
-    def check_values(self, literal_only: bool) -> None:
-        super().check_values(literal_only)
+    def check_values(self) -> None:
+        super().check_values()
         for name in ("lam_enc", "lam_dec"):
             check.check_parameter(getattr(self, name), f"{self.name}: {name}",
-                                  "finite and >= 0", lambda v: v >= 0, literal_only)
+                                  "finite and >= 0", lambda v: v >= 0)
         if self.solver not in _spline.METHODS:
             raise ValueError(f"{self.name}: solver must be one of {_spline.METHODS}, "
                              f"got {self.solver!r}.")
@@ -602,10 +794,10 @@ class ResidualLeTCC(LeTCC):
 
     name: ClassVar[str] = "letcc+residual"
 
-    def check_values(self, literal_only: bool) -> None:
-        super().check_values(literal_only)
+    def check_values(self) -> None:
+        super().check_values()
         shape = np.shape(self.residual)
-        values = check.concrete_parameter(self.residual, f"{self.name}: residual", literal_only)
+        values = check.concrete_parameter(self.residual, f"{self.name}: residual")
         if values is not None and shape[-2:] != (self.N, self.K):
             raise ValueError(f"residual must have shape (N, K) = ({self.N}, {self.K}), "
                              f"got {shape}.")
@@ -635,7 +827,7 @@ class ResidualLeTCC(LeTCC):
             residual = jnp.zeros((scheme.N, scheme.K), jnp.result_type(scheme.alpha))
         residual = check.float_array(residual, "residual")
         fields = {f.name: getattr(scheme, f.name) for f in dataclasses.fields(LeTCC)}
-        return cls(**fields, residual=residual).validate()
+        return cls(**fields, residual=residual)
 
     def apply_encoder(self, X):
         return super().apply_encoder(X) + self.residual.astype(X.dtype) @ X
@@ -731,11 +923,16 @@ class LCC(BarycentricScheme):
 
     name: ClassVar[str] = "lcc"
 
-    def check_values(self, literal_only: bool) -> None:
-        super().check_values(literal_only)
+    def check_values(self) -> None:
+        super().check_values()
         if not check.is_int(self.degree) or self.degree < 1:
             raise ValueError(f"lcc: degree must be a positive int, got {self.degree!r}.")
         object.__setattr__(self, "degree", int(self.degree))
+        if self.N < self.min_survivors:
+            raise ValueError(
+                f"lcc: N={self.N} workers cannot reach the recovery threshold (K-1)*degree+1 = "
+                f"{self.min_survivors}; use N >= {self.min_survivors}."
+            )
 
     @property
     def min_survivors(self) -> int:
@@ -774,14 +971,14 @@ class Uncoded(Scheme):
 
     name: ClassVar[str] = "uncoded"
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         # beta repeats alpha (worker n sits at the tag of the input it copies).
-        _check_nodes(check.concrete_parameter(self.alpha, f"{self.name}: alpha", literal_only),
+        _check_nodes(check.concrete_parameter(self.alpha, f"{self.name}: alpha"),
                      f"{self.name}: alpha", strict=True)
-        check.concrete_parameter(self.beta, f"{self.name}: beta", literal_only)
+        check.concrete_parameter(self.beta, f"{self.name}: beta")
         if self.combine not in COMBINE:
             raise ValueError(f"uncoded: combine must be one of {COMBINE}, got {self.combine!r}.")
-        self._check_order_and_fallback(literal_only)
+        self._check_order_and_fallback()
 
     @property
     def min_survivors(self) -> int:
@@ -870,9 +1067,17 @@ def _nodes(points, K, N):
     return jnp.asarray(alpha), jnp.asarray(beta)
 
 
+def _number_leaf(value, dtype):
+    """A number as a leaf of the nodes' dtype; anything else unchanged, for the scheme's
+    own checks to report."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
+        return jnp.asarray(value, dtype)
+    return value
+
+
 def _extras(order, fallback) -> dict:
-    """The ``order`` and ``fallback`` options of every factory, as leaves (checked by
-    ``validate``)."""
+    """The ``order`` and ``fallback`` options of every factory, as leaves (checked by the
+    scheme's constructor)."""
     if order is not None and not isinstance(order, jax.Array):
         order = np.asarray(order)
         if np.issubdtype(order.dtype, np.integer):
@@ -943,13 +1148,13 @@ def letcc(
       True
     """
     K, N = _check_sizes(K, N, "letcc")
-    check.check_lambda(lam_enc, "lam_enc")
-    check.check_lambda(lam_dec, "lam_dec")
-    if solver not in _spline.METHODS:
-        raise ValueError(f"letcc: solver must be one of {_spline.METHODS}, got {solver!r}.")
+    for name, lam in (("lam_enc", lam_enc), ("lam_dec", lam_dec)):
+        if np.ndim(lam) != 0:  # the one rule of a factory that replace does not share
+            raise ValueError(f"letcc: {name} must be a scalar, got shape {np.shape(lam)}; "
+                             f"sweep it with scheme.replace({name}=values).")
     alpha, beta = _nodes(points, K, N)
-    return LeTCC(alpha, beta, jnp.asarray(lam_enc, alpha.dtype), jnp.asarray(lam_dec, alpha.dtype),
-                 solver=solver, **_extras(order, fallback)).validate()
+    return LeTCC(alpha, beta, _number_leaf(lam_enc, alpha.dtype), _number_leaf(lam_dec, alpha.dtype),
+                 solver=solver, **_extras(order, fallback))
 
 
 def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = None,
@@ -1014,7 +1219,7 @@ def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev",
       ((4, 2), True)
     """
     K, N = _check_sizes(K, N, "bacc")
-    return BACC(*_nodes(points, K, N), **_extras(order, fallback)).validate()
+    return BACC(*_nodes(points, K, N), **_extras(order, fallback))
 
 
 def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev",
@@ -1047,15 +1252,7 @@ def lcc(K: int, N: int, *, degree: int = 1, points: PointsSpec = "chebyshev",
       7
     """
     K, N = _check_sizes(K, N, "lcc")
-    if not check.is_int(degree) or degree < 1:
-        raise ValueError(f"lcc: degree must be a positive int, got {degree!r}.")
-    threshold = (K - 1) * degree + 1
-    if N < threshold:
-        raise ValueError(
-            f"lcc: N={N} workers cannot reach the recovery threshold (K-1)*degree+1 = "
-            f"{threshold}; use N >= {threshold}."
-        )
-    return LCC(*_nodes(points, K, N), degree=degree, **_extras(order, fallback)).validate()
+    return LCC(*_nodes(points, K, N), degree=degree, **_extras(order, fallback))
 
 
 def uncoded(K: int, N: int, *, combine: str = "mean", order: Int[Array, " K"] | None = None,
@@ -1103,7 +1300,7 @@ def uncoded(K: int, N: int, *, combine: str = "mean", order: Int[Array, " K"] | 
     alpha, _ = resolve_points("chebyshev", K, N)
     beta = alpha[np.arange(N) % K]
     return Uncoded(jnp.asarray(alpha), jnp.asarray(beta), combine=combine,
-                   **_extras(order, fallback)).validate()
+                   **_extras(order, fallback))
 
 
 #: Every scheme by name: ``make_scheme(name, K, N, **options)`` calls the factory.

@@ -11,13 +11,14 @@ from jaxtyping import Array, Bool, Float
 
 from .. import _validation as check
 from . import spline
+from ._schemes import usable
 
 __all__ = ["smoothing_spline"]
 
 
 @functools.partial(jax.jit, static_argnames="method")
 def _smooth(t, y, alive, lam, x, method):
-    used = alive & jnp.all(jnp.isfinite(y), axis=1)  # a row with a NaN or inf is an erasure
+    used = usable(y, alive)  # a row with a NaN or inf is an erasure
     return spline.smooth(t, y, used, lam, x, method=method), jnp.any(used)
 
 

@@ -1,4 +1,5 @@
 """Simulation: straggler and fault models, the Monte Carlo evaluator, choosing the smoothing
-parameters, and tuning by autodiff. Validating entry points over the round kernel of
-``letcc_jax.core``; the public names are re-exported by ``letcc_jax``.
+parameters, and tuning by autodiff: the engine of many simulated rounds (``_rounds``) over
+the schemes' one-round semantics in ``letcc_jax.core``, behind validating entry points; the
+public names are re-exported by ``letcc_jax``.
 """

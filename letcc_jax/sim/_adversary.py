@@ -44,9 +44,9 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from .. import _validation as check
-from ..core import _round
-from ..core._schemes import Scheme
-from ._evaluate import check_round
+from . import _rounds
+from ..core._schemes import Scheme, decode_masks
+from ._evaluate import check_round, check_truth
 from ._models import NoStragglers
 
 __all__ = ["AdversarialAttack", "worst_adversaries"]
@@ -191,7 +191,9 @@ def attack_kernel(D: Float[Array, "K N"], Y: Float[Array, "N m"], truth: Float[A
 def _decoder_matrices(scheme, alive, like):
     """The (*grid, K, N) decoder matrices: the decoder applied to the alive unit outputs,
     in the dtype of ``like``."""
-    return _round.over_grid(lambda s: _round.decoder_matrix(s, alive, like.dtype), scheme)
+    unit = jnp.eye(scheme.N, dtype=like.dtype)
+    return _rounds.over_grid(
+        lambda s: decode_masks(s, unit, alive[None], linear=True)[0][0], scheme)
 
 
 @functools.partial(jax.jit, static_argnames=("count", "restarts", "max_steps"))
@@ -204,7 +206,7 @@ def _attacks(D, Y, truth, alive, magnitude, key, fixed, *, count, restarts, max_
         outputs, adversaries = attack_kernel(D, Y, truth, alive, magnitude, key, fixed,
                                              count=count, restarts=restarts,
                                              max_steps=max_steps)
-        return outputs, adversaries, _round.mse(D @ outputs, truth), _round.mse(D @ Y, truth)
+        return outputs, adversaries, _rounds.mse(D @ outputs, truth), _rounds.mse(D @ Y, truth)
 
     return jax.lax.map(one, (D, Y))
 
@@ -269,7 +271,7 @@ def worst_adversaries(
     """
     key = jax.random.key(0) if key is None else key
     # check_round validates f, the scheme, X and the key, and that f is finite on X.
-    X, _ = check_round(f, scheme, X, NoStragglers(), None, key, truth=True, single=True)
+    X, _ = check_round(f, scheme, X, NoStragglers(), None, key, single=True)
     if not scheme.linear:
         raise ValueError(f"worst_adversaries searches the attacks on a linear decoder; this "
                          f"{scheme.name} scheme's is not (it takes the median of replicas, "
@@ -290,8 +292,9 @@ def worst_adversaries(
     restarts = check.check_count(restarts, "restarts")
     max_steps = check.check_positive_int(max_steps, "max_steps")
     view = scheme.encoder_view()
-    view.check_recovered(alive, _round.recovery_compiled(view, jnp.asarray(alive)))
-    truth, Y = _round.honest_outputs(f, scheme, X)
+    view.check_recovered(alive, view.recovered(alive))
+    truth, Y = _rounds.honest_outputs(f, scheme, X)
+    check_truth(jnp.all(jnp.isfinite(truth))[None], X)
     if not bool(jnp.all(jnp.isfinite(Y))):
         raise ValueError("f returned NaN or inf on the coded inputs: the attack needs finite "
                          "honest outputs.")

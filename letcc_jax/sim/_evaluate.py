@@ -23,17 +23,17 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from .. import _validation as check
-from ..core import _round
-from ..core._round import CodedResult, MonteCarloResult, mse, relacc
+from . import _rounds
+from ._rounds import CodedResult, MonteCarloResult, mse, relacc
 from ..core._schemes import Scheme
 from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["CodedResult", "MonteCarloResult", "run_coded", "monte_carlo", "expected_loss",
-           "mse", "relacc", "check_round"]
+           "mse", "relacc", "check_round", "check_truth"]
 
 
 def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
-                batches: bool = False, truth: bool = False, single: bool = False):
+                batches: bool = False, single: bool = False):
     """Validate the arguments of a simulated round, X being (K, d) inputs or (C, K, d)
     batches (with ``batches``, (K, d) becomes C = 1; with ``single``, only (K, d)); returns
     ``(X, faults)`` as used.
@@ -42,8 +42,8 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
     wrong shape or with non-finite values, a scheme's fallback of the wrong size, unknown model objects, models whose sizes exceed
     N, a straggler model that leaves fewer survivors than the scheme needs (unless the
     scheme has a fallback for what it loses), and a key that
-    is not one PRNG key. With ``truth`` (the loss compares against f(X)), f must also be
-    finite on X, which costs one evaluation of f on the inputs (eagerly only).
+    is not one PRNG key. Whether f is finite on X is for ``check_truth`` (the programs
+    that compute f(X) report it).
     """
     check.check_key(key)
     if not callable(f):
@@ -85,25 +85,29 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
             f"{scheme.name} needs at least {need} survivors but {stragglers} leaves only "
             f"{guaranteed} of N={scheme.N}; reduce the stragglers or add workers."
         )
-    _round.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
+    _rounds.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
     if scheme.fallback is not None:
         scheme.check_fallback(_output_size(f, tuple(X.shape[-1:]), X.dtype))
-    finite = _round.outputs_finite_compiled(f, X if X.ndim == 3 else X[None]) if truth else None
-    # Skipped under a transformation, where X or what f closes over is traced.
-    if finite is not None and check.is_concrete(X, finite):
-        finite = np.asarray(finite)
-        if not finite.all():
-            where = "" if X.ndim == 2 else f" (batch {np.flatnonzero(~finite).tolist()[:5]})"
-            raise ValueError(f"f returned NaN or inf on the inputs {name}{where}: the loss "
-                             "compares the estimates with f's outputs there, so they must be "
-                             "finite.")
     return X, faults
+
+
+def check_truth(finite, X, name: str = "X") -> None:
+    """Raise unless f was finite on every batch of inputs (``finite``: (C,) bool, from the
+    program that evaluated f(X)); skipped under a transformation, where it is traced."""
+    if not check.is_concrete(X, finite):
+        return
+    finite = np.asarray(finite)
+    if not finite.all():
+        where = "" if X.ndim == 2 else f" (batch {np.flatnonzero(~finite).tolist()[:5]})"
+        raise ValueError(f"f returned NaN or inf on the inputs {name}{where}: the loss "
+                         "compares the estimates with f's outputs there, so they must be "
+                         "finite.")
 
 
 @functools.lru_cache(maxsize=64)
 def _output_size(f, shape: tuple, dtype) -> int:
     """m, the size of one output of f on an input of ``shape`` and ``dtype``."""
-    out = jax.eval_shape(lambda x: _round.outputs(f, x), jax.ShapeDtypeStruct((1,) + shape, dtype))
+    out = jax.eval_shape(lambda x: _rounds.outputs(f, x), jax.ShapeDtypeStruct((1,) + shape, dtype))
     return int(out.shape[-1])
 
 
@@ -163,11 +167,11 @@ def run_coded(
       ((4, 2), 9)
     """
     X, faults = check_round(f, scheme, X, stragglers, faults, key, single=True)
-    grid = _round.batch_shape((scheme, stragglers, faults))
+    grid = _rounds.batch_shape((scheme, stragglers, faults))
     if grid:
         raise ValueError(f"run_coded runs one round; its parameters are swept over {grid}. "
                          "Use monte_carlo for sweeps.")
-    result = _round.run_round_compiled(f, scheme, X, key, stragglers, faults)
+    result = _rounds.run_round_compiled(f, scheme, X, key, stragglers, faults)
     scheme.check_recovered(result.alive, result.recovered)
     return result
 
@@ -241,7 +245,7 @@ def monte_carlo(
       (2, 3)
     """
     trials = check.check_positive_int(trials, "trials")
-    X, faults = check_round(f, scheme, X, stragglers, faults, key, truth=True)
+    X, faults = check_round(f, scheme, X, stragglers, faults, key)
     if labels is not None:
         try:
             labels = jnp.asarray(labels)
@@ -267,9 +271,11 @@ def monte_carlo(
     if not all(isinstance(device, jax.Device) for device in devices):
         raise TypeError(f"devices must be JAX devices (e.g. jax.local_devices()), got "
                         f"{devices!r}.")
-    return _round.monte_carlo_compiled(
+    result, finite = _rounds.monte_carlo_compiled(
         f, scheme, X, key, labels, stragglers, faults, trials=trials, batch_size=batch_size,
         devices=devices if len(devices) > 1 else ())
+    check_truth(finite, X)
+    return result
 
 
 def expected_loss(
@@ -318,5 +324,8 @@ def expected_loss(
     """
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
-                            batches=True, truth=True)
-    return _round.expected_loss_compiled(f, scheme, X, key, stragglers, faults, trials=trials)
+                            batches=True)
+    loss, finite = _rounds.expected_loss_compiled(f, scheme, X, key, stragglers, faults,
+                                                  trials=trials)
+    check_truth(finite, X, "X_cal")
+    return loss

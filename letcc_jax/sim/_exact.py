@@ -27,8 +27,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .. import _validation as check
-from ..core import _round
-from ..core._schemes import Uncoded
+from . import _rounds
+from ..core._schemes import BLOCK_ELEMENTS, Uncoded
 from ._evaluate import check_round
 from ._models import (
     BernoulliStragglers,
@@ -246,13 +246,13 @@ def _closed_form(scheme, stragglers, faults, truth) -> ReplicationLoss:
 
     # Grid points in blocks of about BLOCK_ELEMENTS output entries: a sweep over p and sigma
     # would otherwise hold (*grid, C, K, m) differences at once.
-    block = max(1, _round.BLOCK_ELEMENTS // truth.size)
-    return _round.over_grid(at, (scheme, stragglers, faults), batch_size=block)
+    block = max(1, BLOCK_ELEMENTS // truth.size)
+    return _rounds.over_grid(at, (scheme, stragglers, faults), batch_size=block)
 
 
 @functools.partial(jax.jit, static_argnames="f")
 def _replication_loss_compiled(f, scheme, X, stragglers, faults):
     """The loss for inputs X (C, K, d), and whether f is finite on each batch."""
-    truth = jax.vmap(functools.partial(_round.outputs, f))(X)
+    truth = jax.vmap(functools.partial(_rounds.outputs, f))(X)
     finite = jnp.all(jnp.isfinite(truth), axis=(-2, -1))
     return _closed_form(scheme, stragglers, faults, truth), finite

@@ -12,10 +12,10 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .. import _validation as check
-from ..core import _round
+from . import _rounds
 from ..core import spline as _spline
-from ..core._schemes import LeTCC
-from ._evaluate import check_round
+from ..core._schemes import LeTCC, usable
+from ._evaluate import check_round, check_truth
 from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["DEFAULT_LAMBDA_GRID", "LambdaSearch", "select_lambda", "gcv"]
@@ -131,17 +131,19 @@ def select_lambda(
     _require_eager("select_lambda", scheme, X_cal, key)
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
-                            batches=True, truth=True)
-    if _round.batch_shape(scheme):
+                            batches=True)
+    if _rounds.batch_shape(scheme):
         raise ValueError("select_lambda searches the lambdas of one scheme; this one is a sweep.")
     grid_enc, grid_dec = _grid(lam_enc_grid, "lam_enc_grid"), _grid(lam_dec_grid, "lam_dec_grid")
-    setting = _round.batch_shape((stragglers, faults))
+    setting = _rounds.batch_shape((stragglers, faults))
     ones = (1,) * len(setting)
     dtype = jnp.result_type(scheme.alpha)
     swept = scheme.replace(lam_enc=jnp.asarray(grid_enc.reshape((-1, 1) + ones), dtype),
                            lam_dec=jnp.asarray(grid_dec.reshape((-1,) + ones), dtype))
-    losses = np.asarray(_round.expected_loss_compiled(f, swept, X, key, stragglers, faults,
-                                                      trials=trials), np.float64)
+    losses, finite = _rounds.expected_loss_compiled(f, swept, X, key, stragglers, faults,
+                                                    trials=trials)
+    check_truth(finite, X, "X_cal")
+    losses = np.asarray(losses, np.float64)
     flat = losses.reshape(grid_enc.size * grid_dec.size, -1)
     if np.all(np.isnan(flat), axis=0).any():
         raise ValueError("select_lambda: every lambda pair gave a NaN loss; check f and X_cal.")
@@ -210,7 +212,7 @@ def gcv(
     Y = check.float_array(Y, "Y")
     check.check_matrix(Y, scheme.N, "Y", "N")
     alive = np.ones((scheme.N,), bool) if alive is None else check.check_mask(alive, scheme.N)
-    used = np.asarray(_round.usable(Y, alive))
+    used = np.asarray(usable(Y, alive))
     if int(used.sum()) < 4:
         raise ValueError("gcv needs at least 4 valid worker results.")
     grid = _grid(lam_grid, "lam_grid")

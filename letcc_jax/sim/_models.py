@@ -23,7 +23,7 @@ from jaxtyping import Array, Bool, Float
 
 from .._pytree import pytree_dataclass
 from .._validation import Checked, check_count, check_key, check_parameter
-from ..core import _round
+from . import _rounds
 
 __all__ = [
     "StragglerModel",
@@ -106,6 +106,20 @@ class StragglerModel(Checked):
           ValueError: N is not an int >= 1, or the model's sizes do not fit N workers
             (see ``check_workers``); the model is a sweep (parameters with leading axes).
         """
+        self._check_sample(key, N)
+        return self.draw_mask(key, N)
+
+    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
+        """``sample``'s traced rule, without checks: what the simulation engine calls for
+        one unswept model (the evaluators validate it and run sweeps first).
+
+        Args:
+          key: one JAX PRNG key.
+          N: the number of workers, a Python int (static).
+
+        Returns:
+          (N,) bool mask, True where the worker answered.
+        """
         raise NotImplementedError
 
     def min_alive(self, N: int) -> int:
@@ -166,9 +180,8 @@ class FaultModel(Checked):
     def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         """Corrupt the worker outputs Y (traced: works under ``jit`` and ``vmap``).
 
-        A rule of the round kernel, for one model: the evaluators check the model's values
-        and run sweeps before they call it. Its own checks are of types and shapes only,
-        so they hold under ``jit`` and ``vmap`` too.
+        Checks types and shapes only, so it works under ``jit`` and ``vmap`` too, then runs
+        the model's traced rule ``corrupt``.
 
         Args:
           key: one JAX PRNG key.
@@ -181,6 +194,20 @@ class FaultModel(Checked):
           TypeError: ``key`` is not one PRNG key; Y is not a real floating-point array.
           ValueError: Y is not (N, m); the model's count exceeds N; the model is a sweep
             (parameters with leading axes).
+        """
+        self._check_apply(key, Y)
+        return self.corrupt(key, Y)
+
+    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+        """``apply``'s traced rule, without checks: what the simulation engine calls for
+        one unswept model (the evaluators validate it and run sweeps first).
+
+        Args:
+          key: one JAX PRNG key.
+          Y: (N, m) float outputs.
+
+        Returns:
+          (N, m) corrupted outputs in the dtype of Y.
         """
         raise NotImplementedError
 
@@ -217,7 +244,7 @@ def _require_unswept(model, method: str) -> None:
     """A model's own ``sample``/``apply`` takes one model; sweeps belong to the evaluators.
     Shapes only (the kernel's ``batch_shape``), so the check holds under ``jit`` and
     ``vmap`` too."""
-    grid = _round.batch_shape(model)
+    grid = _rounds.batch_shape(model)
     if grid:
         raise ValueError(
             f"{type(model).__name__}.{method} takes one model, but its parameters carry sweep "
@@ -249,8 +276,7 @@ class NoStragglers(StragglerModel):
       [True, True, True, True]
     """
 
-    def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self._check_sample(key, N)
+    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
         return jnp.ones((N,), bool)
 
     def min_alive(self, N: int) -> int:
@@ -280,11 +306,10 @@ class ExactStragglers(StragglerModel):
 
     S: int = _static()
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         _set_count(self, "S")
 
-    def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self._check_sample(key, N)
+    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
         return ~random_subset(key, N, self.S)
 
     def min_alive(self, N: int) -> int:
@@ -323,12 +348,11 @@ class BernoulliStragglers(StragglerModel):
 
     p: Float[Array, "*batch"]
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         check_parameter(self.p, "BernoulliStragglers: p", "in [0, 1)",
-                        lambda p: (p >= 0) & (p < 1), literal_only=literal_only)
+                        lambda p: (p >= 0) & (p < 1))
 
-    def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self._check_sample(key, N)
+    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
         u = jax.random.uniform(key, (N,))
         return u >= jnp.asarray(self.p, u.dtype)
 
@@ -374,14 +398,13 @@ class LatencyStragglers(StragglerModel):
     slow: int = _static(default=0)
     slowdown: Float[Array, "*batch"] = 10.0
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         _set_count(self, "wait_for", minimum=1)
         _set_count(self, "slow")
         for field, rule, ok in (("shift", ">= 0", lambda v: v >= 0),
                                 ("rate", "> 0", lambda v: v > 0),
                                 ("slowdown", "> 0", lambda v: v > 0)):
-            check_parameter(getattr(self, field), f"LatencyStragglers: {field}", rule, ok,
-                            literal_only=literal_only)
+            check_parameter(getattr(self, field), f"LatencyStragglers: {field}", rule, ok)
 
     def finish_times(self, key, N: int) -> Float[Array, " N"]:
         """The finish time of each of the N workers; ``sample`` with the same key keeps
@@ -400,6 +423,9 @@ class LatencyStragglers(StragglerModel):
             model is a sweep.
         """
         self._check_sample(key, N, "finish_times")
+        return self._times(key, N)
+
+    def _times(self, key, N: int) -> Float[Array, " N"]:
         k_time, k_slow = jax.random.split(key)
         draw = jax.random.exponential(k_time, (N,))
         shift, rate, slowdown = (jnp.asarray(v, draw.dtype)
@@ -411,9 +437,8 @@ class LatencyStragglers(StragglerModel):
         _check_at_most(self, "wait_for", N)
         _check_at_most(self, "slow", N)
 
-    def sample(self, key, N: int) -> Bool[Array, " N"]:
-        self._check_sample(key, N)
-        t = self.finish_times(key, N)
+    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
+        t = self._times(key, N)
         return jnp.argsort(jnp.argsort(t)) < self.wait_for
 
     def min_alive(self, N: int) -> int:
@@ -445,12 +470,10 @@ class GaussianNoise(FaultModel):
 
     sigma: Float[Array, "*batch"]
 
-    def check_values(self, literal_only: bool) -> None:
-        check_parameter(self.sigma, "GaussianNoise: sigma", ">= 0", lambda v: v >= 0,
-                        literal_only=literal_only)
+    def check_values(self) -> None:
+        check_parameter(self.sigma, "GaussianNoise: sigma", ">= 0", lambda v: v >= 0)
 
-    def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
-        self._check_apply(key, Y)
+    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         return Y + jnp.asarray(self.sigma, Y.dtype) * jax.random.normal(key, Y.shape, Y.dtype)
 
 
@@ -487,18 +510,16 @@ class Adversaries(FaultModel):
     magnitude: Float[Array, "*batch"] = 1.0
     mode: str = _static(default="uniform")
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         _set_count(self, "count")
         if self.mode not in ("uniform", "flip"):
             raise ValueError(f"Adversaries: mode must be 'uniform' or 'flip', got {self.mode!r}.")
-        check_parameter(self.magnitude, "Adversaries: magnitude", ">= 0", lambda v: v >= 0,
-                        literal_only=literal_only)
+        check_parameter(self.magnitude, "Adversaries: magnitude", ">= 0", lambda v: v >= 0)
 
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "count", N)
 
-    def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
-        self._check_apply(key, Y)
+    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         k_who, k_val = jax.random.split(key)
         bad = random_subset(k_who, Y.shape[0], self.count)[:, None]
         magnitude = jnp.asarray(self.magnitude, Y.dtype)
@@ -532,13 +553,12 @@ class FailedWorkers(FaultModel):
 
     count: int = _static()
 
-    def check_values(self, literal_only: bool) -> None:
+    def check_values(self) -> None:
         _set_count(self, "count")
 
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "count", N)
 
-    def apply(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
-        self._check_apply(key, Y)
+    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
         bad = random_subset(key, Y.shape[0], self.count)[:, None]
         return jnp.where(bad, jnp.nan, Y)

@@ -41,9 +41,9 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .. import _validation as check
-from ..core import _round
+from . import _rounds
 from ..core._schemes import LeTCC, ResidualLeTCC
-from ._evaluate import check_round
+from ._evaluate import check_round, check_truth
 from ._models import FaultModel, NoStragglers, StragglerModel
 
 __all__ = ["LEARNABLE", "TuningResult", "node_logits", "ordered_nodes", "tune"]
@@ -219,7 +219,7 @@ def _optimizer(spec: _Spec):
 
 def _objective(params, train, template, X, key, scale, f, trials, stragglers, faults, spec):
     scheme = _scheme(template, params, train, spec)
-    loss = _round.expected_loss(f, scheme, X, key, stragglers, faults, trials=trials) / scale
+    loss = _rounds.expected_loss(f, scheme, X, key, stragglers, faults, trials=trials) / scale
     return loss + spec.residual_l2 * jnp.sum(scheme.residual**2)
 
 
@@ -376,8 +376,8 @@ def tune(
         check.check_real(value, name, "finite and > 0", lambda v: v > 0)
     check.check_real(residual_l2, "residual_l2", "finite and >= 0", lambda v: v >= 0)
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
-                            batches=True, truth=True)
-    if _round.batch_shape((scheme, stragglers, faults)):
+                            batches=True)
+    if _rounds.batch_shape((scheme, stragglers, faults)):
         raise ValueError("tune tunes one scheme in one setting; its arguments are a sweep.")
     with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)
     # Tuning always runs on a ResidualLeTCC (zero, frozen residual unless learned).
@@ -392,10 +392,12 @@ def tune(
     def validate(p):
         candidate = _scheme(template, p, train, spec)
         candidate = candidate if with_residual else _plain(candidate)
-        return candidate, float(_round.expected_loss_compiled(
-            f, candidate, X, k_val, stragglers, faults, trials=validation_trials))
+        loss, finite = _rounds.expected_loss_compiled(
+            f, candidate, X, k_val, stragglers, faults, trials=validation_trials)
+        return candidate, float(loss), finite
 
-    best, best_loss = validate(params)
+    best, best_loss, finite = validate(params)
+    check_truth(finite, X, "X_cal")
     if not np.isfinite(best_loss):
         raise ValueError(
             f"the starting scheme's loss on the calibration set is {best_loss}; check f and "
@@ -412,7 +414,7 @@ def tune(
                                          stragglers, faults, spec)
         losses.append(float(loss))
         if step % validate_every == 0 or step == steps:
-            candidate, value = validate(params)
+            candidate, value, _ = validate(params)
             val_steps.append(step)
             val_losses.append(value)
             if value < best_loss:

@@ -37,9 +37,9 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .. import _validation as check
-from ..core import _round
-from ..core._schemes import Scheme
-from ._evaluate import check_round
+from . import _rounds
+from ..core._schemes import Scheme, decode_masks
+from ._evaluate import check_round, check_truth
 from ._models import ExactStragglers
 
 __all__ = ["WorstCase", "worst_stragglers"]
@@ -80,12 +80,8 @@ class WorstCase(NamedTuple):
 @jax.jit
 def _scores(scheme, Y, truth, masks):
     """The decoding error for every survivor mask in ``masks`` (B, N)."""
-
-    def one(alive):
-        estimate, _, _ = _round.decode_report(scheme, Y, alive)
-        return _round.mse(estimate, truth)
-
-    return jax.vmap(one)(masks)
+    estimate, _, _ = decode_masks(scheme, Y, masks)
+    return jax.vmap(_rounds.mse, in_axes=(0, None))(estimate, truth)
 
 
 class _Scorer:
@@ -253,11 +249,12 @@ def worst_stragglers(
         raise ValueError(f"S must be in [0, N) = [0, {scheme.N}), got {S}.")
     # check_round validates f, the scheme and X, and that N - S workers can decode.
     X, _ = check_round(f, scheme, X, ExactStragglers(max(S, 1)), None, jax.random.key(0),
-                       truth=True, single=True)
+                       single=True)
     N = scheme.N
-    if _round.batch_shape(scheme):
+    if _rounds.batch_shape(scheme):
         raise ValueError("worst_stragglers takes one scheme; its parameters are swept.")
-    truth, Y = _round.honest_outputs(f, scheme, X)  # the scheme is unswept: Y is (N, m)
+    truth, Y = _rounds.honest_outputs(f, scheme, X)  # the scheme is unswept: Y is (N, m)
+    check_truth(jnp.all(jnp.isfinite(truth))[None], X)
     score = _Scorer(scheme, Y, truth, batch)
     if S == 0:
         value = float(score(np.ones((1, N), bool))[0])

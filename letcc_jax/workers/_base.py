@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core._schemes import Scheme
-from .._validation import check_mask
+from .._validation import at_least_float32, check_mask
 from ._faults import WorkerFaults
 
 __all__ = ["Backend", "NotEnoughResults", "Timings", "WorkerResult"]
@@ -155,8 +155,8 @@ class Answers:
         return cls(np.full((N, m), np.nan, dtype), np.zeros((N,), bool), nan, nan.copy())
 
     def valid(self) -> np.ndarray:
-        """(N,) mask of answers the decoder can use."""
-        return self.answered & np.all(np.isfinite(self.outputs), axis=1)
+        """(N,) mask of answers the decoder can use (``Scheme.effective_mask``)."""
+        return np.asarray(Scheme.effective_mask(self.outputs, self.answered))
 
 
 class Backend:
@@ -258,9 +258,9 @@ class Backend:
         answers = self._compute(f, coded, rnd)
         computed = time.perf_counter()
 
-        used = answers.valid()
-        _check_enough(scheme, used, answers, self.name)
-        estimate = np.asarray(scheme.decode(answers.outputs, used))
+        estimate, used, recovered = jax.device_get(
+            _decode(scheme, answers.outputs, answers.answered))
+        _check_enough(scheme, used, recovered, answers, self.name)
         done = time.perf_counter()
         timings = Timings(
             encoded - encoding,
@@ -319,20 +319,34 @@ def _output_spec(f, coded: np.ndarray) -> tuple[int, np.dtype]:
     return math.prod(out.shape), np.dtype(out.dtype)
 
 
-def _check_enough(scheme: Scheme, used: np.ndarray, answers: Answers, backend: str):
-    recovered = np.asarray(scheme.recovered(used))
-    # A scheme with a fallback estimates a lost input by it, but not a round with no result.
-    if recovered.all() or (scheme.fallback is not None and used.any()):
+def _check_enough(scheme: Scheme, used: np.ndarray, recovered: np.ndarray, answers: Answers,
+                  backend: str):
+    """Raise ``NotEnoughResults`` where the decode left an input without an estimate (a
+    scheme with a fallback estimates a lost input by it, but not a round with no result)."""
+    if scheme.fallback is not None and used.any():
         return
-    lost = np.flatnonzero(~recovered).tolist()
+    try:
+        scheme.check_recovered(used, recovered)
+        if used.any():
+            return
+        reason = "a fallback estimates lost inputs, not a round without any result."
+    except ValueError as exc:
+        reason = str(exc)
+    lost = np.flatnonzero(~recovered).tolist() or list(range(scheme.K))
     invalid = int((answers.answered & ~used).sum())
     errors = "; ".join(f"worker {n}: {e}" for n, e in list(answers.errors.items())[:3])
     raise NotEnoughResults(
         f"{scheme.name} on the {backend} backend: {int(used.sum())} valid results from N={scheme.N} "
-        f"workers leave input(s) {lost[:10]}{'...' if len(lost) > 10 else ''} without an estimate; "
-        f"the scheme needs at least {scheme.min_survivors} valid results"
-        f"{' including a replica of every input' if scheme.name == 'uncoded' else ''}. "
+        f"workers leave input(s) {lost[:10]}{'...' if len(lost) > 10 else ''} without an estimate "
+        f"({reason}) "
         f"{invalid} answer(s) were non-finite or malformed, {len(answers.errors)} worker(s) "
         f"failed{' (' + errors + ')' if errors else ''}.{' ' + answers.note if answers.note else ''} "
         "Wait longer (deadline), add workers, or use a scheme that tolerates more stragglers."
     ) from answers.cause
+
+
+@jax.jit
+def _decode(scheme, Y, answered):
+    """The round's one decode: erasures, recovery and the estimates together, on the device
+    (half-precision outputs decode in float32, as ``Scheme.decode`` does)."""
+    return scheme.decode_report(at_least_float32(Y), answered)

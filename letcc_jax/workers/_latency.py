@@ -21,21 +21,16 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
 from .. import _validation as check
-from ..core import _round
-from ..core._schemes import Scheme, Uncoded
+from ..core._schemes import Scheme, Uncoded, decode_masks
 
 __all__ = ["POLICIES", "DeadlineDecode", "decode_at_deadlines"]
 
 POLICIES = ("deadline", "first_replica")
 
 # One compiled decode for all the deadlines' masks of a round.
-_decode_masks = jax.jit(jax.vmap(_round.decode_report, in_axes=(None, None, 0)))
-
-
 class DeadlineDecode(NamedTuple):
     """What a round would have given under each of D deadlines (host NumPy arrays).
 
@@ -173,7 +168,7 @@ def decode_at_deadlines(scheme: Scheme, result, deadlines, *,
         raise ValueError(f'policy "first_replica" keeps the first answer of each input, which '
                          f"only replication (letcc_jax.uncoded) has; got {scheme.name}. Use "
                          '"deadline" for coded schemes.')
-    if _round.batch_shape(scheme):
+    if scheme.swept:
         raise ValueError(f"decode_at_deadlines: the {scheme.name} scheme is a sweep; replay one "
                          "parameter value at a time (scheme.replace(lam_dec=value)).")
     deadline_s = _deadlines(deadlines)
@@ -188,6 +183,6 @@ def decode_at_deadlines(scheme: Scheme, result, deadlines, *,
     else:
         latency = np.minimum(deadline_s, last)
         masks = used[None, :] & (arrived[None, :] <= deadline_s[:, None])
-    estimate, used_by, recovered = _decode_masks(scheme, outputs, masks)
+    estimate, used_by, recovered = decode_masks(scheme, outputs, masks)
     return DeadlineDecode(deadline_s, latency, np.asarray(estimate), np.asarray(used_by),
                           np.asarray(recovered))

@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..core._round import outputs
+from ..sim._rounds import outputs
 from ._base import Answers, Backend, Round
 
 __all__ = ["ShardedBackend", "VmapBackend"]

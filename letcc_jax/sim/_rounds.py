@@ -1,21 +1,17 @@
-"""The round kernel: the traced code of one coded round, and of many.
+"""The simulation engine: the traced code of simulated rounds, one and many.
 
 Everything here is pure JAX without validation, written for one straggler pattern and
-batched by ``vmap``/``lax.map``: the workers' outputs, faults, erasures, decoding under a
-survivor mask, the metrics, Monte Carlo trials, and sweeps over parameter grids. Every
-public entry point of the library (``Scheme.decode``, ``run_coded``, ``monte_carlo``,
-``select_lambda``, ``tune``, the worker backends) validates its arguments in Python and
-then calls one of the compiled functions at the end of this module, whose compilations are
-cached on the pytree structure (scheme type and static fields, model types and sizes),
-shapes and dtypes: a new straggler mask, noise level or lambda is new data, never a new
-compilation.
+batched by ``vmap``/``lax.map``: the workers' outputs, sampled stragglers and faults, the
+metrics, Monte Carlo trials, and sweeps over parameter grids. The public entry points
+(``run_coded``, ``monte_carlo``, ``expected_loss``, ``select_lambda``, ``tune``) validate
+their arguments in Python and then call one of the compiled functions at the end of this
+module, whose compilations are cached on the pytree structure (scheme type and static
+fields, model types and sizes), shapes and dtypes: a new straggler mask, noise level or
+lambda is new data, never a new compilation.
 
-Schemes implement three traced rules (``apply_encoder``, ``apply_decoder``,
-``apply_recovery``) on inputs in node order; this module puts the caller's inputs into the
-scheme's node order (``to_node_order``) and its estimates back (``to_input_order``), and
-gives inputs that cannot be recovered the scheme's ``fallback``. Fault and straggler models
-implement ``apply`` and ``sample``. This module only calls those, so it imports no scheme
-or model.
+What one round means (the order of the inputs, erasures, decoding, the fallback) is the
+scheme's: ``Scheme.encode_report`` and ``Scheme.decode_report`` in ``letcc_jax.core``.
+Straggler and fault models implement ``sample`` and ``apply``; this module calls those.
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Bool, Float, Int
 
 from .._pytree import pytree_dataclass
@@ -38,10 +33,6 @@ from .._pytree import pytree_dataclass
 __all__ = [
     "CodedResult",
     "MonteCarloResult",
-    "usable",
-    "encode",
-    "decode_report",
-    "decoder_matrix",
     "outputs",
     "apply_faults",
     "sample_round",
@@ -148,60 +139,6 @@ class MonteCarloResult(NamedTuple):
 # ------------------------------------------------------------------- one round
 
 
-def usable(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:
-    """The survivor mask after erasures: a row with a NaN or inf counts as missing."""
-    return alive & jnp.all(jnp.isfinite(Y), axis=1)
-
-
-def _decode_usable(scheme, Y, used):
-    """The scheme's decoder on the usable rows, and which inputs it estimates, both in the
-    caller's order.
-
-    The other rows are zeroed first, so that no NaN from a straggler's row can reach the
-    estimate, not even through a zero weight. An input the scheme cannot estimate from
-    ``used`` (``apply_recovery``) is estimated as 0 here, so that the estimate stays linear
-    in Y (``decoder_matrix``): a decoder below its threshold would otherwise extrapolate
-    (LCC) or return one survivor for every input. ``_fill_lost`` then puts the scheme's
-    fallback there.
-    """
-    recovered = scheme.to_input_order(scheme.apply_recovery(used))
-    estimate = scheme.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
-    estimate = scheme.to_input_order(estimate)
-    return jnp.where(recovered[:, None], estimate, jnp.zeros((), estimate.dtype)), recovered
-
-
-def _fill_lost(scheme, estimate, recovered):
-    """The scheme's ``fallback`` (if any) for the inputs it could not recover."""
-    if scheme.fallback is None:
-        return estimate
-    return jnp.where(recovered[:, None], estimate, scheme.fallback.astype(estimate.dtype))
-
-
-def decode_report(scheme, Y, alive):
-    """Estimates from the usable results (erasures, then the scheme's decoder; the fallback,
-    0 by default, for an input it cannot estimate), the mask they used and which inputs they
-    estimate."""
-    used = usable(Y, alive)
-    estimate, recovered = _decode_usable(scheme, Y, used)
-    return _fill_lost(scheme, estimate, recovered), used, recovered
-
-
-def decoder_matrix(scheme, alive, dtype):
-    """The (K, N) matrix of a linear decoder under ``alive`` (rows of unrecovered inputs
-    0, no fallback): the decoder applied to the alive unit outputs."""
-    return _decode_usable(scheme, jnp.diag(alive.astype(dtype)), alive)[0]
-
-
-def encode(scheme, X):
-    """The coded inputs of X (K, d), given in the caller's order."""
-    return scheme.apply_encoder(scheme.to_node_order(X))
-
-
-def encode_report(scheme, X):
-    """The coded inputs, plus whether every input was finite (checked by the caller)."""
-    return encode(scheme, X), jnp.all(jnp.isfinite(X))
-
-
 def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
     """f on every row of X, each output flattened to a row (a scalar f gives m = 1)."""
     try:
@@ -227,25 +164,25 @@ def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
 def apply_faults(key, Y: Float[Array, "N m"], faults: Sequence) -> Float[Array, "N m"]:
     """The fault models applied in order, each with its own sub-key."""
     for k, fault in zip(jax.random.split(key, max(len(faults), 1)), faults):
-        Y = fault.apply(k, Y)
+        Y = fault.corrupt(k, Y)
     return Y
 
 
 def sample_round(scheme, stragglers, faults, Y, key):
-    """One round's randomness: which workers answer and what the faults make of their
-    honest outputs ``Y``. Returns the outputs after faults and the usable mask. The key
-    is split as ``run_round`` and ``monte_carlo`` split it, so trial i of a Monte Carlo
-    run is ``run_round`` with that trial's key."""
+    """One round's randomness: what the faults make of the honest outputs ``Y`` and which
+    workers answer. Returns the outputs after faults and the (N,) answered mask (erasures
+    are the decoder's business). The key is split as ``run_round`` and ``monte_carlo``
+    split it, so trial i of a Monte Carlo run is ``run_round`` with that trial's key."""
     k_mask, k_fault = jax.random.split(key)
-    Y = apply_faults(k_fault, Y, faults)
-    return Y, usable(Y, stragglers.sample(k_mask, scheme.N))
+    return apply_faults(k_fault, Y, faults), stragglers.draw_mask(k_mask, scheme.N)
 
 
 def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:
     """Encode, run f on every worker, draw stragglers and faults, decode."""
-    Y, used = sample_round(scheme, stragglers, faults, outputs(f, encode(scheme, X)), key)
-    estimate, recovered = _decode_usable(scheme, Y, used)
-    return CodedResult(_fill_lost(scheme, estimate, recovered), used, Y, recovered)
+    coded, _ = scheme.encode_report(X)
+    Y, answered = sample_round(scheme, stragglers, faults, outputs(f, coded), key)
+    estimate, used, recovered = scheme.decode_report(Y, answered)
+    return CodedResult(estimate, used, Y, recovered)
 
 
 # ----------------------------------------------------------------------- metrics
@@ -421,10 +358,9 @@ def _grid_trials(keys, scheme, stragglers, faults, honest, truth, labels, batch_
         scheme, stragglers, faults, honest = point
 
         def trial(key):
-            Y, used = sample_round(scheme, stragglers, faults, honest.Y, key)
-            estimate, recovered = _decode_usable(scheme, Y, used)
-            return trial_metrics(_fill_lost(scheme, estimate, recovered), truth, labels, used,
-                                 recovered)
+            Y, answered = sample_round(scheme, stragglers, faults, honest.Y, key)
+            estimate, used, recovered = scheme.decode_report(Y, answered)
+            return trial_metrics(estimate, truth, labels, used, recovered)
 
         return padded_map(trial, keys, batch)
 
@@ -453,7 +389,8 @@ def monte_carlo(f, scheme, X, key, labels, stragglers, faults, *, trials: int,
         labels = None if labels is None else labels[None]
     truth = jax.vmap(functools.partial(outputs, f))(X)
     encoder = scheme.encoder_view()
-    honest = jax.vmap(lambda x: over_grid(lambda s: outputs(f, encode(s, x)), encoder))(X)
+    honest = jax.vmap(lambda x: over_grid(lambda s: outputs(f, s.encode_report(x)[0]),
+                                             encoder))(X)
 
     def run(keys, scheme, stragglers, faults, honest, truth, labels):
         """(*grid, C, T) metrics of this device's trials, batch after batch."""
@@ -483,6 +420,12 @@ def monte_carlo(f, scheme, X, key, labels, stragglers, faults, *, trials: int,
     return out if batched else jax.tree.map(lambda v: v[..., 0, :], out)
 
 
+def finite_truth(f, X) -> Bool[Array, " C"]:
+    """Whether f is finite on every input of each batch X (C, K, d): the evaluators'
+    loss compares with f(X), so the programs that compute it report this too."""
+    return jax.vmap(lambda x: jnp.all(jnp.isfinite(outputs(f, x))))(X)
+
+
 def expected_loss(f, scheme, X, key, stragglers, faults, *, trials: int,
                   batch_size: int | None = 64) -> Float[Array, "*grid"]:
     """Mean Monte Carlo loss over calibration batches X (C, K, d) and trials (the keys of
@@ -492,82 +435,32 @@ def expected_loss(f, scheme, X, key, stragglers, faults, *, trials: int,
     return jnp.mean(result.mse, axis=(-2, -1))
 
 
-# ---------------------------------------------------------- vmap in cache blocks
-
-#: Elements of one pattern's outputs that a vmapped block should hold in all: 64
-#: patterns at N = 200, m = 10 (measured fastest on a CPU).
-BLOCK_ELEMENTS = 1 << 17
-
-
-def _in_cache_blocks(fn: Callable, per_item: Callable[..., int]) -> Callable:
-    """``fn``, except that under ``vmap`` on a CPU the batch runs in blocks that fit in the
-    cache (``lax.map`` with ``batch_size``), as ``monte_carlo`` runs its trials: one huge
-    vmapped batch streams every intermediate through memory. ``per_item(*args)`` is the
-    size of one item's working set. Derivatives follow ``fn`` itself."""
-
-    @custom_vmap
-    def blocked(*args):
-        return fn(*args)
-
-    @blocked.def_vmap
-    def _(axis_size, in_batched, *args):
-        block = max(1, BLOCK_ELEMENTS // max(per_item(*args), 1))
-        flags = jax.tree.leaves(in_batched)
-        if axis_size <= block or jax.default_backend() != "cpu":
-            in_axes = tuple(jax.tree.map(lambda b: 0 if b else None, in_batched))
-            out = jax.vmap(fn, in_axes=in_axes)(*args)
-        else:
-            leaves, treedef = jax.tree.flatten(args)
-            batched = [leaf for leaf, b in zip(leaves, flags) if b]
-
-            def item(xs):
-                it = iter(xs)
-                full = [next(it) if b else leaf for leaf, b in zip(leaves, flags)]
-                return fn(*jax.tree.unflatten(treedef, full))
-
-            out = lax.map(item, batched, batch_size=block)
-        return out, jax.tree.map(lambda _: True, out)
-
-    differentiable = jax.custom_jvp(blocked)
-    differentiable.defjvp(lambda primals, tangents: jax.jvp(fn, primals, tangents))
-    return differentiable
-
-
-def _pattern_size(scheme, Y, alive) -> int:
-    return math.prod(np.shape(Y)[-2:])
-
-
 # --------------------------------------------------------- compiled entry points
 @functools.partial(jax.jit, static_argnames="f")
 def honest_outputs(f, scheme, X):
     """f on the inputs (K, m) and on the coded inputs: (N, m), or (*grid, N, m) when an
     encoder parameter is swept."""
     encoder = scheme.encoder_view()
-    return outputs(f, X), over_grid(lambda s: outputs(f, encode(s, X)), encoder)
+    return outputs(f, X), over_grid(lambda s: outputs(f, s.encode_report(X)[0]), encoder)
 
 
-# Module-level jitted functions: their caches are what makes eager calls cheap.
-
-encode_compiled = jax.jit(encode_report)
-outputs_finite_compiled = jax.jit(
-    lambda f, X: jax.vmap(lambda x: jnp.all(jnp.isfinite(outputs(f, x))))(X),
-    static_argnames="f")
-decode_compiled = jax.jit(_in_cache_blocks(decode_report, _pattern_size))
-recovery_compiled = jax.jit(
-    lambda scheme, alive, Y=None: scheme.to_input_order(
-        scheme.apply_recovery(alive if Y is None else usable(Y, alive))))
-
-
-@functools.partial(jax.jit, static_argnames="dtype")
-def encoder_matrix_compiled(scheme, dtype):
-    return encode(scheme, jnp.eye(scheme.K, dtype=dtype))
-
-
-decoder_matrix_compiled = jax.jit(decoder_matrix, static_argnames="dtype")
-
-
+# Module-level jitted functions: their caches are what makes eager calls cheap. The
+# evaluators' programs also report whether f is finite on the inputs (``finite_truth``;
+# XLA computes f(X) once for both).
 run_round_compiled = jax.jit(run_round, static_argnames="f")
-monte_carlo_compiled = jax.jit(monte_carlo,
-                               static_argnames=("f", "trials", "batch_size", "devices"))
-expected_loss_compiled = jax.jit(expected_loss, static_argnames=("f", "trials", "batch_size"))
+
+
+@functools.partial(jax.jit, static_argnames=("f", "trials", "batch_size", "devices"))
+def monte_carlo_compiled(f, scheme, X, key, labels, stragglers, faults, *, trials, batch_size,
+                         devices):
+    result = monte_carlo(f, scheme, X, key, labels, stragglers, faults, trials=trials,
+                         batch_size=batch_size, devices=devices)
+    return result, finite_truth(f, X if X.ndim == 3 else X[None])
+
+
+@functools.partial(jax.jit, static_argnames=("f", "trials", "batch_size"))
+def expected_loss_compiled(f, scheme, X, key, stragglers, faults, *, trials, batch_size=64):
+    loss = expected_loss(f, scheme, X, key, stragglers, faults, trials=trials,
+                         batch_size=batch_size)
+    return loss, finite_truth(f, X)
 
