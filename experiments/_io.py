@@ -17,6 +17,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+__all__ = ["checked_output_dir", "configure_jax", "environment", "experiment_main", "lost_note",
+           "markdown_table", "output_dir", "parse_experiment_args", "print_config", "write_csv",
+           "write_json", "write_results"]
+
 
 def configure_jax() -> None:
     """The experiments' JAX set-up, before anything runs.
