@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# One install stamp per extras set: `make demo` installs only what the demo imports
+# (runtime + the demo extra, about half a minute); test, docs and bench install the rest.
+STAMP_VENV := $(VENV)/.created
+STAMP_DEMO := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
@@ -9,15 +13,25 @@ PYTEST_ARGS ?=
 # compiled programs): 2 keeps both cores of a small machine busy.
 TEST_WORKERS ?= 2
 
-.PHONY: install data demo test test-fast bench docs docs-serve chromium clean
+.PHONY: install install-demo data demo test test-fast bench docs docs-serve chromium clean
 
-$(STAMP): pyproject.toml
+$(STAMP_VENV):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "python3-venv is missing; installing it with apt-get"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
+	@touch $(STAMP_VENV)
+
+$(STAMP_DEMO): pyproject.toml $(STAMP_VENV)
+	$(PY) -m pip install -q -e ".[demo]"
+	@touch $(STAMP_DEMO)
+
+# Everything (the demo's set included, so its stamp is renewed too).
+$(STAMP): pyproject.toml $(STAMP_VENV)
 	$(PY) -m pip install -q -e ".[all]"
-	@touch $(STAMP)
+	@touch $(STAMP_DEMO) $(STAMP)
+
+install-demo: $(STAMP_DEMO)
 
 install: $(STAMP)
 
@@ -29,7 +43,7 @@ data:
 	  echo "warning: could not install dataset-fashion-mnist (need root and apt); see README"; \
 	fi
 
-demo: install data
+demo: install-demo data
 	$(PY) -m experiments.demo
 
 test: install data

@@ -18,6 +18,10 @@ import letcc_jax as lc
 from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
 
+__all__ = ["METRICS", "SCHEMES", "batched_inputs", "calibration_mean", "expected_longest_run",
+           "fit_slope", "load_data", "model_function", "pool", "random_network",
+           "random_tanh_network", "replication_loss_probability", "synthetic", "tanh_network"]
+
 #: The schemes compared in Table 1 and the demo, in column order.
 SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
 

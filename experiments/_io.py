@@ -11,10 +11,15 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
+
+__all__ = ["checked_output_dir", "configure_jax", "environment", "experiment_main", "lost_note",
+           "markdown_table", "output_dir", "parse_experiment_args", "print_config", "write_csv",
+           "write_json", "write_results"]
 
 
 def configure_jax() -> None:
@@ -124,15 +129,22 @@ def print_config(name: str, config) -> None:
 
 
 def parse_experiment_args(argv, experiment: str, description: str, configs: dict, *,
-                          untrained_help: str, functions: list[str] | None = None):
+                          untrained_help: str, restrict: dict | None = None,
+                          per_config: bool = False):
     """The experiments' shared command line: ``--config`` (any entry of ``configs`` but
-    "smoke"; default "cpu") or ``--smoke`` (not both), ``--untrained``, ``--out`` and, given ``functions``, a
-    ``--functions`` restriction. Returns ``(config, out)``: the chosen config with the run's
-    ``name`` and ``untrained`` set, and ``functions`` overridden when the flag is given; and
-    the folder ``<--out>/<experiment>``, created and checked to be writable. Every mistake
-    (an unknown config or function, a config that rejects the functions, an unwritable
-    ``--out``) is a usage error, exit status 2, before anything runs."""
+    "smoke"; default "cpu") or ``--smoke`` (not both), ``--untrained``, ``--out`` and one
+    restriction flag per entry of ``restrict``, ``{flag: (config field, choices)}`` (e.g.
+    ``{"--functions": ("functions", ["synthetic", "lenet5"])}``), which replaces that field
+    of the config by the chosen values, in order, without repeats.
+
+    Returns ``(config, out)``: the chosen config with the run's ``name`` and ``untrained``
+    set and the restrictions applied; and the folder ``<--out>/<experiment>`` (with
+    ``per_config``, ``<--out>/<experiment>/<config>`` for every config but cpu, so that
+    other sizes do not overwrite the cpu results), created and checked to be writable.
+    Every mistake (an unknown config or choice, a config that rejects a restriction, an
+    unwritable ``--out``) is a usage error, exit status 2, before anything runs."""
     configure_jax()
+    restrict = restrict or {}
     parser = argparse.ArgumentParser(description=description)
     # Default None, not "cpu": argparse sees a clash only with a value that is not the default.
     size = parser.add_mutually_exclusive_group()
@@ -140,16 +152,38 @@ def parse_experiment_args(argv, experiment: str, description: str, configs: dict
                       help="sizes to run (default: cpu)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
     parser.add_argument("--untrained", action="store_true", help=untrained_help)
-    if functions:
-        parser.add_argument("--functions", nargs="+", choices=functions,
-                            help="restrict to these f (default: the config's)")
+    for flag, (field, choices) in restrict.items():
+        parser.add_argument(flag, dest=field, nargs="+", choices=choices,
+                            help=f"restrict to these {field} (default: the config's)")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     name = "smoke" if args.smoke else args.config or "cpu"
     config = dataclasses.replace(configs[name], name=name, untrained=args.untrained)
-    if functions and args.functions:
-        try:
-            config = dataclasses.replace(config, functions=tuple(dict.fromkeys(args.functions)))
-        except ValueError as exc:
-            parser.error(f"--functions: {exc}")
-    return config, checked_output_dir(parser, experiment, args.out)
+    for flag, (field, _) in restrict.items():
+        chosen = getattr(args, field)
+        if chosen:
+            try:
+                config = dataclasses.replace(config, **{field: tuple(dict.fromkeys(chosen))})
+            except ValueError as exc:
+                parser.error(f"{flag}: {exc}")
+    folder = f"{experiment}/{name}" if per_config and name != "cpu" else experiment
+    return config, checked_output_dir(parser, folder, args.out)
+
+
+def experiment_main(argv, module: str, configs: dict, **cli):
+    """The command line of an experiment, the module named ``module`` (its ``__name__``),
+    which defines ``run(config)``, returning its results (a tuple, or one value), and
+    ``report(*results, config, seconds, out)``, which prints and writes them and returns
+    what the command returns. Parses ``argv`` with :func:`parse_experiment_args` (``cli``:
+    its keyword arguments; the description is the module docstring's first line), prints the
+    resolved config, runs, reports. ``run`` and ``report`` are looked up at call time, so a
+    test may replace them."""
+    experiment = sys.modules[module]
+    name = Path(experiment.__file__).stem
+    config, out = parse_experiment_args(argv, name, experiment.__doc__.splitlines()[0],
+                                        configs, **cli)
+    print_config(name, config)
+    start = time.perf_counter()
+    results = experiment.run(config)
+    results = results if isinstance(results, tuple) else (results,)
+    return experiment.report(*results, config, time.perf_counter() - start, out)

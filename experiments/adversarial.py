@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import fit_slope, synthetic
-from experiments._io import (parse_experiment_args, print_config, write_results)
+from experiments._io import experiment_main, write_results
 from experiments.configs import ADVERSARIAL, AdversarialConfig
 
 SCHEMES = ("letcc_derived", "letcc_theory", "letcc_tuned", "bacc", "uncoded", "uncoded_median")
@@ -269,8 +269,9 @@ def plot(rows, path):
     return path
 
 
-def report(rows, config: AdversarialConfig, seconds, out) -> list[dict]:
-    """Prints the fitted slopes; writes results.json, results.csv and the plot to ``out``."""
+def report(rows, config: AdversarialConfig, seconds, out):
+    """Prints the fitted slopes; writes results.json, results.csv and the plot to ``out``. Returns
+    the rows and the fitted slopes."""
     fitted = slopes(rows)
     print("\nSlopes of log mean worst-case MSE vs log N over the large-N half "
           "(theory: (6/5)(a-1)), and of LeTCC's lam_dec over all N (derived: (8/5)(a-1)):")
@@ -284,18 +285,14 @@ def report(rows, config: AdversarialConfig, seconds, out) -> list[dict]:
     write_results(out, config, rows, seconds=seconds, slopes=fitted)
     path = plot(rows, out / "adversarial_vs_n.png")
     print(f"adversarial: {seconds:.0f} s; wrote {out}/results.json, results.csv, {path.name}")
-    return fitted
+    return rows, fitted
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "adversarial", __doc__.splitlines()[0], ADVERSARIAL,
+    """The command line (``--help``); returns the rows and the fitted slopes."""
+    return experiment_main(
+        argv, __name__, ADVERSARIAL,
         untrained_help="no effect (f is the synthetic function); accepted for uniformity")
-    print_config("adversarial", config)
-    start = time.perf_counter()
-    rows = run(config)
-    fitted = report(rows, config, time.perf_counter() - start, out)
-    return rows, fitted
 
 
 if __name__ == "__main__":

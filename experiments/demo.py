@@ -2,7 +2,8 @@
 
 Trains LeNet-5 on Fashion-MNIST (or loads it from the checkpoint cache, ``$LETCC_JAX_CACHE``),
 then runs the two experiments' command lines with their ``demo`` config
-(``experiments/configs.py``), each in its own process that loads the model from the cache:
+(``experiments/configs.py``), side by side, each in its own process that loads the model
+from the cache (error-vs-N's output follows Table 1's):
 
 - Table 1 rows (``experiments.table1``): for a few (N, K, S), K test images coded for N
   workers of which exactly S straggle; the loss E[MSE] on the logits (and its root), RMSE
@@ -27,6 +28,7 @@ import argparse
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -85,15 +87,36 @@ def synthetic_table(settings, trials, seed, out):
     print(f"\nwrote {out}/results.json and {out}/table.md")
 
 
-def run_experiment(module: str, *args: str) -> None:
-    """Runs ``python -m experiments.<module> *args`` with this interpreter; its output streams
-    through, and a failure stops the demo."""
-    command = [sys.executable, "-m", f"experiments.{module}", *args]
-    print(f"\n$ {shlex.join(command)}", flush=True)  # ahead of the child's output
-    status = subprocess.run(command).returncode
-    if status:
-        raise SystemExit(f"demo: experiments.{module} failed (exit status {status}): "
-                         f"{shlex.join(command)}")
+def run_experiment(*commands: tuple[str, ...]) -> None:
+    """Runs ``python -m experiments.<module> *args`` for every ``(module, *args)`` with this
+    interpreter, all at once: each process compiles its own programs, and compilation, most
+    of a first run, keeps one core busy, so two cores take two experiments in the time of
+    the longer one. The first command's output streams through; each other's follows when
+    it ends. A failure stops the demo (and the experiments still running)."""
+    children = []
+    for i, (module, *args) in enumerate(commands):
+        command = [sys.executable, "-m", f"experiments.{module}", *args]
+        if i == 0:
+            print(f"\n$ {shlex.join(command)}", flush=True)  # ahead of the child's output
+        log = tempfile.TemporaryFile("w+") if i else None
+        children.append((module, command, log, subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT if log else None, text=True)))
+    try:
+        for module, command, log, child in children:
+            status = child.wait()
+            if log:
+                log.seek(0)
+                print(f"\n$ {shlex.join(command)}\n{log.read()}", end="", flush=True)
+            if status:
+                raise SystemExit(f"demo: experiments.{module} failed (exit status {status}): "
+                                 f"{shlex.join(command)}")
+    finally:
+        for _, _, log, child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+            if log:
+                log.close()
 
 
 def main(argv=None):
@@ -122,9 +145,8 @@ def main(argv=None):
                        train=TABLE1[name].train)
     flags = (["--smoke"] if args.smoke else ["--config", "demo"]) + ["--out", str(out)]
     flags += ["--untrained"] if args.untrained else []
-    run_experiment("table1", *flags)
     # LeNet-5 only: the smoke config also sweeps the synthetic f
-    run_experiment("error_vs_n", *flags, "--functions", "lenet5")
+    run_experiment(("table1", *flags), ("error_vs_n", *flags, "--functions", "lenet5"))
     print(f"\ndemo: {time.perf_counter() - start:.0f} s in all (training included when the "
           "model was not cached)")
 

@@ -49,7 +49,7 @@ from experiments._common import (
     expected_longest_run,
     fit_slope,
 )
-from experiments._io import (parse_experiment_args, print_config, write_results)
+from experiments._io import experiment_main, write_results
 from experiments.configs import ERROR_VS_N, ErrorVsNConfig
 
 #: LeTCC's bound G^a N^b as (a, b), G the straggler gap: S, or the longest straggler run.
@@ -214,8 +214,9 @@ def plot(rows, out) -> list:
     return paths
 
 
-def report(rows, config: ErrorVsNConfig, seconds, out) -> list[dict]:
-    """Prints the fitted slopes; writes results.json, results.csv and the plots to ``out``."""
+def report(rows, config: ErrorVsNConfig, seconds, out):
+    """Prints the fitted slopes; writes results.json, results.csv and the plots to ``out``. Returns
+    the rows and the fitted slopes."""
     fitted = slopes(rows)
     print("\nSlopes of log mean-MSE vs log N over the large-N half, and LeTCC's rate's over "
           "the same N (G^3 N^-3 noiseless, G^(8/5) N^(-3/5) noisy; G = S at fixed S, the "
@@ -228,19 +229,15 @@ def report(rows, config: ErrorVsNConfig, seconds, out) -> list[dict]:
     paths = plot(rows, out)
     print(f"error_vs_n: {seconds:.0f} s; wrote {out}/results.json, results.csv, "
           + ", ".join(p.name for p in paths))
-    return fitted
+    return rows, fitted
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "error_vs_n", __doc__.splitlines()[0], ERROR_VS_N,
-        functions=["synthetic", "lenet5"],
+    """The command line (``--help``); returns the rows and the fitted slopes."""
+    return experiment_main(
+        argv, __name__, ERROR_VS_N,
+        restrict={"--functions": ("functions", ["synthetic", "lenet5"])},
         untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    print_config("error_vs_n", config)
-    start = time.perf_counter()
-    rows = run(config)
-    fitted = report(rows, config, time.perf_counter() - start, out)
-    return rows, fitted
 
 
 if __name__ == "__main__":

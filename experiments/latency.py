@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 
 import jax
 import numpy as np
@@ -49,9 +48,8 @@ import letcc_jax as lc
 from experiments._common import load_data, model_function, synthetic
 from experiments._io import (
     environment,
+    experiment_main,
     markdown_table,
-    parse_experiment_args,
-    print_config,
     write_csv,
     write_json,
 )
@@ -295,6 +293,8 @@ PRINTED = (0.3, 0.5, 0.8, 0.95, None)
 
 
 def report(rows, per_round, calibration, config: LatencyConfig, seconds, out):
+    """Prints the table and the Dask overheads; writes results.json, results.csv, table.md
+    and the frontier plot to ``out``. Returns the rows."""
     md = table(rows)
     print("\n" + table([r for r in rows if r["deadline_quantile"] in PRINTED]))
     print("\nMSE mean ± std over rounds; p50/p99 of the round latency over rounds; lost = share "
@@ -313,21 +313,15 @@ def report(rows, per_round, calibration, config: LatencyConfig, seconds, out):
     (out / "table.md").write_text(md + "\n")
     path = plot(rows, config, out / "latency_frontier.png")
     print(f"latency: {seconds:.0f} s; wrote {out}/results.json, results.csv, table.md, {path.name}")
-    return path
+    return rows
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "latency", __doc__.splitlines()[0], LATENCY, functions=list(FUNCTIONS),
+    """The command line (``--help``); returns the rows."""
+    return experiment_main(
+        argv, __name__, LATENCY,
+        restrict={"--functions": ("functions", list(FUNCTIONS))}, per_config=True,
         untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    if config.name != "cpu":  # other sizes do not overwrite the cpu results
-        out = out / config.name
-        out.mkdir(exist_ok=True)
-    print_config("latency", config)
-    start = time.perf_counter()
-    rows, per_round, calibration = run(config)
-    report(rows, per_round, calibration, config, time.perf_counter() - start, out)
-    return rows
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ from experiments._common import (
     model_function,
     replication_loss_probability,
 )
-from experiments._io import markdown_table, parse_experiment_args, print_config, write_results
+from experiments._io import experiment_main, markdown_table, write_results
 from experiments.configs import ORDERING, OrderingConfig
 from letcc_jax.zoo.data import calibration_split
 
@@ -545,9 +545,9 @@ def plot(rows, out) -> list:
     return paths
 
 
-def report(rows, models, config: OrderingConfig, seconds, out) -> str:
-    """Prints the Markdown tables; writes results.json, results.csv, table.md and the
-    figures to ``out``."""
+def report(rows, models, config: OrderingConfig, seconds, out):
+    """Prints the Markdown tables; writes results.json, results.csv, table.md and the figures to
+    ``out``. Returns the rows."""
     sections = [f"## Input order: random against ordered inputs ({config.name} config)",
                 METRIC_NOTE]
     titles = {"exact": "S = 0.2N random stragglers", "bernoulli": "independent stragglers, "
@@ -570,18 +570,14 @@ def report(rows, models, config: OrderingConfig, seconds, out) -> str:
     figures = plot(rows, out)
     print(f"ordering: wrote {out}/results.json, results.csv, table.md, "
           + ", ".join(p.name for p in figures))
-    return text
+    return rows
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "ordering", __doc__.splitlines()[0], ORDERING,
+    """The command line (``--help``); returns the rows."""
+    return experiment_main(
+        argv, __name__, ORDERING,
         untrained_help="randomly initialised models (no training, no cache): for tests")
-    print_config("ordering", config)
-    start = time.perf_counter()
-    rows, models = run(config)
-    report(rows, models, config, time.perf_counter() - start, out)
-    return rows
 
 
 if __name__ == "__main__":

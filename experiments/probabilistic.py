@@ -47,12 +47,7 @@ from experiments._common import (
     fit_slope,
     replication_loss_probability,
 )
-from experiments._io import (
-    markdown_table,
-    parse_experiment_args,
-    print_config,
-    write_results,
-)
+from experiments._io import experiment_main, markdown_table, write_results
 from experiments.configs import PROBABILISTIC, ProbabilisticConfig
 
 SCHEMES = ("letcc", "bacc", "uncoded")
@@ -237,8 +232,9 @@ def table(fitted) -> str:
                           body)
 
 
-def report(rows, config: ProbabilisticConfig, seconds, out) -> list[dict]:
-    """Prints the slopes; writes results.json, results.csv, table.md and the plots."""
+def report(rows, config: ProbabilisticConfig, seconds, out):
+    """Prints the slopes; writes results.json, results.csv, table.md and the plots. Returns the
+    rows and the fitted slopes."""
     fitted = slopes(rows)
     text = table(fitted)
     print("\nFitted slopes of log mean-MSE vs log N over the large-N half, with the theory "
@@ -249,19 +245,15 @@ def report(rows, config: ProbabilisticConfig, seconds, out) -> list[dict]:
     paths = plot(rows, out)
     print(f"probabilistic: {seconds:.0f} s; wrote {out}/results.json, results.csv, table.md, "
           + ", ".join(p.name for p in paths))
-    return fitted
+    return rows, fitted
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "probabilistic", __doc__.splitlines()[0], PROBABILISTIC,
-        functions=["synthetic", "lenet5"],
+    """The command line (``--help``); returns the rows and the fitted slopes."""
+    return experiment_main(
+        argv, __name__, PROBABILISTIC,
+        restrict={"--functions": ("functions", ["synthetic", "lenet5"])},
         untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    print_config("probabilistic", config)
-    start = time.perf_counter()
-    rows = run(config)
-    fitted = report(rows, config, time.perf_counter() - start, out)
-    return rows, fitted
 
 
 if __name__ == "__main__":

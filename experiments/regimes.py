@@ -41,7 +41,6 @@ cases report the loss of the one worst straggler set on the first evaluation bat
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -55,12 +54,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import load_data, model_function, tanh_network
-from experiments._io import (
-    markdown_table,
-    parse_experiment_args,
-    print_config,
-    write_results,
-)
+from experiments._io import experiment_main, markdown_table, write_results
 from experiments.configs import REGIME_STUDIES, REGIMES, RegimesConfig
 from letcc_jax.zoo.data import calibration_split
 
@@ -841,9 +835,9 @@ def plot(rows, out) -> list:
     return paths
 
 
-def report(rows, info, config: RegimesConfig, seconds: float, out) -> str:
-    """Prints the Markdown tables; writes results.json, results.csv, table.md and the
-    figures to ``out``."""
+def report(rows, info, config: RegimesConfig, seconds: float, out):
+    """Prints the Markdown tables; writes results.json, results.csv, table.md and the figures to
+    ``out``. Returns the rows."""
     studies = [s for s in REGIME_STUDIES if any(r["study"] == s for r in rows)]
     parts = []
     for s in studies:
@@ -858,27 +852,15 @@ def report(rows, info, config: RegimesConfig, seconds: float, out) -> str:
     figures = plot(rows, out)
     print(f"regimes: wrote {out}/results.json, results.csv, table.md, "
           + ", ".join(p.name for p in figures))
-    return text
-
-
-DESCRIPTION = (__doc__.splitlines()[0] + " --study " + " ".join(REGIME_STUDIES)
-               + " selects studies (default all).")
+    return rows
 
 
 def main(argv=None):
-    studies = argparse.ArgumentParser(add_help=False)
-    studies.add_argument("--study", nargs="+", choices=REGIME_STUDIES)
-    chosen, rest = studies.parse_known_args(argv)
-    config, out = parse_experiment_args(
-        rest, "regimes", DESCRIPTION, REGIMES,
+    """The command line (``--help``); returns the rows."""
+    return experiment_main(
+        argv, __name__, REGIMES,
+        restrict={"--study": ("studies", REGIME_STUDIES)},
         untrained_help="LeNet-5 with random initial weights (no training, no cache): for tests")
-    if chosen.study:
-        config = dataclasses.replace(config, studies=tuple(dict.fromkeys(chosen.study)))
-    print_config("regimes", config)
-    start = time.perf_counter()
-    rows, info = run(config)
-    report(rows, info, config, time.perf_counter() - start, out)
-    return rows
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ from experiments._common import (
     replication_loss_probability,
     tanh_network,
 )
-from experiments._io import markdown_table, parse_experiment_args, print_config, write_results
+from experiments._io import experiment_main, markdown_table, write_results
 from experiments.configs import STRUCTURED, StructuredConfig
 from letcc_jax.zoo.data import calibration_split
 
@@ -669,9 +669,9 @@ def plot(rows, out) -> list:
     return paths
 
 
-def report(rows, models, config: StructuredConfig, seconds, out) -> str:
-    """Prints the Markdown tables; writes results.json, results.csv, table.md and the
-    figures to ``out``."""
+def report(rows, models, config: StructuredConfig, seconds, out):
+    """Prints the Markdown tables; writes results.json, results.csv, table.md and the figures to
+    ``out``. Returns the rows."""
     sections = [f"## Naturally structured inputs ({config.name} config)", METRIC_NOTE,
                 "### Smoothness of each family along its given order", smoothness_table(rows),
                 "### Who wins: the better code (given order) against replication, by E[MSE]",
@@ -691,18 +691,14 @@ def report(rows, models, config: StructuredConfig, seconds, out) -> str:
     figures = plot(rows, out)
     print(f"structured: wrote {out}/results.json, results.csv, table.md, "
           + ", ".join(p.name for p in figures))
-    return text
+    return rows
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "structured", __doc__.splitlines()[0], STRUCTURED,
+    """The command line (``--help``); returns the rows."""
+    return experiment_main(
+        argv, __name__, STRUCTURED,
         untrained_help="randomly initialised image models (no training, no cache): for tests")
-    print_config("structured", config)
-    start = time.perf_counter()
-    rows, models = run(config)
-    report(rows, models, config, time.perf_counter() - start, out)
-    return rows
 
 
 if __name__ == "__main__":

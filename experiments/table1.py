@@ -49,10 +49,9 @@ from experiments._common import (
     replication_loss_probability,
 )
 from experiments._io import (
+    experiment_main,
     lost_note,
     markdown_table,
-    parse_experiment_args,
-    print_config,
     write_results,
 )
 from experiments.configs import TABLE1, Table1Config
@@ -316,8 +315,9 @@ def plot_worst(rows, out):
     return path
 
 
-def report(rows, models, config: Table1Config, seconds, out) -> str:
-    """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``."""
+def report(rows, models, config: Table1Config, seconds, out):
+    """Prints the Markdown tables; writes results.json, results.csv and table.md to ``out``.
+    Returns the rows."""
     loss_md, rmse_md, acc_md = tables(rows)
     worst_md = worst_table(rows)
     worst_md = (f"### Worst-case stragglers, RMSE (logits)\n\n{WORST_NOTE}\n\n{worst_md}\n\n"
@@ -335,18 +335,14 @@ def report(rows, models, config: Table1Config, seconds, out) -> str:
     figure = plot_worst(rows, out)
     print(f"table1: wrote {out}/results.json, results.csv, table.md"
           + (f", {figure.name}" if figure else ""))
-    return text
+    return rows
 
 
 def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "table1", __doc__.splitlines()[0], TABLE1,
+    """The command line (``--help``); returns the rows."""
+    return experiment_main(
+        argv, __name__, TABLE1,
         untrained_help="randomly initialised models (no training, no cache): for tests")
-    print_config("table1", config)
-    start = time.perf_counter()
-    rows, models = run(config)
-    report(rows, models, config, time.perf_counter() - start, out)
-    return rows
 
 
 if __name__ == "__main__":

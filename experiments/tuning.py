@@ -36,12 +36,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import load_data, model_function, random_tanh_network, synthetic
-from experiments._io import (
-    markdown_table,
-    parse_experiment_args,
-    print_config,
-    write_results,
-)
+from experiments._io import experiment_main, markdown_table, write_results
 from experiments.configs import TUNING, TuningConfig
 
 SCHEMES = ["bacc", "grid", "gcv", "tuned", "residual"]
@@ -254,25 +249,26 @@ def plot(summary, out):
     return path
 
 
-def main(argv=None):
-    config, out = parse_experiment_args(
-        argv, "tuning", __doc__.splitlines()[0], TUNING,
-        functions=["sincos", "tanh_net", "lenet5"],
-        untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
-    print_config("tuning", config)
-    start = time.perf_counter()
-    rows = run(config)
-    seconds = time.perf_counter() - start
+def report(rows, config: TuningConfig, seconds, out):
+    """Prints the Markdown table; writes results.json, results.csv, table.md and the figure
+    to ``out``. Returns the rows and their summary."""
     summary = summarise(rows)
-    md = table(summary)
-    text = (f"## Tuned and learned LeTCC ({config.name} config)\n\n{METRIC_NOTE}\n\n{md}\n\n"
-            f"Total time {seconds:.0f} s.\n")
+    text = (f"## Tuned and learned LeTCC ({config.name} config)\n\n{METRIC_NOTE}\n\n"
+            f"{table(summary)}\n\nTotal time {seconds:.0f} s.\n")
     print("\n" + text)
     write_results(out, config, rows, seconds=seconds, summary=summary)
     (out / "table.md").write_text(text)
     path = plot(summary, out)
     print(f"wrote {out}/results.json, results.csv, table.md, {path.name}")
     return rows, summary
+
+
+def main(argv=None):
+    """The command line (``--help``); returns the rows and their summary."""
+    return experiment_main(
+        argv, __name__, TUNING,
+        restrict={"--functions": ("functions", ["sincos", "tanh_net", "lenet5"])},
+        untrained_help="randomly initialised LeNet-5 (no training, no cache): for tests")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._xla import guard_cpu_reductions
+from . import _xla
 
-guard_cpu_reductions()  # before anything below can start a JAX backend
+_xla.guard_cpu_reductions()  # before anything below can start a JAX backend
 
 from .core._points import chebyshev_first, chebyshev_second, equispaced
 from .sim._rounds import CodedResult, MonteCarloResult, mse, relacc

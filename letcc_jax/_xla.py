@@ -11,13 +11,17 @@ XLA reads its flags once, when JAX starts its first backend. Importing ``letcc_j
 that adds ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` to ``XLA_FLAGS`` (also seen by
 the processes started from this one: Dask workers, experiment subprocesses). A user's own
 setting of that flag is left alone. If JAX already runs on the CPU without it, a warning says
-how to set it.
+how to set it. Whether JAX has started is asked of a private JAX function, only in the jaxlib
+releases known to have it (``KNOWN``); should it be missing, a warning says so and how to
+set the flag by hand.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+
+__all__ = ["FLAG", "KNOWN", "SETTING", "guard_cpu_reductions"]
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 SETTING = f"{FLAG}=-reduce"
@@ -47,9 +51,22 @@ def guard_cpu_reductions() -> bool:
         return True
     if not KNOWN[0] <= _jaxlib_version() < KNOWN[1]:
         return False
-    from jax._src import xla_bridge
+    # Private, but the only way to ask whether XLA has read its flags; within KNOWN it exists.
+    try:
+        from jax._src import xla_bridge
 
-    if not xla_bridge.backends_are_initialized():
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError) as exc:
+        os.environ["XLA_FLAGS"] = f"{flags} {SETTING}".strip()  # in time if JAX has not started
+        warnings.warn(
+            f"letcc_jax cannot tell whether JAX has started its backend ({exc}), so XLA's "
+            "racy CPU reduce fusion may still be on in this process. Set "
+            f"XLA_FLAGS='{SETTING}' before starting Python to be sure.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    if not started:
         os.environ["XLA_FLAGS"] = f"{flags} {SETTING}".strip()
         return True
     try:

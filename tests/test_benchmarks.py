@@ -1,5 +1,6 @@
-"""The device benchmark runs end to end in its smoke size (``--smoke``), on the CPU here
-and unchanged on a GPU or TPU, and writes its JSON and Markdown."""
+"""The benchmarks CI runs end to end in their smoke sizes (``--smoke``): the device benchmark
+(on the CPU here, unchanged on a GPU or TPU) writes its JSON and Markdown, the compile-time
+benchmark its JSON."""
 
 import json
 import os
@@ -33,3 +34,17 @@ def test_bench_device_smoke(tmp_path):
         assert row["float32_rel_err"] < 1e-3 and row["float64_rel_err"] < 1e-10, row
     table = (tmp_path / "device_cpu_smoke.md").read_text()
     assert "| N | sris |" in table and "coded inputs/s" in table
+
+
+@pytest.mark.timeout(300)
+def test_bench_compile_smoke(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_compile.py"),
+                           "--smoke", "--out", str(tmp_path)],
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "compile_smoke.json").read_text())["rows"]
+    assert {r["program"] for r in rows} >= {"Scheme.encode", "Scheme.decode", "monte_carlo"}
+    # every first call compiles (the caches were cleared), a second call does not need to
+    assert all(r["compilations"] >= 1 and r["compile_s"] > 0 for r in rows), rows
+    assert all(r["second_call_s"] < r["first_call_s"] for r in rows), rows

@@ -53,7 +53,6 @@ def data(dtype, seed=0):
 
 
 def test_table_covers_every_registered_scheme():
-    assert set(lc.SCHEMES) == {"letcc", "letcc+residual", "bacc", "lcc", "uncoded"}
     assert set(lc.SCHEMES) <= set(SCHEMES)
     for name in lc.SCHEMES:
         made = lc.make_scheme(name, K, N)

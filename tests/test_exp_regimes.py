@@ -98,11 +98,9 @@ def test_compare_names_the_winner_and_the_best_codes_factor():
     assert set(groups[(6,)]) >= {"letcc_systematic", "letcc_chebyshev", "uncoded"}
 
 
-def test_config_is_frozen_hashable_and_checked():
+def test_config_is_hashable_and_checked():
     for config in configs.REGIMES.values():
         assert hash(config) == hash(dataclasses.replace(config))
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            config.seed = 1
     smoke = configs.REGIMES["smoke"]
     for change, match in [({"studies": ("few_workers", "lots")}, "studies"),
                           ({"few_workers_ratios": (1.5,)}, "few_workers_ratios"),

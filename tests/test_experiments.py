@@ -202,24 +202,20 @@ def test_pool_concatenates_trials_across_batches():
 
 
 # ----------------------------------------------------------------- smoke runs
-def test_configs_keep_the_demo_comparable_and_fast():
-    # low redundancy is in Table 1; the demo's rows use the cpu config's trials and batches
-    assert {(30, 20, 6), (40, 20, 10)} <= set(configs.TABLE1["cpu"].settings)
+def test_configs_keep_the_demo_comparable():
+    # the demo's rows use the cpu config's trials and batches; its two experiments share
+    # one trained model
     demo, cpu = configs.TABLE1["demo"], configs.TABLE1["cpu"]
-    assert set(demo.models) == {"lenet5"}
     assert all(getattr(demo, k) == getattr(cpu, k)
                for k in ("trials", "batches", "cal_trials", "seed"))
-    assert configs.ERROR_VS_N["demo"].functions == ("lenet5",)
-    assert configs.ERROR_VS_N["demo"].train == demo.train  # one trained model
+    assert configs.ERROR_VS_N["demo"].train == demo.train
 
 
 @pytest.mark.parametrize("registry", ["TABLE1", "ERROR_VS_N", "PROBABILISTIC", "ADVERSARIAL",
                                       "LATENCY", "TUNING"])
-def test_configs_are_frozen_and_hashable(registry):
+def test_configs_are_hashable_and_their_mappings_immutable(registry):
     for config in getattr(configs, registry).values():
         assert hash(config) == hash(dataclasses.replace(config))
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            config.seed = 1
         for field in dataclasses.fields(config):
             value = getattr(config, field.name)
             if isinstance(value, dict):

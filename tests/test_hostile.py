@@ -46,10 +46,35 @@ SIZES = ((4, 7), (4, 10))  # (K, N)
 DTYPES = (np.float32, np.float64)
 TOL = {np.float32: 2e-4, np.float64: 1e-9}
 CASES = {"count": 0}
+#: The property tests, and their generated cases once each has run in this process.
+PROPERTY_TESTS = []
+RAN: dict[str, int] = {}
 
 
 def _count():
     CASES["count"] += 1
+
+
+def property_test(max_examples: int):
+    """``@settings(max_examples=...)`` and ``@given(st.data())``, run at most once per
+    process: ``test_enough_generated_cases`` runs those that have not run yet, to count
+    their cases whatever the order, and a later call of a test that passed does not repeat
+    its work."""
+    def decorate(test):
+        generated = settings(max_examples=max_examples)(given(st.data())(test))
+
+        def run():
+            if test.__name__ in RAN:
+                return
+            before = CASES["count"]
+            generated()
+            RAN[test.__name__] = CASES["count"] - before
+
+        run.__name__, run.__qualname__ = test.__name__, test.__qualname__
+        run.__doc__, run.__module__ = test.__doc__, test.__module__
+        PROPERTY_TESTS.append(run)
+        return run
+    return decorate
 
 
 def make(name: str, K: int, N: int, dtype=np.float64, **options) -> lc.Scheme:
@@ -145,8 +170,7 @@ def _decode_case(draw):
     return name, K, N, dtype, Y, alive, corruption, rng
 
 
-@settings(max_examples=130)
-@given(st.data())
+@property_test(max_examples=130)
 def test_decode_right_answer_or_clear_error(data):
     name, K, N, dtype, Y, alive, corruption, rng = _decode_case(data.draw)
     # A user's jit takes arrays only: strings and lists are eager-only inputs.
@@ -202,8 +226,7 @@ def test_decode_right_answer_or_clear_error(data):
 # ----------------------------------------------------------------------------- encode
 
 
-@settings(max_examples=50)
-@given(st.data())
+@property_test(max_examples=50)
 def test_encode_right_answer_or_clear_error(data):
     name = data.draw(st.sampled_from(SCHEMES))
     K, N = data.draw(st.sampled_from(SIZES))
@@ -243,8 +266,7 @@ def test_encode_right_answer_or_clear_error(data):
 # ------------------------------------------------------------------ smoothing_spline
 
 
-@settings(max_examples=60)
-@given(st.data())
+@property_test(max_examples=60)
 def test_smoothing_spline_right_answer_or_clear_error(data):
     n = data.draw(st.sampled_from((5, 8)))
     dtype = data.draw(st.sampled_from(DTYPES))
@@ -318,8 +340,7 @@ _FACTORY_CORRUPTIONS = {
 }
 
 
-@settings(max_examples=90)
-@given(st.data())
+@property_test(max_examples=90)
 def test_building_a_scheme_right_answer_or_clear_error(data):
     name = data.draw(st.sampled_from(("letcc", "bacc", "lcc", "uncoded", "letcc+residual")))
     K, N = 4, 9
@@ -425,8 +446,7 @@ _CALL_CORRUPTIONS = {
 }
 
 
-@settings(max_examples=60)
-@given(st.data())
+@property_test(max_examples=60)
 def test_monte_carlo_right_answer_or_clear_error(data):
     """Models with valid or corrupted parameters, and corrupted call arguments, through
     ``monte_carlo``: a clear error naming the culprit, or metrics that obey the semantics
@@ -499,8 +519,7 @@ def test_monte_carlo_right_answer_or_clear_error(data):
 # --------------------------------------------------- lambda selection and tuning
 
 
-@settings(max_examples=30)
-@given(st.data())
+@property_test(max_examples=30)
 def test_lambda_search_and_tuning_right_answer_or_clear_error(data):
     scheme = lc.letcc(K_MC, N_MC)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
@@ -563,8 +582,10 @@ def test_lambda_search_and_tuning_right_answer_or_clear_error(data):
 
 
 def test_enough_generated_cases():
-    """The property tests above ran at least 300 generated cases (in this process)."""
-    if CASES["count"] == 0:
-        pytest.skip("run together with the property tests of this file")
-    print(f"{CASES['count']} generated cases")
-    assert CASES["count"] >= 300, CASES
+    """The property tests above ran at least 300 generated cases: those that have not run in
+    this process yet run here (any order, any subset of this file, one process per file)."""
+    for test in PROPERTY_TESTS:
+        test()
+    print(f"{sum(RAN.values())} generated cases: {RAN}")
+    assert len(RAN) == len(PROPERTY_TESTS) == 6
+    assert sum(RAN.values()) >= 300, RAN

@@ -292,13 +292,11 @@ def test_replay_rejects_bad_input(call, error, match):
 # ------------------------------------------------------------------ the experiment
 
 
-def test_latency_configs_are_frozen_and_hashable():
+def test_latency_configs_are_hashable_and_checked():
     from experiments import latency
 
     for config in latency.LATENCY.values():
         assert hash(config) == hash(dataclasses.replace(config))
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            config.seed = 1
     with pytest.raises(ValueError, match="unknown service-time law"):
         dataclasses.replace(latency.LATENCY["smoke"], distributions=(("weibull", 1.0, 1.0),))
 

@@ -146,3 +146,55 @@ def test_a_decode_runs_only_the_schemes_and_the_spline_solvers():
     allowed = {"core/_schemes.py", "core/_banded.py", "_validation.py", "_pytree.py"}
     assert "core/_schemes.py" in visited and any(p.startswith("core/spline/") for p in visited)
     assert {p for p in visited if not p.startswith("core/spline/")} <= allowed, visited
+
+
+def _bound_and_listed(path: Path) -> tuple[set[str], list[str] | None]:
+    """The names a module binds at its top level (also inside top-level if/try, and those its
+    ``__getattr__`` names), and its ``__all__`` (None without one)."""
+    bound, listed = set(), None
+    nodes = list(ast.parse(path.read_text()).body)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            nodes += node.body + node.orelse + getattr(node, "finalbody", [])
+            nodes += [n for h in getattr(node, "handlers", []) for n in h.body]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            if node.name == "__getattr__":  # names made on first use (a lazy import)
+                bound |= {n.value for n in ast.walk(node)
+                          if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+                bound |= names
+                if "__all__" in names:
+                    listed = list(ast.literal_eval(node.value))
+    return bound, listed
+
+
+def test_every_all_lists_names_the_module_defines():
+    wrong = []
+    for path in SOURCES:
+        bound, listed = _bound_and_listed(path)
+        if listed is None:
+            continue
+        package = path.name == "__init__.py"  # may list its submodules
+        wrong += [f"{path.relative_to(ROOT)}: {name}" for name in listed
+                  if name not in bound and not (package and _is_submodule(path, name))]
+        wrong += [f"{path.relative_to(ROOT)}: {name} twice" for name in set(listed)
+                  if listed.count(name) > 1]
+    assert not wrong, "\n".join(wrong)
+
+
+def _is_submodule(init: Path, name: str) -> bool:
+    return (init.parent / f"{name}.py").exists() or (init.parent / name).is_dir()
+
+
+def test_the_package_lists_every_public_name_it_imports():
+    bound, listed = _bound_and_listed(ROOT / "letcc_jax" / "__init__.py")
+    imported_modules = {"PackageNotFoundError", "version"}  # for __version__ only
+    public = {n for n in bound if not n.startswith("_")} - imported_modules
+    assert public == set(listed)

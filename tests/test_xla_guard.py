@@ -82,3 +82,14 @@ def test_replication_recovery_matches_numpy_on_random_masks():
                 np.testing.assert_array_equal(
                     np.asarray(cast.recovered(alive)),
                     [alive[np.arange(N) % K == k].any() for k in range(K)])
+
+
+@needs_known_jaxlib
+def test_a_missing_private_jax_name_warns_instead_of_failing(monkeypatch):
+    from jax._src import xla_bridge
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delattr(xla_bridge, "backends_are_initialized")
+    with pytest.warns(RuntimeWarning, match="cannot tell whether JAX has started"):
+        assert _xla.guard_cpu_reductions() is False
+    assert os.environ["XLA_FLAGS"] == _xla.SETTING
