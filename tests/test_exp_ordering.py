@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -189,9 +188,7 @@ COMMON = ("experiment", "f", "K", "N", "ratio", "structure", "order_method", "st
 
 @needs_data
 def test_ordering_smoke(tmp_path):
-    start = time.perf_counter()
     rows = ordering.main(["--smoke", "--untrained", "--out", str(tmp_path)])
-    seconds = time.perf_counter() - start
     out = tmp_path / "ordering"
     assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md",
                                                "ordering_lenet5.png"}
@@ -221,4 +218,3 @@ def test_ordering_smoke(tmp_path):
         if r["nodes"] == "chebyshev" and same["lam_dec"] in (None, 0.0):
             np.testing.assert_allclose(r["mse"], same["mse"], rtol=1e-6, atol=0)
     assert "Gain of ordering and winner" in (out / "table.md").read_text()
-    assert seconds < 120  # about 30 s on an idle 2-core machine

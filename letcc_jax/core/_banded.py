@@ -27,7 +27,13 @@ from jaxtyping import Array, Float
 __all__ = ["solve_spd_pentadiagonal", "LDL_MAX_P"]
 
 LDL_MAX_P = 20_000
-_UNROLL = 4  # loop steps per iteration: fewer loop overheads, measured fastest on CPU
+
+
+def _unroll(dtype) -> int:
+    """Loop steps per iteration of the LDL scans. Four steps take 1.4-2.4x as long to
+    compile; they run float64 1.2-1.6x faster at N = 10^4 on a CPU, float32 about 2x slower
+    (benchmarks/RESULTS.md, "Compile time"): unrolled for float64 only."""
+    return 4 if dtype == jnp.float64 else 1
 
 
 def solve_spd_pentadiagonal(
@@ -79,7 +85,7 @@ def _ldl_solve(diag0, diag1, diag2, rhs):
         return (d, d_1, l1, z, z_1), (d, l1, l2, z)
 
     _, (d, l1, l2, z) = jax.lax.scan(
-        forward, (one, one, zero, zero_m, zero_m), (diag0, sub1, sub2, rhs), unroll=_UNROLL
+        forward, (one, one, zero, zero_m, zero_m), (diag0, sub1, sub2, rhs), unroll=_unroll(dtype)
     )
     l1_next = jnp.concatenate([l1[1:], jnp.zeros((1,), dtype)])  # L[i+1, i]
     l2_next = jnp.concatenate([l2[2:], jnp.zeros((2,), dtype)])[:P]  # L[i+2, i]
@@ -91,7 +97,8 @@ def _ldl_solve(diag0, diag1, diag2, rhs):
         return (x, x_1), x
 
     _, x = jax.lax.scan(
-        backward, (zero_m, zero_m), (d, z, l1_next, l2_next), reverse=True, unroll=_UNROLL
+        backward, (zero_m, zero_m), (d, z, l1_next, l2_next), reverse=True,
+        unroll=_unroll(dtype)
     )
     return x
 
