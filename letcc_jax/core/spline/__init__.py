@@ -68,8 +68,9 @@ Interpolation (lam = 0) has no bending rows to carry the fit across stragglers, 
 method uses Reinsch there. ``"auto"`` (the default) takes ``"parallel"`` for lam > 0 on
 an accelerator (GPU, TPU); on a CPU ``"sris"``, and ``"blocked"`` from ``BLOCKED_MIN_N``
 knots on, in float32 as in float64, where one sequential sweep would take tens of
-milliseconds (146 ms against 27 ms at n = 100,000 in float32; ``"blocked"`` is already
-the faster from about 1,000 knots, but ``"sris"`` is the more accurate below 10,000).
+milliseconds (BLOCKEDTIME at n = 100,000 in float32; ``"blocked"`` is already the
+faster from about CROSSOVER knots, but below ``BLOCKED_MIN_N`` one sweep is fast enough and
+``"sris"`` slightly the more accurate).
 
 Precision of the points. Knots and evaluation points may come in a finer precision than
 the values (the schemes' float64 nodes with float32 data): every solver then receives the
@@ -100,7 +101,8 @@ from ._parallel import sris_parallel
 from ._reinsch import reinsch_all
 from ._sris import sris
 
-__all__ = ["SplineFit", "fit", "evaluate", "finer", "smooth", "gcv_score", "METHODS", "BLOCKED_MIN_N"]
+__all__ = ["SplineFit", "fit", "evaluate", "finer", "smooth", "gcv_score", "METHODS",
+           "BLOCKED_MIN_N"]
 
 METHODS = ("auto", "sris", "blocked", "parallel", "reinsch")
 
