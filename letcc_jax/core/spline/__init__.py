@@ -68,9 +68,9 @@ Interpolation (lam = 0) has no bending rows to carry the fit across stragglers, 
 method uses Reinsch there. ``"auto"`` (the default) takes ``"parallel"`` for lam > 0 on
 an accelerator (GPU, TPU); on a CPU ``"sris"``, and ``"blocked"`` from ``BLOCKED_MIN_N``
 knots on, in float32 as in float64, where one sequential sweep would take tens of
-milliseconds (BLOCKEDTIME at n = 100,000 in float32; ``"blocked"`` is already the
-faster from about CROSSOVER knots, but below ``BLOCKED_MIN_N`` one sweep is fast enough and
-``"sris"`` slightly the more accurate).
+milliseconds (in float32 at n = 100,000: 57 ms against 167 ms on a busy 2-core CPU;
+``"blocked"`` is already the faster from about 1,000 knots, but below ``BLOCKED_MIN_N``
+one sweep is fast enough and ``"sris"`` slightly the more accurate).
 
 Precision of the points. Knots and evaluation points may come in a finer precision than
 the values (the schemes' float64 nodes with float32 data): every solver then receives the

@@ -34,11 +34,15 @@ def spacings(t: Float[Array, " n"], dtype) -> Float[Array, " n-1"]:
     ~5e-10 next to 1) as float32 numbers of full relative accuracy, where knots cast to
     float32 first would merge. Knots that coincide in their own precision (equal nodes, or
     distinct ones rounded to one value) are tied together by a stiff but finite interval,
-    eps of that precision times the knots' scale, rather than an infinite one.
+    eps of ``dtype`` times the knots' scale, rather than an infinite one (eps of float64
+    would overflow float32's rotations where several such ties follow each other).
     """
     scale = jnp.maximum(jnp.abs(t[0]), jnp.abs(t[-1]))
-    floor = jnp.finfo(t.dtype).eps * jnp.where(scale > 0, scale, 1.0)
-    return jnp.maximum(jnp.diff(t), floor).astype(dtype)
+    scale = jnp.where(scale > 0, scale, 1.0)
+    floor = jnp.finfo(t.dtype).eps * scale
+    h = jnp.diff(t)
+    tie = float(jnp.finfo(dtype).eps) * scale
+    return jnp.where(h > 0, jnp.maximum(h, floor), tie).astype(dtype)
 
 
 def interval_rows(
