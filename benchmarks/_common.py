@@ -61,11 +61,13 @@ def machine() -> dict:
     }
 
 
-def start(description: str):
+def start(description: str, configure=None):
     """A benchmark's ``--smoke`` command line and machine: ``(args, machine())``, the machine
-    printed first."""
+    printed first. ``configure(parser)`` adds a script's own options."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    if configure is not None:
+        configure(parser)
     args = parser.parse_args()
     info = machine()
     print(f"machine: {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}")

@@ -3,8 +3,11 @@ against N, and float32 accuracy against float64.
 
     python benchmarks/bench_core.py            # full run (a few minutes on 2 cores)
     python benchmarks/bench_core.py --smoke    # seconds, for CI
+    python benchmarks/bench_core.py --float32-scale           # float32 at N = 10^4..10^6
+    python benchmarks/bench_core.py --float32-scale --smoke   # the same at N = 10^3
 
-Prints Markdown tables and writes benchmarks/results/core.json.
+Prints Markdown tables and writes benchmarks/results/core.json (``--float32-scale``:
+core_float32.json).
 """
 
 from __future__ import annotations
@@ -107,8 +110,125 @@ def float32_error(N, K, m, lam):
     return float(jnp.max(jnp.abs(out - ref)) / jnp.max(jnp.abs(ref)))
 
 
+SOLVERS = ("sris", "blocked", "parallel")
+
+
+def _rounded_like_new(alpha, beta):
+    """The points as the float32 decode of float64 points sees them: the worker spacings,
+    and each data point's offset from the worker at or before it, rounded to float32."""
+    h = np.diff(beta).astype(np.float32).astype(np.float64)
+    beta_r = beta[0] + np.concatenate([[0.0], np.cumsum(h)])
+    j = np.clip(np.searchsorted(beta, alpha, side="right") - 1, 0, beta.size - 2)
+    offset = (alpha - beta[j]).astype(np.float32).astype(np.float64)
+    return beta_r[j] + offset, beta_r
+
+
+def float32_at_scale(N, seed=0, K=50, lam=1e-6):
+    """The float32 decode of white-noise outputs (m = 2, 20% random stragglers) against the
+    float64 decode of the same data, split into what the points' rounding costs (float64
+    solver on the rounded points against float64 solver on the exact ones) and what the
+    float32 solver costs on the same points; for points cast to float32 before the fit
+    ("old") and for the float64 points with float32 spacings and offsets ("new")."""
+    rng = np.random.default_rng(seed)
+    scheme = lc.letcc(K, N, lam_dec=lam)
+    Y = jnp.asarray(rng.standard_normal((N, 2)), jnp.float32)
+    alive = jnp.asarray(rng.random(N) >= 0.2)
+    decode = jax.jit(lambda s, y, a: s.decode(y, a))
+    alpha, beta = np.asarray(scheme.alpha), np.asarray(scheme.beta)
+
+    def run(solver, dtype, points=None):
+        """The decode in ``dtype`` from the scheme's float64 points, or from ``points`` as
+        leaves of that dtype (float32 points: what the decode saw before, and sees with
+        jax_enable_x64 off)."""
+        s = scheme.replace(solver=solver)
+        if points is not None:
+            s = s.replace(alpha=jnp.asarray(points[0], dtype), beta=jnp.asarray(points[1], dtype))
+        return np.asarray(decode(s, Y.astype(dtype), alive), np.float64)
+
+    exact = run("sris", jnp.float64)
+    scale = np.max(np.abs(exact))
+
+    def err(v, ref=exact):
+        return float(np.max(np.abs(v - ref)) / scale)
+
+    cast = (alpha.astype(np.float32).astype(np.float64), beta.astype(np.float32).astype(np.float64))
+    on_cast, on_new = run("sris", jnp.float64, cast), run("sris", jnp.float64,
+                                                          _rounded_like_new(alpha, beta))
+    row = {"N": N, "seed": seed, "merged_workers": int(N - np.unique(cast[1]).size),
+           "points_old": err(on_cast), "points_new": err(on_new)}
+    for solver in SOLVERS:
+        old, new = run(solver, jnp.float32, cast), run(solver, jnp.float32)
+        row[solver] = {"old": err(old), "old_solver": err(old, on_cast),
+                       "new": err(new), "new_solver": err(new, on_new)}
+    return row
+
+
+def decode_cpu_time(N, K, m, lam, dtype, solver="auto", calls=5, repeats=7):
+    """Best CPU time of this process per decode (seconds): on a machine shared with other
+    jobs it moves less than the wall time, which waits for the cores."""
+    scheme = lc.letcc(K, N, lam_dec=lam, solver=solver)
+    Y = smooth_outputs(np.asarray(scheme.beta), m, dtype)
+    alive = lc.ExactStragglers(N // 5).sample(jax.random.PRNGKey(1), N)
+    decode = jax.jit(lambda Y, a: scheme.decode(Y, a))
+    decode(Y, alive).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        begin = time.process_time()
+        for _ in range(calls):
+            decode(Y, alive).block_until_ready()
+        best = min(best, (time.process_time() - begin) / calls)
+    return best
+
+
+def float32_crossover(sizes, K=50, m=10, lam=1e-6):
+    """One float32 decode's wall and CPU time by each smoother and by "auto" (K=50, m=10,
+    S=N/5)."""
+    rows = []
+    for N in sizes:
+        row = {"N": N}
+        for solver in SOLVERS + ("auto",):
+            row[solver + "_ms"] = 1e3 * decode_time(N, K, m, lam, jnp.float32, solver)
+            row[solver + "_cpu_ms"] = 1e3 * decode_cpu_time(N, K, m, lam, jnp.float32, solver)
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def main_float32(args, info):
+    sizes = [1000] if args.smoke else [10_000, 100_000, 1_000_000]
+    errors = [float32_at_scale(N) for N in sizes]
+    print("\n## float32 decode vs float64 decode of the same data: points and solver "
+          "(K=50, white-noise outputs, m=2, S=N/5, lam_dec=1e-6)\n")
+    head = ["N", "merged workers (old)", "points old", "points new"]
+    for solver in SOLVERS:
+        head += [f"{solver} old (solver part)", f"{solver} new (solver part)"]
+    body = []
+    for r in errors:
+        line = [r["N"], r["merged_workers"], f"{r['points_old']:.1e}", f"{r['points_new']:.1e}"]
+        for solver in SOLVERS:
+            e = r[solver]
+            line += [f"{e['old']:.1e} ({e['old_solver']:.1e})",
+                     f"{e['new']:.1e} ({e['new_solver']:.1e})"]
+        body.append(line)
+    print(markdown_table(head, body))
+    timing = float32_crossover([1000, 3000] if args.smoke else
+                               [300, 1000, 3000, 10_000, 20_000, 30_000, 100_000])
+    print("\n## float32 decode time by smoother, wall (CPU) ms (K=50, m=10, S=N/5, "
+          "lam_dec=1e-6)\n")
+    print(markdown_table(["N"] + [f"{s} ms" for s in SOLVERS + ("auto",)],
+                         [[r["N"]] + [f"{r[s + '_ms']:.2f} ({r[s + '_cpu_ms']:.2f})"
+                                      for s in SOLVERS + ("auto",)] for r in timing]))
+    path = write_json("core_float32" + ("_smoke" if args.smoke else ""),
+                      {"machine": info, "float32_at_scale": errors, "float32_time": timing})
+    print(f"\nwrote {path}")
+
+
 def main():
-    args, info = start(__doc__.splitlines()[0])
+    args, info = start(__doc__.splitlines()[0], lambda parser: parser.add_argument(
+        "--float32-scale", action="store_true",
+        help="only the float32 tables at N = 10^4..10^6 (points vs solver, crossover)"))
+    if args.float32_scale:
+        return main_float32(args, info)
 
     if args.smoke:
         tp_cfg = dict(trials=200, scipy_trials=20)

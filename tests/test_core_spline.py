@@ -347,16 +347,17 @@ def test_blocked_and_sequential_smoothers_agree(solver, N):
         assert_close(np.asarray(batched[i]), np.asarray(jax.jit(scheme.decode)(Y, masks[i])), 1e-13)
 
 
-def test_auto_picks_the_two_level_smoother_only_for_large_float64_fits(monkeypatch):
-    """"auto" runs the sequential smoother below BLOCKED_MIN_N knots and in float32, the
-    two-level one in float64 from there on (checked by which one traces)."""
+def test_auto_picks_the_two_level_smoother_only_for_large_fits(monkeypatch):
+    """"auto" runs the sequential smoother below BLOCKED_MIN_N knots, the two-level one
+    from there on, in float32 as in float64 (checked by which one traces)."""
     calls = []
     for name in ("sris", "sris_blocked"):  # the solvers as ``fit`` looks them up
         real = getattr(spline, name)
         monkeypatch.setattr(spline, name,
                             lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     big = spline.BLOCKED_MIN_N
-    for n, dtype, expected in ((big - 1, np.float64, "sris"), (big, np.float32, "sris"),
+    for n, dtype, expected in ((big - 1, np.float64, "sris"), (big - 1, np.float32, "sris"),
+                               (big, np.float32, "sris_blocked"),
                                (big, np.float64, "sris_blocked")):
         calls.clear()
         t = jnp.linspace(-1.0, 1.0, n, dtype=dtype)
@@ -463,3 +464,27 @@ def test_float32_default_points_at_large_N_give_no_nan(jit_decode):
     out = decode(jit_decode, scheme, Y, np.ones(N, bool), np.float32)
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out[:, 0], np.sin(3 * alpha), rtol=0, atol=1e-5)
+
+
+def test_float32_values_at_float64_knots_keep_the_knots_apart():
+    """float64 knots with float32 values: spacings and offsets are taken in float64 and only
+    then rounded, so Chebyshev workers that coincide in float32 (N = 20,000: two pairs)
+    stay apart, and so do evaluation points between them. Against scipy's natural
+    interpolating spline in float64 through the same float32 values (lam = 0: Reinsch,
+    for every method); measured 4.3e-8 ... 8.8e-8 on seeds 6-10, held to 3e-7. Cast to
+    float32, the same knots are no longer strictly ascending: ``smoothing_spline`` rejects
+    them eagerly, and under jit the fit is NaN."""
+    N = 20_000
+    t = lc.chebyshev_second(N)
+    assert np.unique(t.astype(np.float32)).size < N
+    rng = np.random.default_rng(6)
+    y = (np.sin(3 * t) + 0.1 * rng.standard_normal(N)).astype(np.float32)[:, None]
+    alive = rng.random(N) >= 0.2
+    alive[[0, 1, N - 2, N - 1]] = True  # keep the crowded end knots
+    near_ends = np.r_[np.arange(12), np.arange(N - 13, N - 1)]
+    x = np.sort(np.r_[(t[near_ends] + t[near_ends + 1]) / 2, np.linspace(-1, 1, 9)])
+    out = smooth(jnp.asarray(t), jnp.asarray(y), jnp.asarray(alive), jnp.asarray(0.0, np.float32),
+                 jnp.asarray(x))
+    assert out.dtype == np.float32
+    expected = ref.natural_smoothing_spline(t, y.astype(np.float64), alive, 0.0, x)
+    assert_close(np.asarray(out, np.float64), expected, 3e-7)

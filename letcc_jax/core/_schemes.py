@@ -593,9 +593,11 @@ def _dtype(leaf, dtype) -> np.dtype:
 def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array, " n"]:
     """``alive`` without the nodes that coincide with the previous alive node.
 
-    Distinct float64 nodes can round to the same value in a lower precision (Chebyshev
-    points near +-1 for N in the tens of thousands in float32); an interpolant through two
-    values at one point is undefined, so the first result at that point is kept.
+    Equal nodes, or distinct float64 nodes rounded to one value in a lower precision
+    (Chebyshev points near +-1 for N in the tens of thousands in float32: the barycentric
+    schemes' float32 nodes, and LeTCC's when the leaves themselves are float32, with
+    jax_enable_x64 off); an interpolant through two values at one point is undefined, so
+    the first result at that point is kept.
     """
     n = nodes.shape[0]
     last = jax.lax.cummax(jnp.where(alive, jnp.arange(n), -1))
@@ -758,14 +760,17 @@ class LeTCC(Scheme):
                              f"got {self.solver!r}.")
 
     def apply_encoder(self, X):
-        alpha, beta = self._nodes(X.dtype)
+        # The splines take the nodes in their own precision when it is finer than the data's
+        # (float64 leaves, float32 data): spacings and offsets are computed in it, so no two
+        # workers merge in float32 (``letcc_jax.core.spline.smooth``).
+        alpha, beta = self._nodes(_spline.finer(self.beta.dtype, X.dtype))
         return _spline.smooth(
             alpha, X, jnp.ones((self.K,), bool), jnp.asarray(self.lam_enc, X.dtype), beta,
             method=self.solver,
         )
 
     def apply_decoder(self, Y, alive):
-        alpha, beta = self._nodes(Y.dtype)
+        alpha, beta = self._nodes(_spline.finer(self.beta.dtype, Y.dtype))
         lam = jnp.asarray(self.lam_dec, Y.dtype)
         return _spline.smooth(beta, Y, _distinct(beta, alive), lam, alpha, method=self.solver)
 

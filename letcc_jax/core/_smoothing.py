@@ -38,13 +38,17 @@ def smoothing_spline(
 
     Args:
       t: (n,) real knots, finite and strictly ascending (like scipy's
-        ``make_smoothing_spline``).
+        ``make_smoothing_spline``). Knots in a finer precision than y keep it (float64
+        knots with float32 values): spacings and offsets are taken in it and only then
+        rounded, so knots closer than float32 resolves (Chebyshev ends at n = 10^5) stay
+        apart.
       y: (n, m) real values (or (n,), giving an (E,) result); rows that are not alive are
         ignored, whatever they hold, and a row with a NaN or inf counts as not alive (an
         erasure, as in ``decode``).
       alive: (n,) bool mask of the rows to fit; default all.
       lam: smoothing parameter, a real scalar, finite and >= 0.
-      x: (E,) real evaluation points, finite; default ``t``.
+      x: (E,) real evaluation points, finite; default ``t``. Like t, kept in their own
+        precision where it is finer than y's.
       method: ``"auto"``, ``"sris"``, ``"blocked"``, ``"parallel"`` or ``"reinsch"`` (see
         ``letcc_jax.core.spline``).
 
@@ -80,7 +84,7 @@ def smoothing_spline(
     n = y.shape[0]
     if n == 0 or (y.ndim == 2 and y.shape[1] == 0):
         raise ValueError(f"y has shape {y.shape}: it needs at least one row and one column.")
-    t = jnp.asarray(check.float_array(t, "t"), y.dtype)
+    t = _points(check.float_array(t, "t"), y.dtype)
     if t.shape != (n,):
         raise ValueError(f"t must have shape (n,) = ({n},) like the rows of y, got {t.shape}.")
     values = check.concrete_values(t)
@@ -89,7 +93,7 @@ def smoothing_spline(
                          "rows of y), and average the rows of repeated knots.")
     alive = np.ones((n,), bool) if alive is None else check.check_mask(alive, n)
     check.check_lambda(lam, "lam")
-    x = t if x is None else jnp.asarray(check.float_array(x, "x"), y.dtype)
+    x = t if x is None else _points(check.float_array(x, "x"), y.dtype)
     if x.ndim != 1:
         raise ValueError(f"x must be a 1-D array of evaluation points, got shape {x.shape}.")
     check.check_finite(x, "x")
@@ -99,3 +103,9 @@ def smoothing_spline(
         raise ValueError("alive selects no rows of y with finite values; there is nothing to "
                          "fit.")
     return out if y.ndim == 2 else out[:, 0]
+
+
+def _points(v, dtype):
+    """Knots or evaluation points in their own precision where it is finer than the values'
+    ``dtype``, else in ``dtype``."""
+    return v.astype(spline.finer(v.dtype, dtype))

@@ -31,21 +31,28 @@ cubics is the smoothing spline itself. The problem is block bidiagonal. Solvers:
   accurate to a few units of round-off at any n and lam, in float32 too. Two sequential
   sweeps of n steps: the cheapest per knot, so the best under ``vmap`` over many masks.
 - ``"blocked"``: the same least-squares problem and the same kind of rotations in a
-  two-level order. Blocks of about sqrt(n) knots eliminate their interiors all at once
-  (vectorised), a short sweep over the block ends solves for them, and the blocks then
-  substitute back: O(sqrt(n)) sequential steps instead of O(n), 4x faster than ``"sris"``
-  for one fit at n = 100,000. The price: neighbouring knots are no longer solved from each
-  other, so where knots crowd (Chebyshev ends, spacing ~ 1/n^2) the slopes lose about
-  eps / h_min relative and the values eps times the spread of spacings in a block:
-  measured against ``"sris"`` in float64, 1e-12 relative in the decoded values at
-  n = 10,000 and 1e-11 at n = 100,000; in float32 slopes off by 1e-2 at n = 2,000. Twice
-  the arithmetic of ``"sris"``, so it also loses under ``vmap`` over many masks.
+  two-level order. Blocks of about sqrt(n) knots (8 sqrt(n) in float32) eliminate their
+  interiors all at once (vectorised), a short sweep over the block ends solves for them,
+  and the blocks then substitute back: O(sqrt(n)) sequential steps instead of O(n), 4x
+  faster than ``"sris"`` for one fit at n = 100,000. The price: neighbouring knots are no
+  longer solved from each other, so where knots crowd (Chebyshev ends, spacing ~ 1/n^2)
+  the slopes lose about eps / h_min relative and the values eps times the spread of
+  spacings in a block: measured against ``"sris"`` in float64, 1e-12 relative in the
+  decoded values at n = 10,000 and 1e-11 at n = 100,000. In float32 the rounding at the
+  block ends grows with the number of blocks, hence the longer blocks there: a float32
+  decode of white noise from float64 points is then as close to the float64 one as
+  ``"sris"``'s (1.7e-5 at n = 10,000, 1.4e-4 at n = 100,000, against 1.3e-5 and 1.2e-4;
+  6.0e-4 with sqrt(n) blocks) at the same speed. Twice the arithmetic of ``"sris"``, so
+  it also loses under ``vmap`` over many masks.
 - ``"parallel"``: the same problem and rotations in odd-even order (orthogonal cyclic
   reduction, ``_parallel``): every level eliminates every other remaining knot at once,
   ceil(log2(n - 1)) levels each way, no loop whose length grows with n; one pass of
   iterative refinement restores the digits that eliminating far-apart neighbours costs
   where knots crowd. Measured against ``"sris"`` in float64: 1e-13 relative in the decoded
-  values at n = 10,000, 1e-11 at n = 100,000; in float32 5e-5 at n = 10,000. About twenty
+  values at n = 10,000, 1e-11 at n = 100,000; in float32 (white-noise decode from float64
+  points) 4.5e-5 at n = 10,000 and 8e-4 at n = 100,000: refinement cannot remove the
+  error that a large least-squares residual carries, so with noisy data it stays above
+  the sequential smoother's. About twenty
   times the arithmetic of ``"sris"``: the choice on accelerators, where a sequential step
   costs a kernel launch, not on a CPU. With lam = 0 it solves Reinsch's system by block
   cyclic reduction, so no part of it loops over the knots.
@@ -59,11 +66,24 @@ cubics is the smoothing spline itself. The problem is block bidiagonal. Solvers:
 
 Interpolation (lam = 0) has no bending rows to carry the fit across stragglers, so every
 method uses Reinsch there. ``"auto"`` (the default) takes ``"parallel"`` for lam > 0 on
-an accelerator (GPU, TPU); on a CPU ``"sris"``, and ``"blocked"`` in float64 from
-``BLOCKED_MIN_N`` knots on, where one sequential sweep would take tens of milliseconds.
+an accelerator (GPU, TPU); on a CPU ``"sris"``, and ``"blocked"`` from ``BLOCKED_MIN_N``
+knots on, in float32 as in float64, where one sequential sweep would take tens of
+milliseconds (in float32 at n = 100,000: 57 ms against 167 ms on a busy 2-core CPU;
+``"blocked"`` is already the faster from about 1,000 knots, but below ``BLOCKED_MIN_N``
+one sweep is fast enough and ``"sris"`` slightly the more accurate).
+
+Precision of the points. Knots and evaluation points may come in a finer precision than
+the values (the schemes' float64 nodes with float32 data): every solver then receives the
+spacings h_i = t_{i+1} - t_i, computed in the points' precision and only then rounded to
+the values' dtype, and evaluation brackets x and takes its offset x - t_j in the points'
+precision too. Relative rounding of h and of the offsets moves a decode by ~1e-9, where
+rounding the points themselves to float32 moved it by 2.1e-2 at n = 100,000 (Chebyshev
+spacing near +-1, ~5e-10, is below float32 resolution there, and workers merged). With
+jax_enable_x64 off the points are float32 to begin with; the spacings of float32 points
+are exact, but those points already merged where the float64 ones would not have.
 
 Modules: ``_hermite`` (the fit's form, ``SplineFit``, and ``evaluate``), ``_lsq`` (the
-interval rows and Givens rotations the smoothers share), ``_sris``, ``_blocked``,
+spacings, interval rows and Givens rotations the smoothers share), ``_sris``, ``_blocked``,
 ``_parallel`` and ``_reinsch`` (one solver each); this one dispatches between them.
 """
 
@@ -75,16 +95,18 @@ from jax import lax
 from jaxtyping import Array, Bool, Float
 
 from ._blocked import sris_blocked
-from ._hermite import SplineFit, evaluate
+from ._hermite import SplineFit, evaluate, finer
+from ._lsq import spacings
 from ._parallel import sris_parallel
 from ._reinsch import reinsch_all
 from ._sris import sris
 
-__all__ = ["SplineFit", "fit", "evaluate", "smooth", "gcv_score", "METHODS", "BLOCKED_MIN_N"]
+__all__ = ["SplineFit", "fit", "evaluate", "finer", "smooth", "gcv_score", "METHODS",
+           "BLOCKED_MIN_N"]
 
 METHODS = ("auto", "sris", "blocked", "parallel", "reinsch")
 
-#: From this many knots on, ``"auto"`` runs the float64 smoother in its two-level form.
+#: From this many knots on, ``"auto"`` runs the smoother in its two-level form on a CPU.
 BLOCKED_MIN_N = 20_000
 
 
@@ -100,7 +122,9 @@ def fit(
     Rows that are not alive are ignored entirely (their values may be anything, NaN
     included). The fit is returned on all of ``t``: values and slopes of the spline at
     every knot, survivor or not. ``method`` is one of ``METHODS`` (see the module
-    docstring).
+    docstring). The knots ``t`` may be in a finer precision than ``y`` (float64 knots,
+    float32 values): the spacings are computed in it and only then cast to the dtype of
+    ``y``, in which the solver works; the fit keeps ``t`` as given.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -117,15 +141,16 @@ def fit(
     if method == "reinsch":
         g, slope = reinsch_all(t, y0, alive, a)
     else:
+        h = spacings(t, dtype)
         smoother = {"sris": sris, "blocked": sris_blocked, "parallel": sris_parallel}.get(
-            method) or _auto_smoother(n, dtype)
+            method) or _auto_smoother(n)
         # With fewer than two survivors the curve is a constant (or zero): solve a
         # well-posed stand-in problem instead, so that no branch ever sees a singular one.
         w = jnp.where(ok, alive, True).astype(dtype)
         a_w = jnp.where(ok, a, 1.0)
         g, slope = lax.cond(
             lam > 0,
-            lambda: smoother(t, w[:, None] * y0, w, a_w),
+            lambda: smoother(h, w[:, None] * y0, w, a_w),
             lambda: reinsch_all(t, y0, alive, a, banded),
         )
     single = jnp.sum(y0, axis=0)  # the only survivor's row when count == 1, else unused
@@ -140,12 +165,12 @@ def _loop_free(method: str) -> bool:
     return method == "parallel" or (method == "auto" and jax.default_backend() != "cpu")
 
 
-def _auto_smoother(n: int, dtype):
+def _auto_smoother(n: int):
     """``"auto"``'s smoother for lam > 0: on an accelerator the parallel one; on a CPU the
-    sequential sweep, in float64 from ``BLOCKED_MIN_N`` knots in its two-level form."""
+    sequential sweep, from ``BLOCKED_MIN_N`` knots on in its two-level form."""
     if _loop_free("auto"):
         return sris_parallel
-    return sris_blocked if n >= BLOCKED_MIN_N and dtype == jnp.float64 else sris
+    return sris_blocked if n >= BLOCKED_MIN_N else sris
 
 
 def smooth(
@@ -163,18 +188,27 @@ def smooth(
     smoother), ``"sris"``, ``"blocked"``, ``"parallel"`` or ``"reinsch"``; see the module
     ``letcc_jax.core.spline``.
 
+    The knots ``t`` and points ``x`` may be in a finer precision than ``y`` (float64 points,
+    float32 values): they are bracketed and differenced in it, and only spacings and
+    offsets are cast to the dtype of ``y``, so points that float32 cannot tell apart (the
+    Chebyshev ends at N = 10^5) keep their float64 spacings.
+
     Knots and values far from unit scale are first scaled by powers of two (exact), and
     lam with them (t -> s t takes lam to lam s^3), so that no intermediate overflows or
     underflows; lam is capped where the fit is the straight line to working precision.
     Knots within [2^-10, 2^10] and values within [2^-20, 2^20] in magnitude run unscaled.
     """
     dtype = y.dtype
+    fine = finer(t.dtype, x.dtype)  # the points' precision
+    t, x = t.astype(fine), x.astype(fine)
     s = _power_of_two_scale(jnp.max(jnp.abs(t)), 10)
     rows = alive[:, None] & jnp.isfinite(y)
     v = _power_of_two_scale(jnp.max(jnp.where(rows, jnp.abs(y), 0)), 20)
     lam = jnp.asarray(lam, dtype)
-    scaled = jnp.minimum(lam * s**3, jnp.asarray(LAM_MAX_EPS / jnp.finfo(dtype).eps, dtype))
-    lam = jnp.where(lam > 0, scaled, lam)
+    big = finer(fine, dtype)  # s^3 may leave the range of y's dtype
+    cap = LAM_MAX_EPS / float(jnp.finfo(dtype).eps)
+    scaled = jnp.minimum(lam.astype(big) * s.astype(big) ** 3, cap)
+    lam = jnp.where(lam > 0, scaled.astype(dtype), lam)
     out = evaluate(fit(t * s, y * v, alive, lam, method), x * s,
                    search="scan_unrolled" if _loop_free(method) else "scan")
     return out / v

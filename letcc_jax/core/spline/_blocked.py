@@ -30,9 +30,19 @@ from ._lsq import qr_rows as _qr
 __all__ = ["sris_blocked"]
 
 
-def _block_size(n):
-    """Knots per block of the two-level smoother: about sqrt(n), balancing the two levels."""
-    return max(2, int(math.ceil(math.sqrt(n))))
+#: Knots per block in float32, in units of sqrt(n).
+FLOAT32_BLOCK_FACTOR = 8
+
+
+def _block_size(n, dtype):
+    """Knots per block of the two-level smoother: about sqrt(n) in float64, balancing the two
+    levels; 8 sqrt(n) in float32, where the rounding that the block ends bring grows with
+    the number of blocks (white-noise decode at n = 10^5, seeds 0-4: 1.8e-4 ... 6.0e-4
+    relative with sqrt(n), 8.0e-5 ... 1.4e-4 with 8 sqrt(n), the sequential smoother's
+    9.8e-5 ... 1.2e-4) while one fit takes about as long (42 and 44 ms of CPU time on 2
+    busy cores; ``benchmarks/RESULTS.md``)."""
+    factor = FLOAT32_BLOCK_FACTOR if jnp.finfo(dtype).bits <= 32 else 1
+    return max(2, min(factor * int(math.ceil(math.sqrt(n))), n - 1))
 
 
 def _blocks(v, nb, L, start, stop):
@@ -135,16 +145,17 @@ def _substitute(back, right, left):
 
 
 def sris_blocked(
-    t: Float[Array, " n"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
+    h: Float[Array, " n-1"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Knot values and slopes by the two-level square-root information smoother (module
-    docstring). ``w`` are the observation weights (square roots), ``yw = w y``, ``a > 0``."""
+    docstring). ``h`` are the knot spacings (``_lsq.spacings``), ``w`` the
+    observation weights (square roots), ``yw = w y``, ``a > 0``."""
     n, m = yw.shape
     dtype = yw.dtype
-    L = _block_size(n)
+    L = _block_size(n, dtype)
     nb = -(-(n - 1) // L)  # blocks
     n_pad = nb * L + 1
-    W, c, e = interval_rows(t, a)
+    W, c, e = interval_rows(h, a)
     pad = n_pad - n
     # Padding knots are tied to the last knot (rows x_{i+1} - x_i = 0: W = 1, c = 0,
     # e = -1), which adds no information on the real knots and keeps every state pinned.

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-__all__ = ["givens", "interval_rows", "safe_inv", "qr_rows", "dense", "qr_stacked"]
+__all__ = ["givens", "spacings", "interval_rows", "safe_inv", "qr_rows", "dense", "qr_stacked"]
 
 
 def givens(a, b):
@@ -26,16 +26,38 @@ def safe_inv(x):
     return jnp.where(nz, 1.0 / jnp.where(nz, x, 1.0), 0.0)
 
 
-def interval_rows(
-    t: Float[Array, " n"], a: Float[Array, ""]
-) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
-    """The bending-energy rows of each interval: (W, c, e) with e = sqrt(a/h), c = sqrt(3) e,
-    W = 2c/h; zero for the (absent) interval after the last knot, so shape (n,) each."""
-    dtype = t.dtype
-    # Knots that coincide (distinct nodes rounded to one value in float32) are tied
-    # together by a stiff but finite interval rather than an infinite one.
+def spacings(t: Float[Array, " n"], dtype) -> Float[Array, " n-1"]:
+    """The knot spacings h_i = t_{i+1} - t_i, computed in the knots' own precision and only
+    then cast to ``dtype`` (the values' working precision).
+
+    float64 knots keep spacings far below float32 resolution (Chebyshev ends at n = 10^5:
+    ~5e-10 next to 1) as float32 numbers of full relative accuracy, where knots cast to
+    float32 first would merge. Knots that coincide in their own precision (equal nodes, or
+    distinct ones rounded to one value) are tied together by a stiff but finite interval,
+    eps of ``dtype`` times the knots' scale, rather than an infinite one (eps of float64
+    would overflow float32's rotations where several such ties follow each other).
+    """
     scale = jnp.maximum(jnp.abs(t[0]), jnp.abs(t[-1]))
-    h = jnp.maximum(jnp.diff(t), jnp.finfo(dtype).eps * jnp.where(scale > 0, scale, 1.0))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    floor = jnp.finfo(t.dtype).eps * scale
+    h = jnp.diff(t)
+    tie = float(jnp.finfo(dtype).eps) * scale
+    return jnp.where(h > 0, jnp.maximum(h, floor), tie).astype(dtype)
+
+
+def interval_rows(
+    h: Float[Array, " n-1"], a: Float[Array, ""]
+) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
+    """The bending-energy rows of each interval of length ``h`` (``spacings``): (W, c, e)
+    with e = sqrt(a/h), c = sqrt(3) e, W = 2c/h; zero for the (absent) interval after the
+    last knot, so shape (n,) each."""
+    dtype = h.dtype
+    # W^2 = 12 a / h^3 must stay finite when the rotations square and add a few such rows:
+    # spacings finer than the knots' precision allows in the values' dtype (float64
+    # Chebyshev ends with float32 values and a large lam) are widened to where
+    # W^2 <= max / 20. Untouched at the usual a; it only keeps huge lam from overflowing,
+    # and it is no parameter of the problem, so no gradient flows through it.
+    h = jnp.maximum(h, lax.stop_gradient(jnp.cbrt(240.0 * a / jnp.finfo(dtype).max)))
     e = jnp.sqrt(a / h)
     c = jnp.sqrt(jnp.asarray(3.0, dtype)) * e
     W = 2.0 * c / h

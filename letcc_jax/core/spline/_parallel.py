@@ -105,16 +105,16 @@ def _substitute(back, X):
 
 
 def sris_parallel(
-    t: Float[Array, " n"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
+    h: Float[Array, " n-1"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Knot values and slopes by orthogonal cyclic reduction (module docstring): O(log n)
-    vectorised levels each way. ``w`` are the observation weights (square roots),
-    ``yw = w y``, ``a > 0``."""
+    vectorised levels each way. ``h`` are the knot spacings (``_lsq.spacings``), ``w`` the
+    observation weights (square roots), ``yw = w y``, ``a > 0``."""
     n, m = yw.shape
     depth = levels(n)
     F = 1 << depth  # intervals after padding
     pad = F + 1 - n
-    W, c, e = interval_rows(t, a)
+    W, c, e = interval_rows(h, a)
     # Padding knots are tied to the last knot (x_{i+1} - x_i = 0: W = 1, c = 0, e = -1),
     # which adds no information on the real knots and keeps every state pinned.
     tie = jnp.arange(F) >= n - 1

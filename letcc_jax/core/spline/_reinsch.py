@@ -35,7 +35,8 @@ def reinsch_all(
     """Reinsch on the compacted survivors, then the spline's values and slopes at every
     knot (the stragglers' knots lie on its cubic pieces or its linear ends). ``y0`` is zero
     on the stragglers, ``a = |F| lam``; ``banded`` is the pentadiagonal solver
-    (``letcc_jax.core._banded``: ``"auto"``, ``"ldl"`` or ``"cr"``)."""
+    (``letcc_jax.core._banded``: ``"auto"``, ``"ldl"`` or ``"cr"``). The knots ``t`` may be
+    in a finer precision than ``y0``: spacings and offsets are taken in it, then cast."""
     n = y0.shape[0]
     dtype = y0.dtype
     order, count, rank = _compact(alive)
@@ -44,17 +45,18 @@ def reinsch_all(
     last = jnp.maximum(count - 1, 0)
     t_last = take(t, take(order, last))
     # Padding knots continue to the right with unit spacing: finite, increasing, inert.
-    tc = jnp.where(real, take(t, order), t_last + (idx - count + 1).astype(dtype))
+    tc = jnp.where(real, take(t, order), t_last + (idx - count + 1).astype(t.dtype))
     yc = jnp.where(real[:, None], take(y0, order), 0.0)
-    gc, sc = _reinsch(tc, yc, count, a, banded)
+    gc, sc = _reinsch(jnp.diff(tc).astype(dtype), yc, count, a, banded)
     j = jnp.clip(rank, 0, jnp.maximum(count - 2, 0))  # the survivor at or before each knot
-    value, deriv = hermite(take(tc, j), take(tc, j + 1), take(gc, j), take(gc, j + 1),
-                          take(sc, j), take(sc, j + 1), t)
+    t0 = take(tc, j)
+    value, deriv = hermite((take(tc, j + 1) - t0).astype(dtype), (t - t0).astype(dtype),
+                           take(gc, j), take(gc, j + 1), take(sc, j), take(sc, j + 1))
     t_lo, t_hi = tc[0], take(tc, last)
     g_lo, s_lo, g_hi, s_hi = gc[0], sc[0], take(gc, last), take(sc, last)
     left, right = (t < t_lo)[:, None], (t > t_hi)[:, None]
-    g = jnp.where(left, g_lo + s_lo * (t - t_lo)[:, None],
-                  jnp.where(right, g_hi + s_hi * (t - t_hi)[:, None], value))
+    g = jnp.where(left, g_lo + s_lo * (t - t_lo).astype(dtype)[:, None],
+                  jnp.where(right, g_hi + s_hi * (t - t_hi).astype(dtype)[:, None], value))
     g = jnp.where(alive[:, None], take(gc, jnp.maximum(rank, 0)), g)
     slope = jnp.where(left, s_lo, jnp.where(right, s_hi, deriv))
     slope = jnp.where(alive[:, None], take(sc, jnp.maximum(rank, 0)), slope)
@@ -62,15 +64,14 @@ def reinsch_all(
 
 
 def _reinsch(
-    tc: Float[Array, " n"], yc: Float[Array, "n m"], count: Int[Array, ""], a: Float[Array, ""],
+    h: Float[Array, " n-1"], yc: Float[Array, "n m"], count: Int[Array, ""], a: Float[Array, ""],
     banded: str = "auto",
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Knot values and slopes by Reinsch's algorithm (pentadiagonal normal equations), on
-    the first ``count`` knots of the compacted buffer."""
+    the first ``count`` knots of the compacted buffer, spaced ``h``."""
     n, m = yc.shape
     dtype = yc.dtype
     idx = jnp.arange(n, dtype=count.dtype)
-    h = jnp.diff(tc)  # (n-1,)
     h = jnp.where(idx[:-1] < count - 1, h, 1.0)
     inv_h = 1.0 / h
     # Interior unknowns gamma_i, i = 1..n-2, are real while i <= count-2.

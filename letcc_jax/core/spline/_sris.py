@@ -83,13 +83,14 @@ def _backward(carry, inputs):
 
 
 def sris(
-    t: Float[Array, " n"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
+    h: Float[Array, " n-1"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Knot values and slopes by the square-root information smoother: one sequential sweep
-    each way. ``w`` are the observation weights (square roots), ``yw = w y``, ``a > 0``."""
+    each way. ``h`` are the knot spacings (``_lsq.spacings``), ``w`` the
+    observation weights (square roots), ``yw = w y``, ``a > 0``."""
     m = yw.shape[1]
     dtype = yw.dtype
-    W, c, e = interval_rows(t, a)
+    W, c, e = interval_rows(h, a)
     z0 = jnp.zeros((), dtype)
     zm = jnp.zeros((m,), dtype)
     _, (B, V0, V1) = lax.scan(_forward, ((z0, z0, z0), zm, zm), (w, W, c, e, yw))
