@@ -4,8 +4,10 @@ generalised cross-validation (gcv) against a float64 reference."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import letcc_jax as lc
+from letcc_jax.core import spline
 
 import reference as ref
 
@@ -76,6 +78,27 @@ def test_gcv_scores_match_reference(dtype):
     assert best == GRID[np.nanargmin(scores)] and np.isfinite(best)
     if dtype == np.float64:
         assert best == GRID[np.argmin(expected)]
+
+
+@pytest.mark.parametrize("solver", ["sris", "blocked", "parallel"])
+def test_gcv_scores_with_the_schemes_solver(solver, monkeypatch):
+    """GCV fits with the scheme's own solver (seen by the fits it traces), and every
+    smoother gives the reference scores."""
+    scheme, beta, Y, alive = gcv_case(0.1, seed=3)
+    seen = []
+    fit = spline.fit
+
+    def spy(*args, **kwargs):
+        seen.append(args[4] if len(args) > 4 else kwargs.get("method", "auto"))
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(spline, "fit", spy)
+    grid = GRID[:-1] * 1.01  # a grid of its own shape: the scores compile (and trace) anew
+    _, scores = lc.gcv(scheme.replace(solver=solver), jnp.asarray(Y), jnp.asarray(alive),
+                       lam_grid=grid)
+    assert seen and set(seen) == {solver}
+    expected = np.array([ref.gcv_score(beta[alive], Y[alive], lam) for lam in grid])
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=0)
 
 
 def test_gcv_treats_non_finite_rows_as_erasures():

@@ -3,6 +3,7 @@ generalised cross-validation (GCV) for the decoder on one round of worker output
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -153,9 +154,9 @@ def select_lambda(
     return LambdaSearch(best, grid_enc, grid_dec, losses)
 
 
-@jax.jit
-def _gcv_scores(beta, Y, alive, grid):
-    return jax.vmap(lambda lam: _spline.gcv_score(beta, Y, alive, lam))(grid)
+@functools.partial(jax.jit, static_argnames="method")
+def _gcv_scores(beta, Y, alive, grid, method):
+    return jax.vmap(lambda lam: _spline.gcv_score(beta, Y, alive, lam, method))(grid)
 
 
 def gcv(
@@ -226,16 +227,14 @@ def gcv(
     # by a power of two to unit size (exact), so that tiny or huge outputs neither
     # underflow nor overflow, and report the scores in Y's own units.
     Y = jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype))
-    size = float(jnp.max(jnp.abs(Y)))
-    exponent = int(np.round(np.log2(size))) if 0 < size < np.inf else 0
-    Y = Y * jnp.asarray(2.0 ** -exponent, Y.dtype)
-    scaled = np.asarray(_gcv_scores(jnp.asarray(scheme.beta, Y.dtype), Y,
-                                    jnp.asarray(used), jnp.asarray(grid, Y.dtype)))
+    scale = _spline.power_of_two_scale(jnp.max(jnp.abs(Y)), 0)
+    scaled = np.asarray(_gcv_scores(scheme.beta, Y * scale, jnp.asarray(used),
+                                    jnp.asarray(grid, Y.dtype), scheme.solver))
     if not np.all(np.isfinite(scaled)):
         raise ValueError("gcv: the scores are not finite for some lambdas of lam_grid (the "
                          "smoother failed on these outputs); check Y and lam_grid.")
     with np.errstate(over="ignore", under="ignore"):
-        scores = np.ldexp(scaled, 2 * exponent).astype(scaled.dtype)
+        scores = (scaled.astype(np.float64) / float(scale) ** 2).astype(scaled.dtype)
     return float(grid[int(np.argmin(scaled))]), scores
 
 

@@ -31,16 +31,17 @@ __all__ = ["sris_blocked"]
 
 
 #: Knots per block in float32, in units of sqrt(n).
-FLOAT32_BLOCK_FACTOR = 8
+FLOAT32_BLOCK_FACTOR = 4
 
 
 def _block_size(n, dtype):
     """Knots per block of the two-level smoother: about sqrt(n) in float64, balancing the two
-    levels; 8 sqrt(n) in float32, where the rounding that the block ends bring grows with
-    the number of blocks (white-noise decode at n = 10^5, seeds 0-4: 1.8e-4 ... 6.0e-4
-    relative with sqrt(n), 8.0e-5 ... 1.4e-4 with 8 sqrt(n), the sequential smoother's
-    9.8e-5 ... 1.2e-4) while one fit takes about as long (42 and 44 ms of CPU time on 2
-    busy cores; ``benchmarks/RESULTS.md``)."""
+    levels; 4 sqrt(n) in float32, where the rounding that the block ends bring grows with
+    the number of blocks. White-noise decode at n = 10^5 (K = 50, m = 10, lam = 1e-6, 20%
+    stragglers), seeds 0-4, relative error against float64 / best time of one decode on an
+    idle 2-core CPU: 4 sqrt(n) 1.2e-4 ... 2.4e-4 / 47-48 ms; 8 sqrt(n) 8.5e-5 ... 1.4e-4 /
+    60-64 ms; sqrt(n) 1.8e-4 ... 6.0e-4 / 41 ms; the sequential smoother 9.8e-5 ... 1.2e-4 /
+    171 ms."""
     factor = FLOAT32_BLOCK_FACTOR if jnp.finfo(dtype).bits <= 32 else 1
     return max(2, min(factor * int(math.ceil(math.sqrt(n))), n - 1))
 
