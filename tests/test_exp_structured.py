@@ -31,7 +31,7 @@ def test_structured_smoke(tmp_path, caplog):
         rows = structured.main(["--smoke", "--untrained", "--out", str(tmp_path)])
     # one setting: LeTCC's calibration and evaluation share one program (both orders and
     # every lam_dec in it), BACC has one more, and the three image families reuse both
-    compiled = sum("compilation of jit(monte_carlo)" in r.getMessage() for r in caplog.records)
+    compiled = sum("compilation of jit(monte_carlo_compiled)" in r.getMessage() for r in caplog.records)
     assert compiled == 2
     out = tmp_path / "structured"
     assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "table.md",

@@ -253,7 +253,7 @@ def test_error_vs_n_smoke(tmp_path, caplog):
         rows, fitted = error_vs_n.main(["--smoke", "--functions", "synthetic",
                                         "--out", str(tmp_path)])
     # per (N, S): LeTCC's calibration and evaluation share one program, BACC has another
-    compiled = sum("compilation of jit(monte_carlo)" in r.getMessage() for r in caplog.records)
+    compiled = sum("compilation of jit(monte_carlo_compiled)" in r.getMessage() for r in caplog.records)
     assert 0 < compiled <= 2 * len({(r["N"], r["S"]) for r in rows})
     out = tmp_path / "error_vs_n"
     config = json.loads((out / "results.json").read_text())["config"]

@@ -233,8 +233,10 @@ def gcv(
     if not np.all(np.isfinite(scaled)):
         raise ValueError("gcv: the scores are not finite for some lambdas of lam_grid (the "
                          "smoother failed on these outputs); check Y and lam_grid.")
+    _, exponent = np.frexp(float(scale))  # scale = 2^(exponent - 1)
     with np.errstate(over="ignore", under="ignore"):
-        scores = (scaled.astype(np.float64) / float(scale) ** 2).astype(scaled.dtype)
+        scores = np.ldexp(scaled.astype(np.float64), -2 * (int(exponent) - 1)).astype(
+            scaled.dtype)
     return float(grid[int(np.argmin(scaled))]), scores
 
 
