@@ -156,7 +156,11 @@ def select_lambda(
 
 @functools.partial(jax.jit, static_argnames="method")
 def _gcv_scores(beta, Y, alive, grid, method):
-    return jax.vmap(lambda lam: _spline.gcv_score(beta, Y, alive, lam, method))(grid)
+    """The scores of Y scaled by a power of two to unit size, and that scale (one program)."""
+    Y = jnp.where(alive[:, None], Y, jnp.zeros((), Y.dtype))
+    scale = _spline.power_of_two_scale(jnp.max(jnp.abs(Y)), 0)
+    scores = jax.vmap(lambda lam: _spline.gcv_score(beta, Y * scale, alive, lam, method))(grid)
+    return scores, scale
 
 
 def gcv(
@@ -226,10 +230,9 @@ def gcv(
     # A score scales with the square of Y and its minimiser does not: choose on Y scaled
     # by a power of two to unit size (exact), so that tiny or huge outputs neither
     # underflow nor overflow, and report the scores in Y's own units.
-    Y = jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype))
-    scale = _spline.power_of_two_scale(jnp.max(jnp.abs(Y)), 0)
-    scaled = np.asarray(_gcv_scores(scheme.beta, Y * scale, jnp.asarray(used),
-                                    jnp.asarray(grid, Y.dtype), scheme.solver))
+    scaled, scale = _gcv_scores(scheme.beta, Y, jnp.asarray(used), jnp.asarray(grid, Y.dtype),
+                                scheme.solver)
+    scaled = np.asarray(scaled)
     if not np.all(np.isfinite(scaled)):
         raise ValueError("gcv: the scores are not finite for some lambdas of lam_grid (the "
                          "smoother failed on these outputs); check Y and lam_grid.")

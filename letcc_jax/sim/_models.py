@@ -9,8 +9,9 @@ compiled function, not a new compilation, and a parameter given as an array with
 axes is a sweep: ``monte_carlo(..., faults=[GaussianNoise(jnp.logspace(-3, -1, 10))])``
 evaluates all ten noise levels in one compiled call.
 
-Values written as Python or NumPy numbers are checked on construction, every value by
-``validate()``, which each entry point calls (see ``letcc_jax._validation.Checked``).
+Every concrete value is checked on construction; a model that JAX rebuilt (from
+gradients or placeholders) is checked by ``validate()``, which each entry point calls (see
+``letcc_jax._validation.Checked``).
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ class FaultModel(Checked):
 
 def _require_unswept(model, method: str) -> None:
     """A model's own ``sample``/``apply`` takes one model; sweeps belong to the evaluators.
-    Shapes only (the kernel's ``batch_shape``), so the check holds under ``jit`` and
+    Shapes only (the engine's ``batch_shape``), so the check holds under ``jit`` and
     ``vmap`` too."""
     grid = _rounds.batch_shape(model)
     if grid:
@@ -333,8 +334,7 @@ class BernoulliStragglers(StragglerModel):
         ``monte_carlo``).
 
     Raises:
-      ValueError: ``p`` outside [0, 1) or not finite (checked on construction for Python
-        and NumPy numbers, by ``validate`` at every entry point for JAX arrays).
+      ValueError: ``p`` outside [0, 1) or not finite (checked on construction).
       TypeError: ``p`` is not a real number or array (checked likewise).
 
     Example:
@@ -456,8 +456,7 @@ class GaussianNoise(FaultModel):
         (e.g. ``GaussianNoise(jnp.logspace(-3, -1, 10))`` in ``monte_carlo``).
 
     Raises:
-      ValueError: ``sigma`` negative or not finite (checked on construction for Python and
-        NumPy numbers, by ``validate`` at every entry point for JAX arrays).
+      ValueError: ``sigma`` negative or not finite (checked on construction).
       TypeError: ``sigma`` is not a real number or array (checked likewise).
 
     Example:
