@@ -50,7 +50,7 @@ from ._points import PointsSpec, resolve_points
 
 __all__ = ["Scheme", "LeTCC", "ResidualLeTCC", "BarycentricScheme", "BACC", "LCC", "Uncoded",
            "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme", "SCHEMES",
-           "usable", "decode_masks", "BLOCK_ELEMENTS"]
+           "usable", "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
 
 
 def _leaf(ndim: int = 0, **kw):
@@ -709,9 +709,13 @@ def _encoder_matrix(scheme, dtype):
     return scheme.encode_report(jnp.eye(scheme.K, dtype=dtype))[0]
 
 
-@functools.partial(jax.jit, static_argnames="dtype")
-def _decoder_matrix(scheme, alive, dtype):
+def decoder_matrix(scheme: Scheme, alive: Bool[Array, " N"], dtype) -> Float[Array, "K N"]:
+    """The (K, N) decoder matrix under ``alive`` (traced, no validation): the decoder's
+    linear map applied to the unit outputs, through ``decode_masks``."""
     return decode_masks(scheme, jnp.eye(scheme.N, dtype=dtype), alive[None], linear=True)[0][0]
+
+
+_decoder_matrix = jax.jit(decoder_matrix, static_argnames="dtype")
 
 
 @pytree_dataclass

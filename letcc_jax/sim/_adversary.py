@@ -45,7 +45,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .. import _validation as check
 from . import _rounds
-from ..core._schemes import Scheme, decode_masks
+from ..core._schemes import Scheme, decoder_matrix
 from ._evaluate import check_round, check_truth
 from ._models import NoStragglers
 
@@ -191,9 +191,7 @@ def attack_kernel(D: Float[Array, "K N"], Y: Float[Array, "N m"], truth: Float[A
 def _decoder_matrices(scheme, alive, like):
     """The (*grid, K, N) decoder matrices: the decoder applied to the alive unit outputs,
     in the dtype of ``like``."""
-    unit = jnp.eye(scheme.N, dtype=like.dtype)
-    return _rounds.over_grid(
-        lambda s: decode_masks(s, unit, alive[None], linear=True)[0][0], scheme)
+    return _rounds.over_grid(lambda s: decoder_matrix(s, alive, like.dtype), scheme)
 
 
 @functools.partial(jax.jit, static_argnames=("count", "restarts", "max_steps"))

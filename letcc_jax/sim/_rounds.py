@@ -11,7 +11,8 @@ lambda is new data, never a new compilation.
 
 What one round means (the order of the inputs, erasures, decoding, the fallback) is the
 scheme's: ``Scheme.encode_report`` and ``Scheme.decode_report`` in ``letcc_jax.core``.
-Straggler and fault models implement ``sample`` and ``apply``; this module calls those.
+Straggler and fault models implement ``draw_mask`` and ``corrupt`` (the traced rules behind
+their checked ``sample`` and ``apply``); this module calls those.
 """
 
 from __future__ import annotations
