@@ -24,10 +24,12 @@ expected longest run (``expected_longest_run``); the fixed-S regime keeps S. The
 carry unknown constants (f's smoothness, K, the points), so each line is fitted to LeTCC's
 curve at one N, the middle one: only its shape is the theory's.
 
-Per (f, N, S) LeTCC is one ``letcc_jax.monte_carlo`` sweep over every lam_dec and sigma,
-run on the calibration batches to choose lam_dec and then, with other keys, on the
-evaluation batches; BACC is one more call with LeTCC's evaluation keys. Every lam_dec, sigma
-and scheme therefore sees the same straggler patterns and standard-normal noise draws.
+Per (f, N) LeTCC is one ``letcc_jax.monte_carlo`` sweep over both straggler counts (S is a
+leaf of ``ExactStragglers``), every lam_dec and every sigma, run on the calibration batches
+to choose lam_dec and then, with other keys, on the evaluation batches; BACC is one more
+call with LeTCC's evaluation keys. Every lam_dec, sigma and scheme therefore sees the same
+straggler patterns (nested between the two counts) and standard-normal noise draws: two
+compiled programs per N.
 
     python -m experiments.error_vs_n            # cpu config
     python -m experiments.error_vs_n --smoke    # seconds
@@ -79,26 +81,29 @@ def inputs(name, config: ErrorVsNConfig):
                           untrained=config.untrained, train=config.train)
 
 
-def run_regime(f, X_cal, X_eval, N, S, sigmas, fallback, config: ErrorVsNConfig, key):
-    """Both schemes at one (N, S) and every sigma (n,), each with the (m,) ``fallback`` for
-    lost inputs: (best, letcc, bacc) with ``best`` (n,) the index of LeTCC's lam_dec on the
-    grid and per-trial MSE (n, batches, trials)."""
+def run_regimes(f, X_cal, X_eval, N, S, sigmas, fallback, config: ErrorVsNConfig, key):
+    """Both schemes at N, every straggler count of ``S`` (R,) and every sigma (n,), each
+    with the (m,) ``fallback`` for lost inputs: (best, letcc, bacc) with ``best`` (R, n) the
+    index of LeTCC's lam_dec on the grid and per-trial MSE (R, n, batches, trials). The
+    counts are a sweep of ``ExactStragglers``: one compiled program per scheme and N."""
     k_cal, k_eval = jax.random.split(key)
-    stragglers = lc.ExactStragglers(S)
+    S = jnp.asarray(S)
     swept = lc.letcc(config.K, N, fallback=fallback).replace(
         lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
 
-    def letcc(X, key):  # (n, G, batches, trials); the same shapes, so one compiled program
-        return np.asarray(lc.monte_carlo(f, swept, X, key, trials=config.trials,
-                                         stragglers=stragglers,
-                                         faults=[lc.GaussianNoise(sigmas[:, None])]).mse,
-                          np.float64)
+    def letcc(X, key):  # (R, n, G, batches, trials); the same shapes, so one program
+        return np.asarray(lc.monte_carlo(
+            f, swept, X, key, trials=config.trials,
+            stragglers=lc.ExactStragglers(S[:, None, None]),
+            faults=[lc.GaussianNoise(sigmas[:, None])]).mse, np.float64)
 
-    best = np.nanargmin(letcc(X_cal, k_cal).mean(axis=(-2, -1)), axis=1)
-    chosen = letcc(X_eval, k_eval)[np.arange(len(best)), best]
+    best = np.nanargmin(letcc(X_cal, k_cal).mean(axis=(-2, -1)), axis=-1)
+    R, n = best.shape
+    chosen = letcc(X_eval, k_eval)[np.arange(R)[:, None], np.arange(n)[None, :], best]
     # LeTCC's evaluation key: both schemes see the same straggler patterns and noise draws
     bacc = lc.monte_carlo(f, lc.bacc(config.K, N, fallback=fallback), X_eval, k_eval,
-                          trials=config.trials, stragglers=stragglers,
+                          trials=config.trials,
+                          stragglers=lc.ExactStragglers(S[:, None]),
                           faults=[lc.GaussianNoise(sigmas)])
     return best, chosen, np.asarray(bacc.mse, np.float64)
 
@@ -120,11 +125,14 @@ def run(config: ErrorVsNConfig, progress=True):
         jax.clear_caches()
         sigmas = jnp.asarray(config.rel_sigmas, jnp.float32) * rms
         start = time.perf_counter()
-        for regime in ("S_fraction", "S_fixed"):
-            S = int(round(config.S_fraction * N)) if regime == "S_fraction" else config.S_fixed
-            S = min(S, N - 4)  # keep at least 4 survivors at tiny N
-            best, letcc, bacc = run_regime(f, X_cal, X_eval, N, S, sigmas, fallback, config,
-                                           jax.random.fold_in(key, N))
+        regimes = {"S_fraction": int(round(config.S_fraction * N)), "S_fixed": config.S_fixed}
+        # keep at least 4 survivors at tiny N
+        regimes = {regime: min(S, N - 4) for regime, S in regimes.items()}
+        counts = sorted(set(regimes.values()))
+        best, letcc, bacc = run_regimes(f, X_cal, X_eval, N, counts, sigmas, fallback, config,
+                                        jax.random.fold_in(key, N))
+        for regime, S in regimes.items():
+            at = counts.index(S)
             longest = expected_longest_run(N, S)
             for i, rel in enumerate(config.rel_sigmas):
                 common = {"function": fn, "N": N, "K": config.K, "S": S, "regime": regime,
@@ -132,11 +140,12 @@ def run(config: ErrorVsNConfig, progress=True):
                           "rel_sigma": rel, "sigma": float(sigmas[i]), "trials": config.trials,
                           "batches": config.batches}
                 rows.append({**common, "scheme": "letcc",
-                             "lam_dec": config.lam_dec_grid[best[i]],
-                             "mse_mean": float(letcc[i].mean()),
-                             "mse_std": float(letcc[i].std())})
+                             "lam_dec": config.lam_dec_grid[best[at, i]],
+                             "mse_mean": float(letcc[at, i].mean()),
+                             "mse_std": float(letcc[at, i].std())})
                 rows.append({**common, "scheme": "bacc", "lam_dec": None,
-                             "mse_mean": float(bacc[i].mean()), "mse_std": float(bacc[i].std())})
+                             "mse_mean": float(bacc[at, i].mean()),
+                             "mse_std": float(bacc[at, i].std())})
         for r in rows[-4 * len(config.rel_sigmas):]:
             r["seconds_for_N"] = round(time.perf_counter() - start, 2)
     return rows

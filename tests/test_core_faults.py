@@ -47,7 +47,7 @@ def test_exact_stragglers_kill_exactly_S_uniformly(S):
                                       np.asarray(model.sample(jax.random.key(3), N)))
 
 
-@pytest.mark.parametrize("S", [2, 3])  # 3 of 5: the sampler picks the 2 survivors instead
+@pytest.mark.parametrize("S", [2, 3])
 def test_exact_stragglers_pairs_are_uniform(S):
     """Every pair of workers straggles (S=2) or survives (S=3) together equally often."""
     masks = draws(lc.ExactStragglers(S), N=5, trials=TRIALS, seed=1)
@@ -57,6 +57,49 @@ def test_exact_stragglers_pairs_are_uniform(S):
     assert len(counts) == 10  # all C(5, 2) pairs occur
     expected = TRIALS / 10
     assert np.sum((counts - expected) ** 2 / expected) < 40.0
+
+
+def test_exact_stragglers_S_is_data_and_sweeps_in_one_call():
+    """S is a leaf: new counts reuse one trace, and a swept S is every count at once, on the
+    same draws (common random numbers: the stragglers of a smaller S are among those of a
+    larger one), each point equal to its own call."""
+    traces = []
+
+    @jax.jit
+    def draw(model, key):
+        traces.append(1)
+        return model.draw_mask(key, N)
+
+    keys = jax.random.split(jax.random.key(5), 200)
+    masks = {S: np.stack([np.asarray(draw(lc.ExactStragglers(S), k)) for k in keys])
+             for S in (0, 1, 4, 9)}
+    assert len(traces) == 1
+    for S, m in masks.items():
+        np.testing.assert_array_equal((~m).sum(1), S)
+    assert np.all(masks[1] | ~masks[4]) and np.all(masks[4] | ~masks[9])  # nested
+
+    f = lambda x: jnp.tanh(x[:2])  # noqa: E731
+    X = jax.random.normal(jax.random.key(0), (4, 3))
+    scheme, key = lc.letcc(4, N, lam_dec=1e-4), jax.random.key(1)
+    swept = lc.monte_carlo(f, scheme, X, key, trials=20,
+                           stragglers=lc.ExactStragglers(jnp.array([1, 4, 7]))).mse
+    assert swept.shape == (3, 20)
+    for i, S in enumerate((1, 4, 7)):
+        one = lc.monte_carlo(f, scheme, X, key, trials=20, stragglers=lc.ExactStragglers(S))
+        np.testing.assert_allclose(swept[i], one.mse, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("bad", [2.5, -1, True, np.array([1.0, 2.0]), np.array([1, -2]), "3"])
+def test_exact_stragglers_reject_counts_that_are_not_ints(bad):
+    with pytest.raises(ValueError, match="S must be an int >= 0"):
+        lc.ExactStragglers(bad)
+
+
+def test_exact_stragglers_swept_S_is_checked_against_N():
+    model = lc.ExactStragglers(np.array([2, N]))
+    assert model.min_alive(N + 1) == 1
+    with pytest.raises(ValueError, match=f"use S < {N}"):
+        model.check_workers(N)
 
 
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5])
@@ -156,7 +199,7 @@ def test_failed_workers_are_erasures(jit_decode):
 
 MODELS = {
     "none": (lc.NoStragglers(), []),
-    "exact": (lc.ExactStragglers(2), []),
+    "exact": (lc.ExactStragglers(2), [2]),
     "bernoulli": (lc.BernoulliStragglers(0.1), [0.1]),
     "latency": (lc.LatencyStragglers(3, shift=0.5, rate=2.0, slow=1, slowdown=4.0), [0.5, 2.0, 4.0]),
     "noise": (lc.GaussianNoise(0.1), [0.1]),
@@ -177,9 +220,13 @@ def test_models_are_pytrees_with_numeric_leaves_and_static_sizes(name):
     with pytest.raises(Exception):
         model.S = 3  # immutable
     # Sizes are static: they are part of the structure, so a different size is a
-    # different structure (a new compilation), a different value is not.
+    # different structure (a new compilation), a different value is not. S is a count
+    # that is a leaf: a new S is new data.
+    if name == "latency":
+        assert jax.tree.structure(lc.LatencyStragglers(4, shift=0.5, rate=2.0, slow=1,
+                                                       slowdown=4.0)) != treedef
     if name == "exact":
-        assert jax.tree.structure(lc.ExactStragglers(3)) != treedef
+        assert jax.tree.structure(lc.ExactStragglers(3)) == treedef
     if values:
         other = jax.tree.unflatten(treedef, [2 * v for v in values])
         assert jax.tree.structure(other) == treedef

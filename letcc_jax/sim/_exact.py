@@ -218,9 +218,40 @@ def _answering_replicas(stragglers, N: int, counts: np.ndarray, dtype) -> Array:
         rest = jnp.where((p > 0) | (late <= 1), jnp.exp(log_rest), 0)
         return rest * jnp.where(late >= 1, p, 1)
     S = stragglers.S if isinstance(stragglers, ExactStragglers) else 0
-    # Hypergeometric: the S stragglers are a uniform S-subset of the N workers.
-    log_pmf = _log_comb(r, late) + _log_comb(N - r, S - late) - _log_comb(N, S)
-    return jnp.asarray(np.exp(log_pmf), dtype)
+    return jnp.exp(_log_hypergeometric(N, S, counts, dtype)).astype(dtype)
+
+
+def _log_hypergeometric(N: int, S, counts: np.ndarray, dtype) -> Array:
+    """log P(j of r replicas answer) when the S stragglers are a uniform S-subset of the N
+    workers: (len(counts), max r + 1), -inf where impossible. S may be traced (a sweep).
+
+    With l = r - j replicas late, C(r, l) C(N - r, S - l) / C(N, S) is
+    C(r, l) prod_{i<l} (S - i)/(N - i) prod_{q<j} (N - S - q)/(N - l - q): sums of logs of
+    ratios in [0, 1], each of size ~ S/N at most, so float32 keeps ~ r eps relative (the
+    log-Gamma form loses eps * log C(N, S), ~ 1e-4 at N = 1,000).
+    """
+    work = jnp.dtype(dtype) if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+    S = jnp.asarray(S).astype(work)
+    R = int(counts[-1])
+    i = jnp.arange(R, dtype=work)
+
+    def log_positive(x):
+        return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
+
+    # A[l] = sum_{i<l} log((S - i)/(N - i)), l = 0..R
+    early = jnp.concatenate([jnp.zeros((1,), work), jnp.cumsum(log_positive((S - i) / (N - i)))])
+    # B[l, j] = sum_{q<j} log((N - S - q)/(N - l - q)) = sum log1p(-x), x = (S - l)/(N - l - q)
+    l, q = jnp.arange(R + 1, dtype=work)[:, None], i[None, :]
+    x = (S - l) / jnp.maximum(N - l - q, 1)  # l + q < r <= N where used
+    terms = jnp.where(x < 1, jnp.log1p(-jnp.where(x < 1, x, 0)), -jnp.inf)
+    on_time = jnp.concatenate([jnp.zeros((R + 1, 1), work), jnp.cumsum(terms, axis=1)], axis=1)
+    r = counts[:, None]
+    j = np.arange(R + 1)[None, :]
+    late = r - j
+    possible = late >= 0
+    late_i, j_i = np.where(possible, late, 0), np.broadcast_to(j, late.shape)
+    log_pmf = (jnp.asarray(_log_comb(r, late), work) + early[late_i] + on_time[late_i, j_i])
+    return jnp.where(jnp.asarray(possible), log_pmf, -jnp.inf)
 
 
 def _closed_form(scheme, stragglers, faults, truth) -> ReplicationLoss:

@@ -20,10 +20,12 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+import numpy as np
+from jax import lax
+from jaxtyping import Array, Bool, Float, Int
 
 from .._pytree import pytree_dataclass
-from .._validation import Checked, check_count, check_key, check_parameter
+from .._validation import Checked, check_count, check_key, check_parameter, concrete_values
 from . import _rounds
 
 __all__ = [
@@ -49,26 +51,28 @@ def _set_count(model, field: str, minimum: int = 0):
     object.__setattr__(model, field, check_count(getattr(model, field), name, minimum))
 
 
-def random_subset(key, N: int, count: int) -> Bool[Array, " N"]:
+def random_subset(key, N: int, count) -> Bool[Array, " N"]:
     """A uniformly random subset of ``count`` of the N workers, as a mask.
 
-    The first min(count, N - count) steps of a Fisher-Yates shuffle pick the smaller side:
-    O(N + min(count, N - count)) work, with no sort (sorting N random keys per pattern,
-    as ``jax.random.permutation`` does, cost a third of a Monte Carlo decode).
+    Selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S): worker n is taken with
+    probability (still needed) / (still left), which takes exactly ``count`` workers (when
+    as many are needed as are left, every one is taken) with every subset equally likely.
+    One scan of N steps carrying a single count, so ``count`` may be traced (a sweep over
+    S is one program) and a vmap over keys costs a few vector operations per step, 7x
+    less than a partial Fisher-Yates shuffle and 14x less than sorting N random keys
+    (``jax.random.permutation``) at N = 1,000. A ``count`` outside [0, N] takes nobody
+    (below 0) or everybody (above N).
     """
-    picks = min(count, N - count)
-    if picks == 0:
-        return jnp.full((N,), count == N)
-    steps = jnp.arange(picks)
-    targets = jax.random.randint(key, (picks,), steps, N)
+    u = jax.random.uniform(key, (N,))
+    left = jnp.arange(N, 0, -1).astype(u.dtype)
 
-    def swap(perm, i_j):
-        i, j = i_j
-        return perm.at[i].set(perm[j]).at[j].set(perm[i]), None
+    def step(needed, drawn):
+        u_n, left_n = drawn
+        take = u_n * left_n < needed
+        return needed - take.astype(needed.dtype), take
 
-    perm, _ = jax.lax.scan(swap, jnp.arange(N), (steps, targets))
-    chosen = jnp.zeros((N,), bool).at[perm[:picks]].set(True)
-    return chosen if picks == count else ~chosen
+    _, chosen = lax.scan(step, jnp.asarray(count).astype(u.dtype), (u, left))
+    return chosen
 
 
 class StragglerModel(Checked):
@@ -286,16 +290,19 @@ class NoStragglers(StragglerModel):
 
 
 @pytree_dataclass
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ExactStragglers(StragglerModel):
     """Exactly ``S`` workers, uniformly at random, fail to answer (the paper's model).
 
     Args:
-      S: the number of stragglers, an int >= 0 (static: a new S is a new compilation);
-        the evaluators check S < N.
+      S: the number of stragglers, an int >= 0 (the evaluators check S < N). A leaf: a new
+        S is new data for a compiled program, not a new compilation, and an integer array
+        of counts is a sweep (``ExactStragglers(jnp.array([4, 8, 16]))`` evaluates the
+        three in one ``monte_carlo`` call, on the same random draws: the stragglers of a
+        smaller S are among those of a larger one).
 
     Raises:
-      ValueError: S is not an int >= 0.
+      ValueError: S is not an int >= 0 (or an integer array of them).
 
     Example:
       >>> import jax
@@ -305,23 +312,46 @@ class ExactStragglers(StragglerModel):
       ((10,), 'bool', 7)
     """
 
-    S: int = _static()
+    S: Int[Array, "*batch"]
 
     def check_values(self) -> None:
-        _set_count(self, "S")
+        counts = _check_counts(self.S, "ExactStragglers: S")
+        if counts is not None and counts.ndim == 0:
+            object.__setattr__(self, "S", int(counts))  # one S: a plain int, as it came
 
     def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
         return ~random_subset(key, N, self.S)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
-        return N - self.S
+        counts = _counts(self.S)
+        return 0 if counts is None or not counts.size else N - int(counts.max())
 
     def check_workers(self, N: int) -> None:
         _check_N(self, N)
-        if self.S >= N:
+        counts = _counts(self.S)
+        if counts is not None and counts.size and counts.max() >= N:
             raise ValueError(f"ExactStragglers: S={self.S} stragglers leave no worker of N={N}; "
                              f"use S < {N}.")
+
+
+def _counts(value) -> np.ndarray | None:
+    """The concrete values of an integer leaf (None for a tracer)."""
+    values = concrete_values(value)
+    return None if values is None else values.astype(np.int64)
+
+
+def _check_counts(value, name: str) -> np.ndarray | None:
+    """A count that is a leaf (``ExactStragglers.S``): an int >= 0 or an integer array of
+    them (a sweep); returns the values (None for a tracer, which cannot be inspected)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    values = concrete_values(value)
+    if (values is None or values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer)
+            or (values.size and values.min() < 0)):
+        raise ValueError(f"{name} must be an int >= 0 (or an integer array of them, a sweep), "
+                         f"got {value!r}.")
+    return values
 
 
 @pytree_dataclass
