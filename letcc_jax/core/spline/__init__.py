@@ -98,10 +98,12 @@ from ._blocked import sris_blocked
 from ._hermite import SplineFit, evaluate, finer
 from ._lsq import spacings
 from ._parallel import sris_parallel
+from ._posterior import scale as _reml_scale
+from ._posterior import state_covariances, variance_at
 from ._reinsch import reinsch_all
 from ._sris import sris
 
-__all__ = ["SplineFit", "fit", "evaluate", "finer", "smooth", "gcv_score",
+__all__ = ["SplineFit", "fit", "evaluate", "finer", "smooth", "posterior", "gcv_score",
            "power_of_two_scale", "METHODS", "BLOCKED_MIN_N"]
 
 METHODS = ("auto", "sris", "blocked", "parallel", "reinsch")
@@ -212,6 +214,45 @@ def smooth(
     out = evaluate(fit(t * s, y * v, alive, lam, method), x * s,
                    search="scan_unrolled" if _loop_free(method) else "scan")
     return out / v
+
+
+def posterior(
+    t: Float[Array, " n"],
+    y: Float[Array, "n m"],
+    alive: Bool[Array, " n"],
+    lam: Float[Array, ""],
+    x: Float[Array, " E"],
+    method: str = "auto",
+) -> tuple[Float[Array, "E m"], Float[Array, " E"], Float[Array, " m"]]:
+    """``smooth`` with its Gaussian-process reading (module ``_posterior``): the fit at
+    ``x``, the posterior variance there per unit of the prior's scale tau^2 (at lam = 0 the
+    squared power function of the survivor set), and tau^2 per column estimated by
+    restricted maximum likelihood; all in the units of ``t`` and ``y``. The posterior
+    variance of f(x) in column c is ``variance * tau2[c]``; with lam > 0 the noise variance
+    of an observation is ``|F| lam tau2[c]``. Scaled as ``smooth`` is."""
+    dtype = y.dtype
+    fine = finer(t.dtype, x.dtype)
+    t, x = t.astype(fine), x.astype(fine)
+    s = power_of_two_scale(jnp.max(jnp.abs(t)), 10)
+    rows = alive[:, None] & jnp.isfinite(y)
+    v = power_of_two_scale(jnp.max(jnp.where(rows, jnp.abs(y), 0)), 20)
+    lam = jnp.asarray(lam, dtype)
+    big = finer(fine, dtype)
+    cap = LAM_MAX_EPS / float(jnp.finfo(dtype).eps)
+    scaled = jnp.minimum(lam.astype(big) * s.astype(big) ** 3, cap)
+    lam = jnp.where(lam > 0, scaled.astype(dtype), lam)
+    ts, xs = t * s, x * s
+    yv = jnp.where(alive[:, None], y, 0.0) * v
+    spline = fit(ts, yv, alive, lam, method)
+    mean = evaluate(spline, xs, search="scan_unrolled" if _loop_free(method) else "scan") / v
+    h = spacings(ts, dtype)
+    a = jnp.sum(alive.astype(jnp.int32)).astype(dtype) * lam
+    sigma, cross = state_covariances(h, alive, a)
+    variance = variance_at(ts, sigma, cross, xs)  # in scaled units: t' = s t, y' = v y
+    tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a)
+    # Back to the caller's units: variance ~ t^3 per tau^2, tau^2 ~ y^2 / t^3.
+    s3 = s.astype(dtype) ** 3
+    return mean, variance / s3, tau2 * s3 / v.astype(dtype) ** 2
 
 
 #: Mean-form lam beyond which (times eps) the fit on unit-scale knots is the straight line:

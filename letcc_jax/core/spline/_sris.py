@@ -22,7 +22,8 @@ def _sris_step(carry, rows):
     two rows that give x_i from x_{i+1} and a new upper triangle on x_{i+1}. Returns the new
     carry and the linear maps from (Z1, Z2, w_i y_i) -- the carried right-hand sides and
     the observation's -- to the next carried right-hand sides and to the back-substitution
-    x_i = V_i - B_i x_{i+1}.
+    x_i = V_i - B_i x_{i+1}, and the inverse of x_i's triangle [[T00, T01], [0, T11]] as
+    (1/T00, T01/T00, 1/T11) (the covariances of ``_posterior``; unused by the fit).
     """
     P, Qc, Rr = carry
     w, W, c, e = rows
@@ -55,7 +56,7 @@ def _sris_step(carry, rows):
     v1 = tuple(i11 * c5 * v for v in r1z)
     v0 = (i00 * u0[0] - A01 * v1[0], -A01 * v1[1], i00 * u0[2] - A01 * v1[2])
     B = (i00 * T02 - A01 * A12, i00 * T03 - A01 * A13, A12, A13)
-    return (Pn, Qn, Rn), (z1n, z2n, v0, v1, B)
+    return (Pn, Qn, Rn), (z1n, z2n, v0, v1, B, (i00, A01, i11))
 
 
 def _lin(coef, Z1, Z2, y):
@@ -68,7 +69,7 @@ def _forward(carry, inputs):
     """One knot of the forward sweep: the triangle's step, applied to the m columns."""
     state, Z1, Z2 = carry
     w, W, c, e, y = inputs
-    state, (z1c, z2c, v0c, v1c, B) = _sris_step(state, (w, W, c, e))
+    state, (z1c, z2c, v0c, v1c, B, _) = _sris_step(state, (w, W, c, e))
     out = (B, _lin(v0c, Z1, Z2, y), _lin(v1c, Z1, Z2, y))
     return (state, _lin(z1c, Z1, Z2, y), _lin(z2c, Z1, Z2, y)), out
 
