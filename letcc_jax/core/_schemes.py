@@ -739,6 +739,14 @@ class Posterior:
       power (jax.Array): (K,) the standard deviation per unit scale: at lam_dec = 0 the
         power function P_F(alpha_k) of the survivor set F, so that
         |g(alpha_k) - estimate| <= power[k] * ||g||_H for every g of the native space.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.letcc(3, 9)
+      >>> post = scheme.posterior(jnp.cos(scheme.beta)[:, None], jnp.arange(9) % 4 != 1)
+      >>> isinstance(post, lc.Posterior), post.estimate.shape, post.power.shape
+      (True, (3, 1), (3,))
     """
 
     estimate: Float[Array, "K m"]

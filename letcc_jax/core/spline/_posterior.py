@@ -32,13 +32,13 @@ from jaxtyping import Array, Bool, Float
 
 from ._hermite import take
 from ._lsq import givens, interval_rows, safe_inv
-from ._sris import _sris_step
+from ._sris import sris_step
 
 __all__ = ["state_covariances", "variance_at", "scale"]
 
 
 def _pinned_step(carry, rows):
-    """``_sris._sris_step`` for a knot whose value is known (an interpolated survivor): the
+    """``_sris.sris_step`` for a knot whose value is known (an interpolated survivor): the
     carried triangle and the interval rows inform its slope s_i and x_{i+1} only. Returns the
     next carry, B_i (x_i from x_{i+1}; the value's row is 0) and the triangle's inverse as
     (0, 0, 1/T11)."""
@@ -59,7 +59,7 @@ def _pinned_step(carry, rows):
 
 def _forward(carry, inputs):
     w, W, c, e, pin = inputs
-    free, (*_, B, inverse) = _sris_step(carry, (w, W, c, e))
+    free, (*_, B, inverse) = sris_step(carry, (w, W, c, e))
     fixed, (B_pin, inverse_pin) = _pinned_step(carry, (W, c, e))
 
     def pick(u, v):

@@ -10,10 +10,10 @@ from jaxtyping import Array, Float
 
 from ._lsq import givens, interval_rows, safe_inv
 
-__all__ = ["sris"]
+__all__ = ["sris", "sris_step"]
 
 
-def _sris_step(carry, rows):
+def sris_step(carry, rows):
     """Absorb knot i's rows into the square-root information of its state x_i = (g_i, s_i).
 
     The carry is the upper triangle [[P, Qc], [0, Rr]] of the information on x_i from the
@@ -69,7 +69,7 @@ def _forward(carry, inputs):
     """One knot of the forward sweep: the triangle's step, applied to the m columns."""
     state, Z1, Z2 = carry
     w, W, c, e, y = inputs
-    state, (z1c, z2c, v0c, v1c, B, _) = _sris_step(state, (w, W, c, e))
+    state, (z1c, z2c, v0c, v1c, B, _) = sris_step(state, (w, W, c, e))
     out = (B, _lin(v0c, Z1, Z2, y), _lin(v1c, Z1, Z2, y))
     return (state, _lin(z1c, Z1, Z2, y), _lin(z2c, Z1, Z2, y)), out
 
