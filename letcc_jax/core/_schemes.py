@@ -48,9 +48,9 @@ from . import _barycentric as bary
 from . import spline as _spline
 from ._points import PointsSpec, resolve_points
 
-__all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BarycentricScheme", "BACC", "LCC", "Uncoded",
-           "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme", "SCHEMES",
-           "usable", "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
+__all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BarycentricScheme", "BACC", "LCC",
+           "Uncoded", "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme",
+           "SCHEMES", "usable", "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
 
 
 def _leaf(ndim: int = 0, **kw):
@@ -738,7 +738,7 @@ class Posterior:
         than three distinct survivors (nothing left to estimate it from).
       power (jax.Array): (K,) the standard deviation per unit scale: at lam_dec = 0 the
         power function P_F(alpha_k) of the survivor set F, so that
-        |g(alpha_k) - estimate| <= power[k] * ||g||_H for every g of the native space.
+        ``|g(alpha_k) - estimate[k]| <= power[k] * ||g||_H`` for every g of the native space.
 
     Example:
       >>> import jax.numpy as jnp
@@ -822,14 +822,15 @@ class LeTCC(Scheme):
         The decoder's smoothing spline is the posterior mean of a Gaussian process: f(t) =
         b0 + b1 t + tau W2(t), W2 the integrated Wiener process, (b0, b1) without prior
         (diffuse), observed at the survivors' points beta_n with noise of variance
-        sigma^2 = |F| lam_dec tau^2 (Kimeldorf & Wahba 1970; Wahba 1983). ``std`` is that
+        ``sigma^2 = |F| lam_dec tau^2`` (Kimeldorf & Wahba 1970; Wahba 1983). ``std`` is that
         posterior's standard deviation of f at each input's point alpha_k, the variance of
         the latent output: at lam_dec = 0 the survivors are exact and ``power`` is the
-        kernel's power function for the survivor set (the error bound of optimal recovery,
-        times ||f||); with lam_dec > 0 the noise it assumes widens it. The scale tau per
-        column is estimated from the survivors by restricted maximum likelihood, which at
-        lam_dec = 0 is the decoded curve's bending energy per degree of freedom,
-        int g''^2 / (|F| - 2): like GCV it reads the scale from the data, but it needs no
+        kernel's power function for the survivor set (the error bound of optimal
+        recovery, times the native-space norm of f); with lam_dec > 0 the noise it assumes
+        widens it. The scale tau per column is estimated from the survivors by restricted
+        maximum likelihood, which at lam_dec = 0 is the decoded curve's bending energy per
+        degree of freedom,
+        ``int g''^2 / (|F| - 2)``: like GCV it reads the scale from the data, but it needs no
         second fit and stays defined when the spline interpolates, where the GCV residual
         is 0. Computed in O(N) by the square-root information smoother's covariances
         (``letcc_jax.core.spline._posterior``) in the points' precision (float64 nodes
