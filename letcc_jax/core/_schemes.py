@@ -279,14 +279,19 @@ class Scheme(check.Checked):
             ``fallback`` whose size is not m.
           TypeError: Y is complex, or ``alive`` is not boolean.
         """
-        self._require_unswept("decode")
-        Y = check.float_array(Y, "Y")
-        check.check_matrix(Y, self.N, "Y", "N")
-        self.check_fallback(Y.shape[1])
-        alive = np.ones((self.N,), bool) if alive is None else check.check_mask(alive, self.N)
+        Y, alive = self._round_args(Y, alive, "decode")
         estimate, used, recovered = _decode(self, Y, alive)
         self.check_recovered(used, recovered)
         return estimate
+
+    def _round_args(self, Y, alive, method: str):
+        """The checked arguments of a one-round call (``decode``, ``posterior``): Y as a
+        float (N, m) array, the (N,) mask (all True for None)."""
+        self._require_unswept(method)
+        Y = check.float_array(Y, "Y")
+        check.check_matrix(Y, self.N, "Y", "N")
+        self.check_fallback(Y.shape[1])
+        return Y, np.ones((self.N,), bool) if alive is None else check.check_mask(alive, self.N)
 
     @staticmethod
     def effective_mask(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:
@@ -866,11 +871,7 @@ class LeTCC(Scheme):
           >>> bool(jnp.allclose(post.estimate, scheme.decode(Y, jnp.arange(12) != 5)))
           True
         """
-        self._require_unswept("posterior")
-        Y = check.float_array(Y, "Y")
-        check.check_matrix(Y, self.N, "Y", "N")
-        self.check_fallback(Y.shape[1])
-        alive = np.ones((self.N,), bool) if alive is None else check.check_mask(alive, self.N)
+        Y, alive = self._round_args(Y, alive, "posterior")
         if scale is not None:
             check.check_parameter(scale, f"{self.name}: posterior scale", "positive and finite",
                                   lambda v: v > 0)
@@ -887,7 +888,7 @@ class LeTCC(Scheme):
             Posterior, Bool[Array, " N"], Bool[Array, " K"]]:
         """``posterior``'s traced rule, without checks, with what it used: ``(posterior,
         used, recovered)`` as in ``decode_report``."""
-        used = usable(Y, alive)
+        estimate, used, recovered = self.decode_report(Y, alive)
         clean = jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype))
         # The variances and the scale in the points' precision when it is finer (float64
         # nodes, float32 outputs): the scale is read from the fit's bending energy, which
@@ -895,18 +896,12 @@ class LeTCC(Scheme):
         work = _spline.finer(self.beta.dtype, Y.dtype)
         alpha, beta = self._nodes(work)
         lam = jnp.asarray(self.lam_dec, work)
-        mean = self.apply_decoder(clean, used)
         _, variance, tau2 = _spline.posterior(beta, clean.astype(work), _distinct(beta, used),
                                               lam, alpha, method=self.solver)
         variance, tau2 = variance.astype(Y.dtype), tau2.astype(Y.dtype)
         tau = jnp.sqrt(tau2) if scale is None else jnp.broadcast_to(
             jnp.asarray(scale, Y.dtype), tau2.shape)
         power = self.to_input_order(jnp.sqrt(variance))
-        recovered = self.to_input_order(self.apply_recovery(used))
-        estimate = self.to_input_order(mean)
-        fallback = (jnp.zeros((), Y.dtype) if self.fallback is None
-                    else self.fallback.astype(Y.dtype))
-        estimate = jnp.where(recovered[:, None], estimate, fallback)
         std = jnp.where(recovered[:, None], power[:, None] * tau, jnp.inf)
         return Posterior(estimate, std, tau, power), used, recovered
 

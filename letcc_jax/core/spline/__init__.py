@@ -202,6 +202,16 @@ def smooth(
     underflows; lam is capped where the fit is the straight line to working precision.
     Knots within [2^-10, 2^10] and values within [2^-20, 2^20] in magnitude run unscaled.
     """
+    t, x, s, v, lam = _unit_scale(t, y, alive, lam, x)
+    out = evaluate(fit(t, y * v, alive, lam, method), x,
+                   search="scan_unrolled" if _loop_free(method) else "scan")
+    return out / v
+
+
+def _unit_scale(t, y, alive, lam, x):
+    """``smooth``'s scaling, shared with ``posterior``: the knots and points in their finer
+    precision, times s; the scales s and v (powers of two) of the knots and of the alive
+    values; lam in y's dtype for the scaled knots (lam s^3, capped)."""
     dtype = y.dtype
     fine = finer(t.dtype, x.dtype)  # the points' precision
     t, x = t.astype(fine), x.astype(fine)
@@ -212,10 +222,7 @@ def smooth(
     big = finer(fine, dtype)  # s^3 may leave the range of y's dtype
     cap = LAM_MAX_EPS / float(jnp.finfo(dtype).eps)
     scaled = jnp.minimum(lam.astype(big) * s.astype(big) ** 3, cap)
-    lam = jnp.where(lam > 0, scaled.astype(dtype), lam)
-    out = evaluate(fit(t * s, y * v, alive, lam, method), x * s,
-                   search="scan_unrolled" if _loop_free(method) else "scan")
-    return out / v
+    return t * s, x * s, s, v, jnp.where(lam > 0, scaled.astype(dtype), lam)
 
 
 def posterior(
@@ -233,17 +240,7 @@ def posterior(
     variance of f(x) in column c is ``variance * tau2[c]``; with lam > 0 the noise variance
     of an observation is ``|F| lam tau2[c]``. Scaled as ``smooth`` is."""
     dtype = y.dtype
-    fine = finer(t.dtype, x.dtype)
-    t, x = t.astype(fine), x.astype(fine)
-    s = power_of_two_scale(jnp.max(jnp.abs(t)), 10)
-    rows = alive[:, None] & jnp.isfinite(y)
-    v = power_of_two_scale(jnp.max(jnp.where(rows, jnp.abs(y), 0)), 20)
-    lam = jnp.asarray(lam, dtype)
-    big = finer(fine, dtype)
-    cap = LAM_MAX_EPS / float(jnp.finfo(dtype).eps)
-    scaled = jnp.minimum(lam.astype(big) * s.astype(big) ** 3, cap)
-    lam = jnp.where(lam > 0, scaled.astype(dtype), lam)
-    ts, xs = t * s, x * s
+    ts, xs, s, v, lam = _unit_scale(t, y, alive, lam, x)
     yv = jnp.where(alive[:, None], y, 0.0) * v
     spline = fit(ts, yv, alive, lam, method)
     mean = evaluate(spline, xs, search="scan_unrolled" if _loop_free(method) else "scan") / v
