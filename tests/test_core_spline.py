@@ -275,7 +275,7 @@ def test_both_solvers_match_the_reference_where_reinsch_is_well_conditioned(lam,
     alive = rng.permutation(N) >= 12
     x = np.linspace(-1.1, 1.1, 23)
     expected = ref.natural_smoothing_spline(t, y, alive, lam, x)
-    for method in spline.METHODS:  # at lam = 0 every method interpolates with Reinsch
+    for method in spline.METHODS:  # at lam = 0 "sris" pins the survivors, the rest use Reinsch
         tol = 1e-11 if dtype == np.float64 else 5e-3 if method == "reinsch" else 2e-5
         out = jax.jit(lc.smoothing_spline, static_argnames="method")(
             jnp.asarray(t, dtype), jnp.asarray(y, dtype), jnp.asarray(alive),
@@ -388,6 +388,51 @@ def test_auto_picks_the_two_level_smoother_only_for_large_fits(monkeypatch):
         jax.eval_shape(lambda y: spline.fit(t, y, jnp.ones(n, bool), jnp.asarray(1e-3, dtype)),
                        jax.ShapeDtypeStruct((n, 1), dtype))
         assert calls == [expected], (n, dtype, calls)
+
+
+def test_auto_interpolates_with_the_sweep_up_to_SWEEP_MAX_N(monkeypatch):
+    """With lam traced, "auto" on a CPU compiles one solver (the sweep, survivors pinned at
+    lam = 0) up to SWEEP_MAX_N knots and the sweep beside Reinsch above; "sris" never
+    compiles Reinsch's system (checked by which solvers trace)."""
+    calls = []
+    for name in ("sris", "reinsch_all"):
+        real = getattr(spline, name)
+        monkeypatch.setattr(spline, name,
+                            lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    small = spline.SWEEP_MAX_N
+    for n, method, expected in ((small, "auto", ["sris"]), (small + 1, "auto", ["sris", "reinsch_all"]),
+                                (small + 1, "sris", ["sris"])):
+        calls.clear()
+        t = jnp.linspace(-1.0, 1.0, n)
+        jax.eval_shape(lambda y, lam: spline.fit(t, y, jnp.ones(n, bool), lam, method),
+                       jax.ShapeDtypeStruct((n, 1), jnp.float32),
+                       jax.ShapeDtypeStruct((), jnp.float32))
+        assert calls == expected, (n, method, calls)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 17])
+def test_sweep_interpolates_every_small_pattern(n, dtype):
+    """The sweep with the survivors pinned (lam = 0, "sris") at the smallest sizes (every
+    pattern of two survivors or more up to n = 5, the usual ones at 17), against the float64 natural spline: values and
+    slopes at every knot (stragglers' knots lie on the curve, linear past the ends)."""
+    rng = np.random.default_rng(n)
+    t = np.sort(rng.uniform(-1, 1, n)) if n > 2 else np.array([-0.5, 0.7])
+    y = rng.standard_normal((n, 2))
+    tol = TOL_INTERP[dtype] * 10 if dtype == np.float32 else TOL_INTERP[dtype]
+    fit = jax.jit(lambda t, y, alive: spline.fit(t, y, alive, jnp.zeros((), y.dtype), "sris"))
+    patterns = ([np.array([(bits >> i) & 1 for i in range(n)], bool) for bits in range(2 ** n)]
+                if n <= 5 else list(masks(n, rng).values()))
+    for alive in patterns:
+        if alive.sum() < 2:
+            continue
+        curve = fit(jnp.asarray(t), jnp.asarray(y, dtype), jnp.asarray(alive))
+        ref_g = ref.natural_smoothing_spline(t, y, alive, 0.0, t)
+        d = 1e-6
+        ref_s = (ref.natural_smoothing_spline(t, y, alive, 0.0, t + d)
+                 - ref.natural_smoothing_spline(t, y, alive, 0.0, t - d)) / (2 * d)
+        assert_close(np.asarray(curve.g, np.float64), ref_g, tol, err_msg=str(alive))
+        assert_close(np.asarray(curve.slope, np.float64), ref_s, max(tol, 1e-6) * 100,
+                     err_msg=str(alive))
 
 
 def test_auto_picks_the_parallel_smoother_on_accelerators(monkeypatch):

@@ -1243,10 +1243,12 @@ def letcc(
       lam_dec: decoder smoothing parameter (>= 0); grows with output noise, see
         ``select_lambda`` and ``gcv``.
       points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
-      solver: ``"auto"`` (default: Reinsch for lam = 0; for lam > 0 on a GPU or TPU the
-        parallel smoother, on a CPU the square-root information smoother, in its two-level
-        form for float64 from N = 20,000), ``"sris"`` (always the sequential smoother: the
-        most accurate, and the fastest under vmap over many patterns on a CPU),
+      solver: ``"auto"`` (default: on a CPU the square-root information smoother, which
+        up to 2,048 workers interpolates too (lam = 0), else Reinsch for lam = 0, and which
+        runs in its two-level form from N = 20,000; on a GPU or TPU the parallel smoother,
+        and Reinsch for lam = 0), ``"sris"`` (always the sequential smoother, for lam = 0
+        too: the most accurate, one solver to compile, and the fastest under vmap over many
+        patterns on a CPU),
         ``"blocked"`` (always the two-level form: the fastest single decode on a CPU),
         ``"parallel"`` (orthogonal cyclic reduction, O(log N) sequential depth: for
         accelerators) or ``"reinsch"`` (normal equations: lose accuracy as N * lam grows).

@@ -31,41 +31,16 @@ from jax import lax
 from jaxtyping import Array, Bool, Float
 
 from ._hermite import take
-from ._lsq import givens, interval_rows, safe_inv
-from ._sris import sris_step
+from ._lsq import interval_rows
+from ._sris import step
 
 __all__ = ["state_covariances", "variance_at", "scale"]
 
 
-def _pinned_step(carry, rows):
-    """``_sris.sris_step`` for a knot whose value is known (an interpolated survivor): the
-    carried triangle and the interval rows inform its slope s_i and x_{i+1} only. Returns the
-    next carry, B_i (x_i from x_{i+1}; the value's row is 0) and the triangle's inverse as
-    (0, 0, 1/T11)."""
-    P, Qc, Rr = carry
-    W, c, e = rows
-    _, _, p = givens(Rr, Qc)  # the carried rows, on s_i alone
-    c2, s2, p2 = givens(p, c)  # interval row [c | -W, c] on (s_i | g', s')
-    ra2, ra3 = -c2 * W, c2 * c
-    c3, s3, T11 = givens(p2, -e)  # interval row [-e | 0, e]
-    T12, T13 = -c3 * s2 * W, c3 * s2 * c + s3 * e
-    rb2, rb3 = s3 * s2 * W, c3 * e - s3 * s2 * c
-    c4, s4, Pn = givens(ra2, rb2)  # what is left on x_{i+1}: the next carry
-    Qn, Rn = c4 * ra3 + s4 * rb3, c4 * rb3 - s4 * ra3
-    i11 = safe_inv(T11)
-    zero = jnp.zeros_like(i11)
-    return (Pn, Qn, Rn), ((zero, zero, i11 * T12, i11 * T13), (zero, zero, i11))
-
-
 def _forward(carry, inputs):
     w, W, c, e, pin = inputs
-    free, (*_, B, inverse) = sris_step(carry, (w, W, c, e))
-    fixed, (B_pin, inverse_pin) = _pinned_step(carry, (W, c, e))
-
-    def pick(u, v):
-        return tuple(jnp.where(pin, a, b) for a, b in zip(u, v))
-
-    return pick(fixed, free), (pick(B_pin, B), pick(inverse_pin, inverse))
+    carry, (*_, B, inverse) = step(carry, (w, W, c, e), pin)
+    return carry, (B, inverse)
 
 
 def _backward(carry, inputs):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from ._lsq import givens, interval_rows, safe_inv
 
-__all__ = ["sris", "sris_step"]
+__all__ = ["sris", "sris_step", "pinned_step", "step"]
 
 
 def sris_step(carry, rows):
@@ -59,6 +59,55 @@ def sris_step(carry, rows):
     return (Pn, Qn, Rn), (z1n, z2n, v0, v1, B, (i00, A01, i11))
 
 
+def pinned_step(carry, rows):
+    """``sris_step`` for a knot whose value is known, g_i = y_i (an interpolated survivor):
+    the carried triangle and the interval rows then inform its slope s_i and x_{i+1} only.
+    The carried rows [P, Qc | Z1] and [0, Rr | Z2] become rows on s_i, [Qc | Z1 - P y_i] and
+    [Rr | Z2], merged into one; the interval rows, with g_i substituted, are absorbed into
+    it, and what is left on x_{i+1} is the next carry. Returns what ``sris_step`` returns,
+    with the back substitution g_i = y_i (B's value row 0) and the triangle's inverse as
+    (0, 0, 1/T11); ``rows`` has no observation weight (the value is exact)."""
+    P, Qc, Rr = carry
+    W, c, e = rows
+    c0, s0, p = givens(Rr, Qc)  # the carried rows, on s_i alone
+    c2, s2, p2 = givens(p, c)  # interval row [c | -W, c | -W y_i] on (s_i | g', s')
+    ra2, ra3 = -c2 * W, c2 * c
+    c3, s3, T11 = givens(p2, -e)  # interval row [-e | 0, e | 0]
+    T12, T13 = -c3 * s2 * W, c3 * s2 * c + s3 * e
+    rb2, rb3 = s3 * s2 * W, c3 * e - s3 * s2 * c
+    c4, s4, Pn = givens(ra2, rb2)  # what is left on x_{i+1}: the next carry
+    Qn, Rn = c4 * ra3 + s4 * rb3, c4 * rb3 - s4 * ra3
+
+    # Right-hand sides as coefficients on (Z1, Z2, y_i), as in ``sris_step``.
+    zp = (s0, c0, -s0 * P)
+    r1z = (c2 * zp[0], c2 * zp[1], c2 * zp[2] - s2 * W)
+    raz = (-s2 * zp[0], -s2 * zp[1], -s2 * zp[2] - c2 * W)
+    rbz = tuple(-s3 * v for v in r1z)
+    z1n = tuple(c4 * u + s4 * v for u, v in zip(raz, rbz))
+    z2n = tuple(c4 * v - s4 * u for u, v in zip(raz, rbz))
+    i11 = safe_inv(T11)
+    zero, one = jnp.zeros_like(i11), jnp.ones_like(i11)
+    v1 = tuple(i11 * c3 * v for v in r1z)
+    B = (zero, zero, i11 * T12, i11 * T13)
+    return (Pn, Qn, Rn), (z1n, z2n, (zero, zero, one), v1, B, (zero, zero, i11))
+
+
+def step(carry, rows, pin):
+    """One knot of the forward sweep, free (``sris_step``) or, where ``pin`` is set, with
+    its value known (``pinned_step``): both are computed and one is kept, so that one
+    compiled sweep serves smoothing and interpolation (lam = 0) alike. ``rows`` as for
+    ``sris_step``; a pinned knot's observation weight is not used."""
+    free = sris_step(carry, rows)
+    fixed = pinned_step(carry, rows[1:])
+
+    def pick(u, v):
+        if isinstance(u, tuple):
+            return tuple(pick(a, b) for a, b in zip(u, v))
+        return jnp.where(pin, u, 0.0 if v is None else v)
+
+    return pick(fixed, free)
+
+
 def _lin(coef, Z1, Z2, y):
     """coef[0] Z1 + coef[1] Z2 + coef[2] y, where a None coefficient is zero."""
     out = coef[0] * Z1 + coef[2] * y
@@ -66,10 +115,10 @@ def _lin(coef, Z1, Z2, y):
 
 
 def _forward(carry, inputs):
-    """One knot of the forward sweep: the triangle's step, applied to the m columns."""
+    """One knot of the forward sweep, applied to the m columns."""
     state, Z1, Z2 = carry
-    w, W, c, e, y = inputs
-    state, (z1c, z2c, v0c, v1c, B, _) = sris_step(state, (w, W, c, e))
+    w, W, c, e, y, pin = inputs
+    state, (z1c, z2c, v0c, v1c, B, _) = step(state, (w, W, c, e), pin)
     out = (B, _lin(v0c, Z1, Z2, y), _lin(v1c, Z1, Z2, y))
     return (state, _lin(z1c, Z1, Z2, y), _lin(z2c, Z1, Z2, y)), out
 
@@ -84,16 +133,21 @@ def _backward(carry, inputs):
 
 
 def sris(
-    h: Float[Array, " n-1"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""]
+    h: Float[Array, " n-1"], yw: Float[Array, "n m"], w: Float[Array, " n"], a: Float[Array, ""],
+    pin: Bool[Array, " n"] | None = None,
 ) -> tuple[Float[Array, "n m"], Float[Array, "n m"]]:
     """Knot values and slopes by the square-root information smoother: one sequential sweep
     each way. ``h`` are the knot spacings (``_lsq.spacings``), ``w`` the
-    observation weights (square roots), ``yw = w y``, ``a > 0``."""
+    observation weights (square roots), ``yw = w y``, ``a > 0`` the bending rows' weight.
+    ``pin`` marks knots whose value is known exactly, g_i = yw_i (interpolation: lam = 0,
+    the survivors pinned, any ``a > 0`` since only the bending energy is then minimised);
+    their ``w`` is not used."""
     m = yw.shape[1]
     dtype = yw.dtype
     W, c, e = interval_rows(h, a)
     z0 = jnp.zeros((), dtype)
     zm = jnp.zeros((m,), dtype)
-    _, (B, V0, V1) = lax.scan(_forward, ((z0, z0, z0), zm, zm), (w, W, c, e, yw))
+    pin = jnp.zeros(w.shape, bool) if pin is None else pin
+    _, (B, V0, V1) = lax.scan(_forward, ((z0, z0, z0), zm, zm), (w, W, c, e, yw, pin))
     _, (g, slope) = lax.scan(_backward, (zm, zm), (B, V0, V1), reverse=True)
     return g, slope
