@@ -41,6 +41,13 @@ from .core._schemes import (
 )
 from .core._smoothing import smoothing_spline
 from .sim._adversary import AdversarialAttack, worst_adversaries
+from .sim._calibrate import (
+    Calibration,
+    calibrate,
+    conformal_quantiles,
+    coverage,
+    posterior_rounds,
+)
 from .sim._evaluate import expected_loss, monte_carlo, run_coded
 from .sim._exact import ReplicationLoss, replication_loss
 from .sim._lambda import DEFAULT_LAMBDA_GRID, LambdaSearch, gcv, select_lambda
@@ -70,6 +77,7 @@ __all__ = [
     "BACC",
     "BarycentricScheme",
     "BernoulliStragglers",
+    "Calibration",
     "CodedResult",
     "DEFAULT_LAMBDA_GRID",
     "ExactStragglers",
@@ -93,8 +101,11 @@ __all__ = [
     "Uncoded",
     "WorstCase",
     "bacc",
+    "calibrate",
     "chebyshev_first",
     "chebyshev_second",
+    "conformal_quantiles",
+    "coverage",
     "equispaced",
     "expected_loss",
     "gcv",
@@ -108,6 +119,7 @@ __all__ = [
     "ordered_nodes",
     "path_length",
     "path_nodes",
+    "posterior_rounds",
     "relacc",
     "replication_loss",
     "residual_letcc",
