@@ -57,10 +57,11 @@ from experiments._io import (
 from experiments.configs import TABLE1, Table1Config
 from letcc_jax.zoo.data import calibration_split
 
-NAMES = {"letcc": "LeTCC", "letcc_tuned": "LeTCC tuned", "bacc": "BACC", "lcc": "LCC",
-         "uncoded": "uncoded"}
+NAMES = {"letcc": "LeTCC", "letcc_tuned": "LeTCC tuned", "letcc_bounded": "LeTCC bounded",
+         "letcc_clipped": "LeTCC clipped", "bacc": "BACC", "lcc": "LCC", "uncoded": "uncoded"}
 #: Columns of the worst-case table, in order.
-WORST_SCHEMES = ("letcc", "letcc_tuned", "bacc", "lcc", "uncoded")
+WORST_SCHEMES = ("letcc", "letcc_tuned", "letcc_bounded", "letcc_clipped", "bacc", "lcc",
+                 "uncoded")
 
 WORST_NOTE = (
     "Worst case: the S stragglers that maximise the decoding error of each scheme on the "
@@ -70,7 +71,10 @@ WORST_NOTE = (
     "random straggler draws on the same batch, exact for replication; the ratio of the two). "
     "A lost input is estimated by the fallback (f's mean output on the calibration images). "
     "LeTCC tuned: lam_enc, lam_dec, alpha and beta by letcc_jax.tune from the selected "
-    "lam_dec, on the calibration batch."
+    "lam_dec, on the calibration batch. LeTCC bounded: the selected LeTCC's estimates shrunk "
+    "toward the fallback by their posterior standard error against the spread of f's "
+    "calibration outputs (letcc_jax.BoundedLeTCC); LeTCC clipped: clipped to their range. "
+    "The worst stragglers are searched against each decoder."
 )
 
 METRIC_NOTE = (
@@ -155,6 +159,13 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
                         stragglers=stragglers, steps=config.tune_steps,
                         trials=config.cal_trials, progress=False)
         schemes["letcc_tuned"] = tuned.scheme
+        # Bounded decoders: the calibration images' outputs give the prior around the
+        # fallback (their spread) and the clipping range; every scheme keeps one fallback.
+        outputs = jax.vmap(f)(flat(split.x_cal))
+        for name, options in (("letcc_bounded", {}), ("letcc_clipped", {"shrink": False,
+                                                                          "clip": True})):
+            bounded = lc.BoundedLeTCC.from_outputs(search.scheme, outputs, **options)
+            schemes[name] = bounded.replace(fallback=fallback)
     X = jnp.stack([flat(split.x_eval[b * K:(b + 1) * K]) for b in range(config.batches)])
     labels = jnp.asarray(split.y_eval[:config.batches * K].reshape(config.batches, K))
     rows = []

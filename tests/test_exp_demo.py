@@ -32,10 +32,13 @@ def test_demo_smoke(tmp_path, capfd):
     config, table_rows = payload["config"], payload["rows"]
     assert config["name"] == "smoke" and config["untrained"]
     assert "jax" in payload["environment"]
-    # the smoke config has the worst-case table: LeTCC tuned joins the schemes
+    # the smoke config has the worst-case table: LeTCC tuned, bounded and clipped join
     assert config["worst_case"] == ["lenet5"]
-    schemes = [*table1.SCHEMES, "letcc_tuned"]
+    schemes = [*table1.SCHEMES, "letcc_tuned", "letcc_bounded", "letcc_clipped"]
     assert [r["scheme"] for r in table_rows] == schemes * len(config["settings"])
+    by = {r["scheme"]: r for r in table_rows}
+    assert by["letcc_bounded"]["lam_dec"] == by["letcc_clipped"]["lam_dec"] == by["letcc"]["lam_dec"]
+    assert "LeTCC bounded" in (out / "table.md").read_text()
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(table_rows)
     assert "RelAcc = acc(argmax" in (out / "table.md").read_text()

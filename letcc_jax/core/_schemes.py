@@ -48,8 +48,8 @@ from . import _barycentric as bary
 from . import spline as _spline
 from ._points import PointsSpec, resolve_points
 
-__all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BarycentricScheme", "BACC", "LCC",
-           "Uncoded", "letcc", "residual_letcc", "bacc", "lcc", "uncoded", "make_scheme",
+__all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BoundedLeTCC", "BarycentricScheme",
+           "BACC", "LCC", "Uncoded", "letcc", "residual_letcc", "bounded_letcc", "bacc", "lcc", "uncoded", "make_scheme",
            "SCHEMES", "usable", "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
 
 
@@ -888,7 +888,7 @@ class LeTCC(Scheme):
             Posterior, Bool[Array, " N"], Bool[Array, " K"]]:
         """``posterior``'s traced rule, without checks, with what it used: ``(posterior,
         used, recovered)`` as in ``decode_report``."""
-        estimate, used, recovered = self.decode_report(Y, alive)
+        estimate, used, recovered = LeTCC.decode_report(self, Y, alive)
         clean = jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype))
         # The variances and the scale in the points' precision when it is finer (float64
         # nodes, float32 outputs): the scale is read from the fit's bending energy, which
@@ -967,6 +967,176 @@ class ResidualLeTCC(LeTCC):
 
     def apply_encoder(self, X):
         return super().apply_encoder(X) + self.residual.astype(X.dtype) @ X
+
+
+@pytree_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class BoundedLeTCC(LeTCC):
+    """LeTCC whose estimates cannot run away across a gap of stragglers.
+
+    Where stragglers leave a gap, the decoder's spline extrapolates linearly across it and
+    its estimate can land far from any output f ever gives; its posterior standard error
+    (``LeTCC.posterior``) says so. This decoder combines that posterior, N(estimate,
+    std^2) per input and column, with a prior N(fallback, prior_std^2) on the output
+    (``fallback`` is the prior mean, e.g. the mean output on calibration data, the same
+    fallback replication gets), and returns the posterior mean of the two:
+
+        fallback + w (estimate - fallback),   w = prior_std^2 / (prior_std^2 + std^2),
+
+    with standard error ``sqrt(w) std``. Near answering workers std is small and the
+    estimate LeTCC's; across a gap w falls and the estimate moves to the fallback; an input
+    the survivors cannot determine gets the fallback. With ``low`` and ``high`` the
+    estimates are then clipped to that range (e.g. the calibration outputs' range), the
+    simpler bound. The weights depend on the outputs (through the scale the posterior
+    estimates from them), so the decoder is not linear: ``decoder_matrix`` and
+    ``worst_adversaries`` do not apply, while ``monte_carlo``, ``worst_stragglers`` (which
+    then searches against this decoder) and the worker backends do. Build one with
+    ``bounded_letcc`` or ``BoundedLeTCC.from_letcc``.
+
+    Attributes:
+      prior_std (jax.Array | None): (m,) positive finite spread of the outputs around
+        ``fallback``, or None (no shrinking). ``(*batch, m)`` in a sweep.
+      low (jax.Array | None): (m,) lower bound of the estimates, or None.
+      high (jax.Array | None): (m,) upper bound, or None; both or neither.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.bounded_letcc(4, 12, fallback=jnp.zeros(1), prior_std=jnp.ones(1))
+      >>> Y = jnp.sin(3 * scheme.beta)[:, None]
+      >>> gap = (jnp.arange(12) < 2) | (jnp.arange(12) > 7)   # the middle workers straggle
+      >>> plain = lc.letcc(4, 12).decode(Y, gap)
+      >>> bool(jnp.all(jnp.abs(scheme.decode(Y, gap)) <= jnp.abs(plain) + 1e-6))
+      True
+    """
+
+    prior_std: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
+    low: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
+    high: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
+
+    name: ClassVar[str] = "letcc+bounded"
+    decoder_fields: ClassVar[tuple[str, ...]] = ("lam_dec", "prior_std", "low", "high")
+
+    def check_values(self) -> None:
+        super().check_values()
+        if self.prior_std is None and self.low is None and self.high is None:
+            raise ValueError(f"{self.name}: give prior_std (shrink toward the fallback), "
+                             f"low and high (clip), or both; without either it is letcc.")
+        if self.prior_std is not None and self.fallback is None:
+            raise ValueError(f"{self.name}: prior_std shrinks the estimates toward the "
+                             f"fallback; give fallback= too (e.g. the mean calibration output).")
+        if (self.low is None) != (self.high is None):
+            raise ValueError(f"{self.name}: give both low and high, or neither.")
+        values = {}
+        for field, rule, ok in (("prior_std", "positive and finite", lambda v: v > 0),
+                                ("low", "finite", lambda v: np.isfinite(v)),
+                                ("high", "finite", lambda v: np.isfinite(v))):
+            if getattr(self, field) is None:
+                continue
+            name = f"{self.name}: {field}"
+            check.check_parameter(getattr(self, field), name, rule, ok)
+            values[field] = check.concrete_parameter(getattr(self, field), name)
+            if values[field] is not None and values[field].ndim < 1:
+                raise ValueError(f"{name} must be an (m,) array, one value per output "
+                                 f"column, got shape {values[field].shape}.")
+        low, high = values.get("low"), values.get("high")
+        if low is not None and high is not None and np.any(np.asarray(low) > np.asarray(high)):
+            raise ValueError(f"{self.name}: low must not exceed high, got low={low}, "
+                             f"high={high}.")
+
+    def check_fallback(self, m: int) -> None:
+        super().check_fallback(m)
+        for field in ("prior_std", "low", "high"):
+            value = getattr(self, field)
+            if value is not None and np.shape(value)[-1:] != (m,):
+                raise ValueError(f"{self.name}: {field} has shape {np.shape(value)} but the "
+                                 f"outputs have m={m} columns; give one value per column.")
+
+    @property
+    def linear(self) -> bool:
+        return False
+
+    def _nonlinear_reason(self) -> str:
+        return "its weights depend on the outputs (through the posterior's scale)"
+
+    @classmethod
+    def from_letcc(cls, scheme: LeTCC, *, fallback=None, prior_std=None, low=None,
+                   high=None) -> BoundedLeTCC:
+        """``scheme``'s decoder, bounded.
+
+        Args:
+          scheme: a ``LeTCC`` scheme (unswept or swept).
+          fallback: (m,) prior mean; default the scheme's own fallback.
+          prior_std: (m,) spread of the outputs around it, positive; None: no shrinking.
+          low, high: (m,) clipping range; None: no clipping.
+
+        Returns:
+          A ``BoundedLeTCC`` with the nodes, lambdas, order and solver of ``scheme``.
+
+        Raises:
+          TypeError: ``scheme`` is not a LeTCC scheme.
+          ValueError: as ``bounded_letcc``.
+        """
+        if not isinstance(scheme, LeTCC):
+            raise TypeError(f"BoundedLeTCC bounds a LeTCC decoder, got {type(scheme).__name__}.")
+        fields = {f.name: getattr(scheme, f.name) for f in dataclasses.fields(LeTCC)}
+        if fallback is not None:
+            fields["fallback"] = check.float_array(fallback, "fallback")
+        extra = {name: None if value is None else check.float_array(value, name)
+                 for name, value in (("prior_std", prior_std), ("low", low), ("high", high))}
+        return cls(**fields, **extra)
+
+    @classmethod
+    def from_outputs(cls, scheme: LeTCC, outputs: Float[Array, "n m"], *, shrink: bool = True,
+                     clip: bool = False) -> BoundedLeTCC:
+        """``scheme`` bounded by calibration outputs f(x) (n, m): the fallback is their
+        mean, ``prior_std`` their standard deviation (with ``shrink``), ``low``/``high``
+        their range (with ``clip``).
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> import letcc_jax as lc
+          >>> outputs = jnp.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+          >>> bounded = lc.BoundedLeTCC.from_outputs(lc.letcc(4, 10), outputs, clip=True)
+          >>> bounded.fallback.tolist(), bounded.low.tolist(), bounded.high.tolist()
+          ([2.0, 3.0], [0.0, 1.0], [4.0, 5.0])
+        """
+        outputs = np.asarray(check.float_array(outputs, "outputs"))
+        if outputs.ndim != 2 or outputs.shape[0] < 2 or not np.all(np.isfinite(outputs)):
+            raise ValueError(f"outputs must be a finite (n, m) array of calibration outputs "
+                             f"with n >= 2, got shape {outputs.shape}.")
+        if not (shrink or clip):
+            raise ValueError("from_outputs: ask for shrink=True, clip=True or both.")
+        spread = outputs.std(axis=0, ddof=1)
+        spread = np.where(spread > 0, spread, np.finfo(outputs.dtype).tiny)
+        return cls.from_letcc(scheme, fallback=outputs.mean(axis=0),
+                              prior_std=spread if shrink else None,
+                              low=outputs.min(axis=0) if clip else None,
+                              high=outputs.max(axis=0) if clip else None)
+
+    def posterior_report(self, Y, alive, scale=None):
+        post, used, recovered = super().posterior_report(Y, alive, scale)
+        estimate, std = post.estimate, post.std
+        if self.prior_std is not None:
+            mean = self.fallback.astype(estimate.dtype)
+            spread = self.prior_std.astype(estimate.dtype)
+            known = jnp.isfinite(std)
+            ratio = jnp.where(known, std, 0.0) / spread  # w = 1 / (1 + ratio^2), no overflow
+            w = jnp.where(known, 1.0 / (1.0 + ratio * ratio), 0.0)
+            estimate = jnp.where(known, mean + w * (estimate - mean), mean)
+            # sqrt(w) std = spread r / sqrt(1 + r^2): the form that cannot overflow per side
+            wide = ratio > 1.0
+            inv = 1.0 / jnp.where(wide, ratio, 1.0)
+            std = jnp.where(~known, spread, jnp.where(wide, spread / jnp.sqrt(1.0 + inv * inv),
+                                                      std * jnp.sqrt(w)))
+        if self.low is not None:
+            estimate = jnp.clip(estimate, self.low.astype(estimate.dtype),
+                                self.high.astype(estimate.dtype))
+        return Posterior(estimate, std, post.scale, post.power), used, recovered
+
+    def decode_report(self, Y, alive):
+        post, used, recovered = self.posterior_report(Y, alive)
+        return post.estimate, used, recovered
 
 
 class BarycentricScheme(Scheme):
@@ -1325,6 +1495,42 @@ def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = Non
       True
     """
     return ResidualLeTCC.from_letcc(letcc(K, N, **options), residual)
+
+
+def bounded_letcc(K: int, N: int, *, fallback: Float[Array, " m"] | None = None,
+                  prior_std: Float[Array, " m"] | None = None,
+                  low: Float[Array, " m"] | None = None, high: Float[Array, " m"] | None = None,
+                  **options) -> BoundedLeTCC:
+    """LeTCC with a bounded decoder (``BoundedLeTCC``): estimates shrunk toward
+    ``fallback`` as their posterior standard error grows against ``prior_std``, and/or
+    clipped to [``low``, ``high``]. ``options`` are ``letcc``'s. From calibration outputs:
+    ``BoundedLeTCC.from_outputs(lc.letcc(K, N), f_of_X_cal)``.
+
+    Args:
+      K: number of data points, an int >= 2.
+      N: number of workers, an int >= 2.
+      fallback: (m,) prior mean, finite; required with ``prior_std``.
+      prior_std: (m,) positive, finite spread of the outputs around it; None: no shrinking.
+      low, high: (m,) finite clipping range, ``low <= high``; None: no clipping.
+      **options: ``letcc``'s keyword options (``lam_dec``, ``points``, ``order``, ...).
+
+    Returns:
+      A ``BoundedLeTCC`` scheme.
+
+    Raises:
+      ValueError: neither ``prior_std`` nor ``low``/``high``; ``prior_std`` without
+        ``fallback``; values not finite or not positive; only one of ``low``, ``high``.
+      TypeError: as ``letcc``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> scheme = lc.bounded_letcc(4, 10, fallback=jnp.zeros(2), prior_std=jnp.ones(2))
+      >>> type(scheme).__name__, scheme.linear
+      ('BoundedLeTCC', False)
+    """
+    return BoundedLeTCC.from_letcc(letcc(K, N, **options), fallback=fallback,
+                                   prior_std=prior_std, low=low, high=high)
 
 
 def bacc(K: int, N: int, *, points: PointsSpec = "chebyshev",
