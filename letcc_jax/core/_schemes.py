@@ -49,8 +49,9 @@ from . import spline as _spline
 from ._points import PointsSpec, resolve_points
 
 __all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BoundedLeTCC", "BarycentricScheme",
-           "BACC", "LCC", "Uncoded", "letcc", "residual_letcc", "bounded_letcc", "bacc", "lcc", "uncoded", "make_scheme",
-           "SCHEMES", "usable", "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
+           "BACC", "LCC", "Uncoded", "letcc", "residual_letcc", "bounded_letcc", "bacc", "lcc",
+           "uncoded", "make_scheme", "SCHEMES", "usable", "decode_masks", "decoder_matrix",
+           "BLOCK_ELEMENTS"]
 
 
 def _leaf(ndim: int = 0, **kw):

@@ -46,7 +46,7 @@ __all__ = ["Calibration", "calibrate", "conformal_quantiles", "coverage", "poste
 
 
 def conformal_scores(estimate, std, truth) -> tuple[Float[Array, "..."], Bool[Array, "..."]]:
-    """The scores |estimate - truth| / std and which of them count: the entries with a
+    """The scores ``|estimate - truth| / std`` and which of them count: the entries with a
     finite std and a defined score. An exact estimate scores 0 even where std is 0; the
     scores that do not count are set to inf (they sort last)."""
     error = jnp.abs(estimate - truth)
@@ -307,7 +307,7 @@ def conformal_quantiles(
     *,
     per_column: bool = False,
 ) -> Float[Array, "L *m"]:
-    """Split-conformal quantiles of the scores |estimate - truth| / std.
+    """Split-conformal quantiles of the scores ``|estimate - truth| / std``.
 
     For calibration rounds whose truth is known (recorded from real workers, or simulated),
     the conformal quantile at level q is the ``ceil((n + 1) q)``-th smallest score, n being
@@ -478,7 +478,7 @@ class Calibration:
     Attributes:
       levels (tuple[float, ...]): the calibrated coverage levels (static).
       quantiles (jax.Array): (L,) float conformal quantiles of the scores
-        |estimate - truth| / std, one per level; (L, m) when calibrated per output column.
+        ``|estimate - truth| / std``, one per level; (L, m) when calibrated per output column.
       uncalibrated_coverage (jax.Array): (L,) float, how often the uncalibrated Gaussian
         intervals ``estimate +- z_q std`` covered the truth on the calibration rounds
         (q = 0.95 is z = 1.96); compare with ``levels``.
@@ -626,7 +626,7 @@ def calibrate(
 
     Runs ``trials`` rounds per batch of ``X_cal`` (``posterior_rounds``: straggler
     patterns and fault draws from the models, the posterior of each), scores every estimate
-    with a finite standard error by |estimate - truth| / std, and takes the conformal
+    with a finite standard error by ``|estimate - truth| / std``, and takes the conformal
     quantile of the scores at each level (``conformal_quantiles``). The intervals
     ``estimate +- quantile * std`` (``Calibration.interval``) then cover the truth of a new
     round with probability at least q, if that round is exchangeable with the calibration

@@ -75,9 +75,9 @@ to round-off (float64: 5e-16 relative against scipy's ``CubicSpline`` from n = 5
 10,000), compiles a LeTCC Monte Carlo program about 1 s (30%) faster and runs it as fast
 under ``vmap`` over masks, but a single jitted decode at lam = 0 is 6x slower (2.3 ms
 against 0.35 ms at n = 1,000 in float32); ``"auto"`` on a CPU takes it up to
-``SWEEP_MAX_N`` knots, where compiling dominates. ``"auto"`` (the default) takes ``"parallel"`` for lam > 0 on
-an accelerator (GPU, TPU); on a CPU ``"sris"``, and ``"blocked"`` from ``BLOCKED_MIN_N``
-knots on, in float32 as in float64, where one sequential sweep would take tens of
+``SWEEP_MAX_N`` knots, where compiling dominates. ``"auto"`` (the default) takes
+``"parallel"`` for lam > 0 on an accelerator (GPU, TPU); on a CPU ``"sris"``, and
+``"blocked"`` from ``BLOCKED_MIN_N`` knots on, in float32 as in float64, where one sequential sweep would take tens of
 milliseconds (in float32 at n = 100,000: 57 ms against 167 ms on a busy 2-core CPU;
 ``"blocked"`` is already the faster from about 1,000 knots, but below ``BLOCKED_MIN_N``
 one sweep is fast enough and ``"sris"`` slightly the more accurate).
@@ -209,7 +209,8 @@ def smooth(
 
     Mean-form ``lam`` (0 interpolates); the curve is linear outside the survivors' range.
     ``method``: ``"auto"`` (on a CPU the square-root information smoother, and Reinsch
-    for lam = 0 above ``SWEEP_MAX_N`` knots), ``"sris"``, ``"blocked"``, ``"parallel"`` or ``"reinsch"``; see the module
+    for lam = 0 above ``SWEEP_MAX_N`` knots), ``"sris"``, ``"blocked"``, ``"parallel"`` or
+    ``"reinsch"``; see the module
     ``letcc_jax.core.spline``.
 
     The knots ``t`` and points ``x`` may be in a finer precision than ``y`` (float64 points,
