@@ -282,9 +282,9 @@ def _has_posterior(scheme, caller: str) -> None:
                         "have no standard errors to calibrate.")
 
 
-def _check_posterior_rounds(f, scheme, X, key, stragglers, faults, trials, caller, name):
-    """The checked arguments of simulated posterior rounds: (X as (C, K, d), faults,
-    trials, whether X came in batches)."""
+def _simulate_rounds(f, scheme, X, key, stragglers, faults, trials, caller, name):
+    """Checked, simulated posterior rounds, shared by ``posterior_rounds`` and ``calibrate``:
+    (posterior and truth with leading axes (C, T), whether X came in batches)."""
     _has_posterior(scheme, caller)
     trials = check.check_positive_int(trials, "trials")
     batched = np.ndim(X) == 3
@@ -293,7 +293,10 @@ def _check_posterior_rounds(f, scheme, X, key, stragglers, faults, trials, calle
     if grid:
         raise ValueError(f"{caller} simulates one setting; its parameters are swept over {grid}. "
                          "Calibrate each setting separately.")
-    return X, faults, trials, batched
+    post, truth, finite = _posterior_trials_compiled(
+        f, scheme, X, _trial_keys_compiled(key, X.shape[0], trials, batched), stragglers, faults)
+    check_truth(finite, X, name)
+    return post, truth, batched
 
 
 # --------------------------------------------------------------- public entries
@@ -456,11 +459,8 @@ def posterior_rounds(
       >>> post.estimate.shape, post.std.shape, post.power.shape, truth.shape
       ((4, 16, 8, 2), (4, 16, 8, 2), (4, 16, 8), (4, 16, 8, 2))
     """
-    X, faults, trials, batched = _check_posterior_rounds(
-        f, scheme, X, key, stragglers, faults, trials, "posterior_rounds", "X")
-    post, truth, finite = _posterior_trials_compiled(
-        f, scheme, X, _trial_keys_compiled(key, X.shape[0], trials, batched), stragglers, faults)
-    check_truth(finite, X)
+    post, truth, batched = _simulate_rounds(f, scheme, X, key, stragglers, faults, trials,
+                                            "posterior_rounds", "X")
     if batched:
         return post, truth
     return jax.tree.map(lambda v: v[0], post), truth[0]
@@ -670,11 +670,8 @@ def calibrate(
     """
     levels = _levels(levels)
     per_column = _check_flag(per_column, "per_column")
-    X, faults, trials, batched = _check_posterior_rounds(f, scheme, X_cal, key, stragglers,
-                                                         faults, trials, "calibrate", "X_cal")
-    post, truth, finite = _posterior_trials_compiled(
-        f, scheme, X, _trial_keys_compiled(key, X.shape[0], trials, batched), stragglers, faults)
-    check_truth(finite, X, "X_cal")
+    post, truth, _ = _simulate_rounds(f, scheme, X_cal, key, stragglers, faults, trials,
+                                      "calibrate", "X_cal")
     quantiles, before, count = _summary_compiled(
         post.estimate, post.std, truth, level_arrays(levels),
         jnp.asarray(_gaussian(levels), jnp.result_type(float)), per_column)

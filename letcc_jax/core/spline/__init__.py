@@ -169,7 +169,7 @@ def fit(
             # (rows of weight 1) minimised; no second solver to compile.
             pin = ok & alive & (lam <= 0)
             a_w = jnp.where(ok & (lam > 0), a, 1.0)
-            g, slope = sris(h, jnp.where(pin, 1.0, w)[:, None] * y0, w, a_w, pin)
+            g, slope = sris(h, w[:, None] * y0, w, a_w, pin)  # w = 1 where pinned
         else:
             a_w = jnp.where(ok, a, 1.0)
             g, slope = lax.cond(
@@ -210,8 +210,7 @@ def smooth(
     Mean-form ``lam`` (0 interpolates); the curve is linear outside the survivors' range.
     ``method``: ``"auto"`` (on a CPU the square-root information smoother, and Reinsch
     for lam = 0 above ``SWEEP_MAX_N`` knots), ``"sris"``, ``"blocked"``, ``"parallel"`` or
-    ``"reinsch"``; see the module
-    ``letcc_jax.core.spline``.
+    ``"reinsch"``; see the module ``letcc_jax.core.spline``.
 
     The knots ``t`` and points ``x`` may be in a finer precision than ``y`` (float64 points,
     float32 values): they are bracketed and differenced in it, and only spacings and

@@ -4,6 +4,7 @@ substitutes."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
@@ -100,12 +101,7 @@ def step(carry, rows, pin):
     free = sris_step(carry, rows)
     fixed = pinned_step(carry, rows[1:])
 
-    def pick(u, v):
-        if isinstance(u, tuple):
-            return tuple(pick(a, b) for a, b in zip(u, v))
-        return jnp.where(pin, u, 0.0 if v is None else v)
-
-    return pick(fixed, free)
+    return jax.tree.map(lambda u, v: jnp.where(pin, u, v), fixed, free)
 
 
 def _lin(coef, Z1, Z2, y):
