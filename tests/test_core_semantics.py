@@ -8,6 +8,7 @@ row with a NaN or inf is an erasure everywhere, ``recovered`` included.
 """
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import letcc_jax as lc
+import reference as ref
 
 K, N, D = 4, 10, 2
 SCHEMES = {"letcc": lc.letcc(K, N), "letcc_smooth": lc.letcc(K, N, lam_dec=1e-3),
@@ -140,6 +142,31 @@ def test_repeated_worker_tags_are_replicas():
     assert not np.asarray(twin.recovered(pair)).any()
     with pytest.raises(ValueError, match="valid worker results"):
         twin.decode(Y, pair)
+
+
+@pytest.mark.parametrize("method", ["sris", "reinsch", "parallel"])
+def test_a_straggler_at_a_tag_an_answer_shares_is_ignored(method, dtype):
+    """An answer followed by a straggler at its own tag (twins, or workers padded at the
+    last tag) decodes as if that straggler did not exist, against the float64 reference
+    through the distinct survivors. The interpolating sweep once lost the survivor's
+    slope to the stiff tie behind it (3e-2 off in float64)."""
+    base = lc.letcc(K, 12, solver=method)  # "auto" is "sris" on a CPU at this size
+    beta = np.asarray(base.beta, np.float64)
+    rng = np.random.default_rng(1)
+    for twins, lam in itertools.product(([0, 5, 11], [11, 11, 11], [3, 3, 8]), (0.0, 1e-3)):
+        tags = np.sort(np.concatenate([beta, beta[twins]]))
+        scheme = jax.tree.map(lambda v: jnp.asarray(v, dtype),
+                              base.replace(beta=jnp.asarray(tags), lam_dec=lam))
+        first = np.concatenate([[True], np.diff(tags) > 0])  # the first worker at each tag
+        alive = first & (rng.random(tags.size) > 0.2)
+        alive[[0, -1]] = first[[0, -1]]
+        Y = np.stack([np.sin(3 * tags), np.cos(2 * tags)], axis=1)
+        out = np.asarray(scheme.decode(jnp.asarray(Y, dtype), alive), np.float64)
+        expected = ref.natural_smoothing_spline(tags[alive], Y[alive], np.ones(alive.sum(), bool),
+                                                lam, np.asarray(base.alpha, np.float64))
+        tol = 2e-5 if dtype == np.float32 else 1e-9
+        np.testing.assert_allclose(out, expected, rtol=tol, atol=tol,
+                                   err_msg=f"twins {twins}, lam {lam}")
 
 
 @pytest.mark.parametrize("value, error, match", [

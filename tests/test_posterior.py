@@ -148,6 +148,28 @@ def test_scheme_posterior_is_the_decode_with_standard_errors(rng, dtype, lam):
     np.testing.assert_array_equal(np.asarray(lost.estimate), 0.0)
 
 
+def test_posterior_ignores_stragglers_at_an_answers_tag(rng):
+    """Stragglers sharing a survivor's tag (twins, or workers padded at the last tag) change
+    neither the estimate nor its standard error, at lam = 0 and lam > 0."""
+    base = lc.letcc(6, 16)
+    beta = np.asarray(base.beta)
+    tags = np.sort(np.concatenate([beta, beta[[4, 15, 15]]]))
+    keep = np.concatenate([[True], np.diff(tags) > 0])  # the first worker at each tag
+    alive = rng.random(16) > 0.2
+    alive[[0, 4, 15]] = True
+    Y = np.sin(2.0 * tags)[:, None] * [1.0, -3.0]
+    for lam in (0.0, 1e-4):
+        plain = base.replace(lam_dec=lam).posterior(jnp.asarray(Y[keep]), alive)
+        twins = base.replace(beta=jnp.asarray(tags), lam_dec=lam)
+        full = np.zeros(tags.size, bool)
+        full[keep] = alive
+        post = twins.posterior(jnp.asarray(Y), full)
+        for name in ("estimate", "std", "scale"):
+            np.testing.assert_allclose(np.asarray(getattr(post, name)),
+                                       np.asarray(getattr(plain, name)), rtol=1e-9,
+                                       atol=1e-12, err_msg=f"{name}, lam {lam}")
+
+
 @pytest.mark.parametrize("N, lam", [(100, 0.0), (100, 1e-6), (1000, 1e-6), (1000, 1e-3)])
 def test_posterior_of_float32_outputs_follows_float64(rng, N, lam):
     """float32 outputs at the scheme's float64 points: power and scale within 1e-5 of the

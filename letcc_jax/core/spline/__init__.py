@@ -106,7 +106,7 @@ from jaxtyping import Array, Bool, Float
 
 from ._blocked import sris_blocked
 from ._hermite import SplineFit, evaluate, finer
-from ._lsq import spacings
+from ._lsq import spacings, to_last_tied
 from ._parallel import sris_parallel
 from ._posterior import scale as _reml_scale
 from ._posterior import state_covariances, variance_at
@@ -167,9 +167,12 @@ def fit(
         if method == "sris" or (method == "auto" and smoother is sris and n <= SWEEP_MAX_N):
             # One sweep for lam = 0 too: the survivors' values pinned, the bending energy
             # (rows of weight 1) minimised; no second solver to compile.
-            pin = ok & alive & (lam <= 0)
+            # A survivor sits last among the knots tied to it (``to_last_tied``).
+            moved, y_moved = to_last_tied(t, alive, y0)
+            w = jnp.where(ok, moved, True).astype(dtype)
+            pin = ok & moved & (lam <= 0)
             a_w = jnp.where(ok & (lam > 0), a, 1.0)
-            g, slope = sris(h, w[:, None] * y0, w, a_w, pin)  # w = 1 where pinned
+            g, slope = sris(h, w[:, None] * y_moved, w, a_w, pin)  # w = 1 where pinned
         else:
             a_w = jnp.where(ok, a, 1.0)
             g, slope = lax.cond(
@@ -266,9 +269,9 @@ def posterior(
     mean = evaluate(spline, xs, search="scan_unrolled" if _loop_free(method) else "scan") / v
     h = spacings(ts, dtype)
     a = jnp.sum(alive.astype(jnp.int32)).astype(dtype) * lam
-    sigma, cross = state_covariances(h, alive, a)
+    sigma, cross = state_covariances(h, to_last_tied(ts, alive, yv)[0], a)
     variance = variance_at(ts, sigma, cross, xs)  # in scaled units: t' = s t, y' = v y
-    tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a)
+    tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a, tied=jnp.diff(ts) <= 0)
     # Back to the caller's units: variance ~ t^3 per tau^2, tau^2 ~ y^2 / t^3.
     s3 = s.astype(dtype) ** 3
     return mean, variance / s3, tau2 * s3 / v.astype(dtype) ** 2

@@ -116,6 +116,7 @@ def variance_at(
 def scale(
     h: Float[Array, " n-1"], y: Float[Array, "n m"], g: Float[Array, "n m"],
     slope: Float[Array, "n m"], alive: Bool[Array, " n"], a: Float[Array, ""],
+    tied: Bool[Array, " n-1"] | None = None,
 ) -> Float[Array, " m"]:
     """tau^2 per output column by restricted maximum likelihood, given a = sigma^2 / tau^2:
     (RSS / a + E) / (|F| - 2), with E the bending energy of the fit (g, slope) and RSS its
@@ -123,9 +124,13 @@ def scale(
     r_i = y_i - g_i cancels to rounding where the fit nearly interpolates (a h^-3 small):
     there it is taken from the normal equations, r_i = a (J^T J x)_{g_i}, whose rounding is
     a W^2 eps |g| against eps |y| (W^2 = 12 / h^3), whichever is smaller per survivor. inf
-    with fewer than three survivors (no degree of freedom left)."""
+    with fewer than three survivors (no degree of freedom left). ``tied``: the intervals
+    between coinciding knots (``_lsq.spacings``' ties), which hold no energy: their stiff
+    rows would turn the rounding of g into energy (a 1e7 times larger scale at n = 19)."""
     dtype = g.dtype
     W, c, e = (v[:-1, None] for v in interval_rows(h, jnp.ones((), dtype)))
+    if tied is not None:
+        W, c, e = (jnp.where(tied[:, None], jnp.zeros((), dtype), v) for v in (W, c, e))
     bend = W * (g[:-1] - g[1:]) + c * (slope[:-1] + slope[1:])  # (n-1, m)
     twist = e * (slope[1:] - slope[:-1])
     energy = jnp.sum(bend * bend + twist * twist, axis=0)
