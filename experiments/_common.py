@@ -18,9 +18,10 @@ import letcc_jax as lc
 from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
 
-__all__ = ["METRICS", "SCHEMES", "batched_inputs", "calibration_mean", "expected_longest_run",
-           "fit_slope", "load_data", "model_function", "pool", "random_network",
-           "random_tanh_network", "replication_loss_probability", "synthetic", "tanh_network"]
+__all__ = ["METRICS", "SCHEMES", "batched_inputs", "buckets", "calibration_mean",
+           "expected_longest_run", "fit_slope", "load_data", "model_function", "pool",
+           "random_network", "random_tanh_network", "replication_loss_probability", "synthetic",
+           "tanh_network"]
 
 #: The schemes compared in Table 1 and the demo, in column order.
 SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
@@ -197,4 +198,16 @@ def pool(results) -> dict:
     recovered = np.concatenate([np.asarray(r.recovered) for r in results])
     out["failure_rate"] = float(np.mean(recovered < 1.0))
     out["values"] = int(recovered.size)
+    return out
+
+
+def buckets(Ns, ratio: float) -> list[tuple[int, ...]]:
+    """The N in increasing order, in runs whose largest is at most ``ratio`` times their
+    smallest: each run is one compiled program per scheme, every N costing its largest."""
+    out = []
+    for N in sorted(Ns):
+        if out and N <= ratio * out[-1][0]:
+            out[-1] = out[-1] + (N,)
+        else:
+            out.append((N,))
     return out

@@ -109,6 +109,9 @@ class ErrorVsNConfig:
     sigma/rms = 1e-3 where 1e-12 helped the evaluation images."""
     seed: int
     """Seeds the inputs, the data split and every straggler and noise draw."""
+    bucket_ratio: float = 2.6
+    """N within this ratio of the smallest of their bucket run as one padded sweep (one
+    compiled program per scheme and bucket; every N of it costs the largest)."""
     name: str = ""
     untrained: bool = False
     """Set per run by the command line: the config's name, and whether LeNet-5 keeps its
@@ -136,6 +139,9 @@ class ProbabilisticConfig:
     """LeTCC's lam_dec is re-tuned per (N, p) on the mean loss over the calibration
     batches."""
     seed: int
+    bucket_ratio: float = 2.6
+    """N within this ratio of the smallest of their bucket run as one padded sweep (one
+    compiled program per code and bucket; every N of it costs the largest)."""
     name: str = ""
     untrained: bool = False
     """Set per run by the command line."""

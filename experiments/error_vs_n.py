@@ -24,12 +24,15 @@ expected longest run (``expected_longest_run``); the fixed-S regime keeps S. The
 carry unknown constants (f's smoothness, K, the points), so each line is fitted to LeTCC's
 curve at one N, the middle one: only its shape is the theory's.
 
-Per (f, N) LeTCC is one ``letcc_jax.monte_carlo`` sweep over both straggler counts (S is a
-leaf of ``ExactStragglers``), every lam_dec and every sigma, run on the calibration batches
-to choose lam_dec and then, with other keys, on the evaluation batches; BACC is one more
-call with LeTCC's evaluation keys. Every lam_dec, sigma and scheme therefore sees the same
-straggler patterns (nested between the two counts) and standard-normal noise draws: two
-compiled programs per N.
+The N are run in buckets of sizes within ``bucket_ratio`` of each other, padded to the
+largest (``letcc_jax.stack_schemes``: the padding never answers, and each N draws the
+stragglers it would draw alone). Per (f, bucket) LeTCC is one ``letcc_jax.monte_carlo``
+sweep over the bucket's N, both straggler counts (S is a leaf of ``ExactStragglers``),
+every lam_dec and every sigma, run on the calibration batches to choose lam_dec and then,
+with other keys, on the evaluation batches; BACC is one more call with LeTCC's evaluation
+keys. Every lam_dec, sigma and scheme therefore sees the same straggler patterns (nested
+between the two counts) and standard-normal noise draws: two compiled programs per bucket,
+where each N once compiled its own two (a cold run was 2.4 times a warm one).
 
     python -m experiments.error_vs_n            # cpu config
     python -m experiments.error_vs_n --smoke    # seconds
@@ -47,6 +50,7 @@ from tqdm.auto import tqdm
 import letcc_jax as lc
 from experiments._common import (
     batched_inputs,
+    buckets,
     calibration_mean,
     expected_longest_run,
     fit_slope,
@@ -81,73 +85,80 @@ def inputs(name, config: ErrorVsNConfig):
                           untrained=config.untrained, train=config.train)
 
 
-def run_regimes(f, X_cal, X_eval, N, S, sigmas, fallback, config: ErrorVsNConfig, key):
-    """Both schemes at N, every straggler count of ``S`` (R,) and every sigma (n,), each
-    with the (m,) ``fallback`` for lost inputs: (best, letcc, bacc) with ``best`` (R, n) the
-    index of LeTCC's lam_dec on the grid and per-trial MSE (R, n, batches, trials). The
-    counts are a sweep of ``ExactStragglers``: one compiled program per scheme and N."""
+def run_regimes(f, X_cal, X_eval, Ns, S, sigmas, fallback, config: ErrorVsNConfig, key):
+    """Both schemes at every N of ``Ns`` (B,) (padded to the largest), every straggler
+    count of ``S`` (R, B) and every sigma (n,), each with the (m,) ``fallback`` for lost
+    inputs: (best, letcc, bacc) with ``best`` (R, n, B) the index of LeTCC's lam_dec on the
+    grid and per-trial MSE (R, n, B, batches, trials). N and the counts are sweeps: one
+    compiled program per scheme for the whole bucket."""
     k_cal, k_eval = jax.random.split(key)
     S = jnp.asarray(S)
-    swept = lc.letcc(config.K, N, fallback=fallback).replace(
-        lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
+    lead = lambda scheme: jax.tree.map(lambda v: v[:, None], scheme)  # noqa: E731 (B, 1)
+    swept = lead(lc.stack_schemes([lc.letcc(config.K, N, fallback=fallback) for N in Ns]))
+    swept = swept.replace(lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
 
-    def letcc(X, key):  # (R, n, G, batches, trials); the same shapes, so one program
+    def letcc(X, key):  # (R, n, B, G, batches, trials); the same shapes, so one program
         return np.asarray(lc.monte_carlo(
             f, swept, X, key, trials=config.trials,
-            stragglers=lc.ExactStragglers(S[:, None, None]),
-            faults=[lc.GaussianNoise(sigmas[:, None])]).mse, np.float64)
+            stragglers=lc.ExactStragglers(S[:, None, :, None]),
+            faults=[lc.GaussianNoise(sigmas[:, None, None])]).mse, np.float64)
 
     best = np.nanargmin(letcc(X_cal, k_cal).mean(axis=(-2, -1)), axis=-1)
-    R, n = best.shape
-    chosen = letcc(X_eval, k_eval)[np.arange(R)[:, None], np.arange(n)[None, :], best]
+    R, n, B = best.shape
+    index = np.ix_(np.arange(R), np.arange(n), np.arange(B))
+    chosen = letcc(X_eval, k_eval)[index + (best,)]
     # LeTCC's evaluation key: both schemes see the same straggler patterns and noise draws
-    bacc = lc.monte_carlo(f, lc.bacc(config.K, N, fallback=fallback), X_eval, k_eval,
-                          trials=config.trials,
-                          stragglers=lc.ExactStragglers(S[:, None]),
-                          faults=[lc.GaussianNoise(sigmas)])
+    bacc = lc.monte_carlo(f, lc.stack_schemes([lc.bacc(config.K, N, fallback=fallback)
+                                               for N in Ns]),
+                          X_eval, k_eval, trials=config.trials,
+                          stragglers=lc.ExactStragglers(S[:, None, :]),
+                          faults=[lc.GaussianNoise(sigmas[:, None])])
     return best, chosen, np.asarray(bacc.mse, np.float64)
 
 
 def run(config: ErrorVsNConfig, progress=True):
     rows = []
     key = jax.random.PRNGKey(config.seed)
-    jobs = [(fn, N) for fn in config.functions for N in config.N]
+    jobs = [(fn, Ns) for fn in config.functions for Ns in buckets(config.N, config.bucket_ratio)]
     loaded = {}
-    for fn, N in tqdm(jobs, desc="N", disable=not progress):
+    for fn, Ns in tqdm(jobs, desc="N buckets", disable=not progress):
         if fn not in loaded:
             f, X_cal, X_eval = inputs(fn, config)
             truth = jax.jit(jax.vmap(f))(X_eval.reshape(-1, X_eval.shape[-1]))
             loaded[fn] = (f, X_cal, X_eval, float(jnp.sqrt(jnp.mean(truth ** 2))),
                           calibration_mean(f, X_cal))
         f, X_cal, X_eval, rms, fallback = loaded[fn]
-        # Each N compiles its own programs, and each program keeps memory mappings: one
-        # process holding all of them runs out (vm.max_map_count), as in table1.
+        # Each bucket compiles its own programs, and each program keeps memory mappings:
+        # one process holding all of them runs out (vm.max_map_count), as in table1.
         jax.clear_caches()
         sigmas = jnp.asarray(config.rel_sigmas, jnp.float32) * rms
         start = time.perf_counter()
-        regimes = {"S_fraction": int(round(config.S_fraction * N)), "S_fixed": config.S_fixed}
-        # keep at least 4 survivors at tiny N
-        regimes = {regime: min(S, N - 4) for regime, S in regimes.items()}
-        counts = sorted(set(regimes.values()))
-        best, letcc, bacc = run_regimes(f, X_cal, X_eval, N, counts, sigmas, fallback, config,
-                                        jax.random.fold_in(key, N))
-        for regime, S in regimes.items():
-            at = counts.index(S)
-            longest = expected_longest_run(N, S)
-            for i, rel in enumerate(config.rel_sigmas):
-                common = {"function": fn, "N": N, "K": config.K, "S": S, "regime": regime,
-                          "longest_run": longest, "gap": theory_gap(regime, S, longest),
-                          "rel_sigma": rel, "sigma": float(sigmas[i]), "trials": config.trials,
-                          "batches": config.batches}
-                rows.append({**common, "scheme": "letcc",
-                             "lam_dec": config.lam_dec_grid[best[at, i]],
-                             "mse_mean": float(letcc[at, i].mean()),
-                             "mse_std": float(letcc[at, i].std())})
-                rows.append({**common, "scheme": "bacc", "lam_dec": None,
-                             "mse_mean": float(bacc[at, i].mean()),
-                             "mse_std": float(bacc[at, i].std())})
-        for r in rows[-4 * len(config.rel_sigmas):]:
-            r["seconds_for_N"] = round(time.perf_counter() - start, 2)
+        # per N: S = S_fraction N and S_fixed, each leaving at least 4 survivors at tiny N
+        regimes = {N: {"S_fraction": min(int(round(config.S_fraction * N)), N - 4),
+                       "S_fixed": min(config.S_fixed, N - 4)} for N in Ns}
+        S = np.array([[regimes[N][r] for N in Ns] for r in ("S_fraction", "S_fixed")])
+        best, letcc, bacc = run_regimes(f, X_cal, X_eval, Ns, S, sigmas, fallback, config,
+                                        jax.random.fold_in(key, Ns[0]))
+        first = len(rows)
+        for b, N in enumerate(Ns):
+            for at, (regime, count) in enumerate(regimes[N].items()):
+                longest = expected_longest_run(N, count)
+                for i, rel in enumerate(config.rel_sigmas):
+                    common = {"function": fn, "N": N, "K": config.K, "S": count,
+                              "regime": regime, "longest_run": longest,
+                              "gap": theory_gap(regime, count, longest), "rel_sigma": rel,
+                              "sigma": float(sigmas[i]), "trials": config.trials,
+                              "batches": config.batches}
+                    rows.append({**common, "scheme": "letcc",
+                                 "lam_dec": config.lam_dec_grid[best[at, i, b]],
+                                 "mse_mean": float(letcc[at, i, b].mean()),
+                                 "mse_std": float(letcc[at, i, b].std())})
+                    rows.append({**common, "scheme": "bacc", "lam_dec": None,
+                                 "mse_mean": float(bacc[at, i, b].mean()),
+                                 "mse_std": float(bacc[at, i, b].std())})
+        seconds = round(time.perf_counter() - start, 2)
+        for r in rows[first:]:
+            r["bucket"], r["seconds_for_bucket"] = list(Ns), seconds
     return rows
 
 

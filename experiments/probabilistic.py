@@ -18,9 +18,12 @@ closed form) falls exponentially in N. Monte Carlo would miss it: with 200 draws
 probability 1e-5 is almost never seen, and the mean error came out as float32 round-off
 where the exact loss is 1e-3 or more.
 
-Per (f, N) LeTCC is one ``letcc_jax.monte_carlo`` sweep over every p and every lam_dec of
-the grid, on ``batches`` calibration batches of K inputs to choose lam_dec per p and then,
-with other keys, on as many disjoint evaluation batches; BACC is one call with LeTCC's
+The N are run in buckets of sizes within ``bucket_ratio`` of each other, padded to the
+largest (``letcc_jax.stack_schemes``: the padding never answers, and each N draws the
+stragglers it would draw alone). Per (f, bucket) LeTCC is one ``letcc_jax.monte_carlo``
+sweep over the bucket's N, every p and every lam_dec of the grid, on ``batches``
+calibration batches of K inputs to choose lam_dec per p and then, with other keys, on as
+many disjoint evaluation batches; BACC is one call with LeTCC's
 evaluation key, so every lam_dec and both codes see the same straggler draws (one uniform
 number per worker, compared with each p). MSE per trial = (1/K) sum_k
 ||f_hat(x_k) - f(x_k)||^2; every scheme estimates an input it cannot determine by the same
@@ -43,6 +46,7 @@ from tqdm.auto import tqdm
 import letcc_jax as lc
 from experiments._common import (
     batched_inputs,
+    buckets,
     calibration_mean,
     fit_slope,
     replication_loss_probability,
@@ -66,70 +70,77 @@ def theory_rate(scheme: str, p: float, N) -> np.ndarray:
     return (np.log(N) / np.log(1.0 / p)) ** a * N ** b
 
 
-def run_point(f, X_cal, X_eval, N, fallback, config: ProbabilisticConfig, key):
-    """Every scheme at one N and every p, each with the (m,) ``fallback`` for lost inputs:
-    ``(best, mse, lost)`` with ``best`` (P,) the index of LeTCC's lam_dec per p; per scheme
-    ``mse``, per-trial MSE (P, batches, trials) for the codes and replication's exact
-    E[MSE] per batch (P, batches); and ``lost``, the share of trials that lost an input
-    (P,), for replication its exact probability."""
+def run_point(f, X_cal, X_eval, Ns, fallback, config: ProbabilisticConfig, key):
+    """Every scheme at every N of ``Ns`` (B,) (the codes padded to the largest) and every
+    p, each with the (m,) ``fallback`` for lost inputs: ``(best, mse, lost)`` with ``best``
+    (P, B) the index of LeTCC's lam_dec per p and N; per scheme ``mse``, per-trial MSE
+    (P, B, batches, trials) for the codes and replication's exact E[MSE] per batch
+    (P, B, batches); and ``lost``, the share of trials that lost an input (P, B), for
+    replication its exact probability."""
     k_cal, k_eval = jax.random.split(key)
     ps = jnp.asarray(config.p, jnp.float32)
-    swept = lc.letcc(config.K, N, fallback=fallback).replace(
-        lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
+    lead = lambda scheme: jax.tree.map(lambda v: v[:, None], scheme)  # noqa: E731 (B, 1)
+    swept = lead(lc.stack_schemes([lc.letcc(config.K, N, fallback=fallback) for N in Ns]))
+    swept = swept.replace(lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
 
-    def letcc(X, key):  # (P, G, batches, trials); calibration and evaluation share a program
+    def letcc(X, key):  # (P, B, G, batches, trials); calibration and evaluation share it
         return lc.monte_carlo(f, swept, X, key, trials=config.trials,
-                              stragglers=lc.BernoulliStragglers(ps[:, None]))
+                              stragglers=lc.BernoulliStragglers(ps[:, None, None]))
 
     best = np.nanargmin(np.asarray(letcc(X_cal, k_cal).mse, np.float64).mean(axis=(-2, -1)),
-                        axis=1)
+                        axis=-1)
     chosen = letcc(X_eval, k_eval)
-    stragglers = lc.BernoulliStragglers(ps)
-    bacc = lc.monte_carlo(f, lc.bacc(config.K, N, fallback=fallback), X_eval, k_eval,
-                          trials=config.trials, stragglers=stragglers)
-    picked = (np.arange(len(best)), best)
+    bacc = lc.monte_carlo(f, lc.stack_schemes([lc.bacc(config.K, N, fallback=fallback)
+                                               for N in Ns]),
+                          X_eval, k_eval, trials=config.trials,
+                          stragglers=lc.BernoulliStragglers(ps[:, None]))
+    picked = np.ix_(np.arange(best.shape[0]), np.arange(best.shape[1])) + (best,)
     mse = {"letcc": np.asarray(chosen.mse, np.float64)[picked],
            "bacc": np.asarray(bacc.mse, np.float64)}
     lost = {"letcc": np.mean(np.asarray(chosen.recovered)[picked] < 1.0, axis=(-2, -1)),
             "bacc": np.mean(np.asarray(bacc.recovered) < 1.0, axis=(-2, -1))}
-    replication = lc.uncoded(config.K, N, fallback=fallback)
-    mse["uncoded"] = np.asarray(lc.replication_loss(f, replication, X_eval,
-                                                    stragglers=stragglers).mse, np.float64)
-    lost["uncoded"] = replication_loss_probability(replication, stragglers)
+    stragglers = lc.BernoulliStragglers(ps)
+    replications = [lc.uncoded(config.K, N, fallback=fallback) for N in Ns]
+    mse["uncoded"] = np.stack([np.asarray(lc.replication_loss(
+        f, replication, X_eval, stragglers=stragglers).mse, np.float64)
+        for replication in replications], axis=1)
+    lost["uncoded"] = np.stack([replication_loss_probability(replication, stragglers)
+                                for replication in replications], axis=1)
     return best, mse, lost
 
 
 def run(config: ProbabilisticConfig, progress=True) -> list[dict]:
     rows = []
     key = jax.random.PRNGKey(config.seed)
-    jobs = [(fn, N) for fn in config.functions for N in config.N]
+    jobs = [(fn, Ns) for fn in config.functions for Ns in buckets(config.N, config.bucket_ratio)]
     loaded = {}
-    for fn, N in tqdm(jobs, desc="N", disable=not progress):
+    for fn, Ns in tqdm(jobs, desc="N buckets", disable=not progress):
         if fn not in loaded:
             f, X_cal, X_eval = batched_inputs(fn, config.K, config.batches, config.seed,
                                               untrained=config.untrained, train=config.train)
             loaded[fn] = f, X_cal, X_eval, calibration_mean(f, X_cal)
         f, X_cal, X_eval, fallback = loaded[fn]
-        # Each N compiles its own programs, and each program keeps memory mappings: one
-        # process holding all of them runs out (vm.max_map_count), as in table1.
+        # Each bucket compiles its own programs, and each program keeps memory mappings:
+        # one process holding all of them runs out (vm.max_map_count), as in table1.
         jax.clear_caches()
         start = time.perf_counter()
-        best, mse, lost = run_point(f, X_cal, X_eval, N, fallback, config,
-                                    jax.random.fold_in(key, N))
+        best, mse, lost = run_point(f, X_cal, X_eval, Ns, fallback, config,
+                                    jax.random.fold_in(key, Ns[0]))
         seconds = round(time.perf_counter() - start, 2)
-        for i, p in enumerate(config.p):
-            for name in SCHEMES:
-                values = mse[name][i]
-                exact = name == "uncoded"
-                rows.append({
-                    "function": fn, "N": N, "K": config.K, "p": p, "scheme": name,
-                    "lam_dec": config.lam_dec_grid[best[i]] if name == "letcc" else None,
-                    "exact": exact, "mse_mean": float(values.mean()),
-                    "mse_std": None if exact else float(values.std()),  # no draws when exact
-                    "failure_rate": float(lost[name][i]),
-                    "trials": None if exact else config.trials, "batches": config.batches,
-                    "seconds_for_N": seconds,
-                })
+        for b, N in enumerate(Ns):
+            for i, p in enumerate(config.p):
+                for name in SCHEMES:
+                    values = mse[name][i, b]
+                    exact = name == "uncoded"
+                    rows.append({
+                        "function": fn, "N": N, "K": config.K, "p": p, "scheme": name,
+                        "lam_dec": config.lam_dec_grid[best[i, b]] if name == "letcc" else None,
+                        "exact": exact, "mse_mean": float(values.mean()),
+                        "mse_std": None if exact else float(values.std()),  # exact: no draws
+                        "failure_rate": float(lost[name][i, b]),
+                        "trials": None if exact else config.trials, "batches": config.batches,
+                        "bucket": list(Ns), "seconds_for_bucket": seconds,
+                    })
     return rows
 
 

@@ -19,7 +19,10 @@ nodes, and in a nearest-neighbour chain through the pixels (``letcc_jax.order_in
 - ``noise``: GaussianNoise(sigma) on every worker's output, sigma relative to the RMS of f's
   outputs; LeTCC's lam_dec chosen per sigma; replication averages its replicas.
 
-LeTCC's lam_dec is chosen per setting (and order, noise level, points) on ``batches``
+Each study pads its codes to its largest N (``Scheme.pad_workers``: the padding never
+answers, and each N draws what it draws unpadded), so it compiles one program per scheme
+and straggler model, not one per N. LeTCC's lam_dec is chosen per setting (and order,
+noise level, points) on ``batches``
 calibration batches, disjoint from the ``batches`` evaluation batches, with lam_enc = 0.
 Every scheme gets the same fallback, the mean output of f on the calibration inputs, for
 an input its decoder cannot recover. Replication is scored by its exact expected loss
@@ -163,6 +166,14 @@ def near_linear_function(X_cal, m: int, seed: int):
 
 
 # ------------------------------------------------------------------ evaluation
+def padded_size(K: int, ratios) -> int:
+    """The N every setting of a study is padded to (``Scheme.pad_workers``): its largest.
+    Padded workers never answer and the draws among the others are unchanged, so each N
+    scores what it scores unpadded, and the study compiles one program per scheme and
+    straggler model instead of one per N."""
+    return max(round(ratio * K) for ratio in ratios)
+
+
 def monte_carlo_batches(inputs: Inputs, make, X, orders, key, trials: int, stragglers,
                         faults=(), labels=None):
     """``lc.monte_carlo`` on each batch of X (C, K, d) with the scheme ``make(orders[b])``
@@ -310,15 +321,16 @@ def few_workers(config: RegimesConfig, inputs: Inputs, key, progress: bool):
     K, q = config.K, config.straggler_fraction
     rows = []
     grid = jnp.asarray(config.lam_dec_grid)
+    padded = padded_size(K, config.few_workers_ratios)
     for ratio in tqdm(config.few_workers_ratios, desc="few_workers", disable=not progress):
         N = round(ratio * K)
 
         def make_letcc(order):
             return lc.letcc(K, N, order=order[:, None, :],
-                            fallback=inputs.fallback).replace(lam_dec=grid)
+                            fallback=inputs.fallback).replace(lam_dec=grid).pad_workers(padded)
 
         def make_bacc(order):
-            return lc.bacc(K, N, order=order, fallback=inputs.fallback)
+            return lc.bacc(K, N, order=order, fallback=inputs.fallback).pad_workers(padded)
 
         for i, st in enumerate(straggler_settings(N, q, config.straggler_kinds)):
             k = jax.random.fold_in(key, 10 * N + i)
@@ -345,7 +357,7 @@ def few_workers(config: RegimesConfig, inputs: Inputs, key, progress: bool):
                 rows.append(row(*common, "bacc", b_mse[o], b_acc[o], **coded_t))
                 rows.append(row(*common, "uncoded", r_mse[o], r_acc[o],
                                 p_lost=float(r_lost[o].mean()), **repl_t))
-        jax.clear_caches()  # programs of one N serve no other (see table1.run)
+    jax.clear_caches()  # the study's programs serve no other (see table1.run)
     return rows
 
 
@@ -368,6 +380,7 @@ def systematic(config: RegimesConfig, inputs: Inputs, key, progress: bool):
     K, q = config.K, config.straggler_fraction
     grid = jnp.asarray(config.lam_dec_grid)
     rows = []
+    padded = padded_size(K, config.systematic_ratios)
     for ratio in tqdm(config.systematic_ratios, desc="systematic", disable=not progress):
         N = round(ratio * K)
         alpha, beta = systematic_points(K, N)
@@ -377,12 +390,13 @@ def systematic(config: RegimesConfig, inputs: Inputs, key, progress: bool):
             scheme = lc.letcc(K, N, points=(alpha, beta), order=order[None, :, None, :],
                               fallback=inputs.fallback)
             return scheme.replace(beta=jnp.asarray(betas[:, None, None, :], scheme.beta.dtype),
-                                  lam_dec=grid)
+                                  lam_dec=grid).pad_workers(padded)
 
         def make_bacc(order):  # grid (points, order)
             scheme = lc.bacc(K, N, points=(alpha, beta), order=order[None],
                              fallback=inputs.fallback)
-            return scheme.replace(beta=jnp.asarray(betas[:, None, :], scheme.beta.dtype))
+            return scheme.replace(beta=jnp.asarray(betas[:, None, :], scheme.beta.dtype)
+                                  ).pad_workers(padded)
 
         exact = {}
         for i, st in enumerate(straggler_settings(N, q, config.straggler_kinds)):
@@ -405,7 +419,7 @@ def systematic(config: RegimesConfig, inputs: Inputs, key, progress: bool):
                                 p_lost=float(r_lost[o].mean())))
         if config.worst_case and exact:
             rows += systematic_worst(config, inputs, K, N, alpha, betas, exact)
-        jax.clear_caches()
+    jax.clear_caches()
     return rows
 
 
@@ -451,6 +465,7 @@ def near_linear(config: RegimesConfig, inputs: Inputs, key, progress: bool):
     K, q = config.K, config.straggler_fraction
     grid = jnp.asarray(config.lam_dec_grid)
     rows = []
+    padded = padded_size(K, config.near_linear_ratios)
     for ratio in tqdm(config.near_linear_ratios, desc="near_linear", disable=not progress):
         N = round(ratio * K)
         (st,) = straggler_settings(N, q, ("exact",))
@@ -460,11 +475,11 @@ def near_linear(config: RegimesConfig, inputs: Inputs, key, progress: bool):
                                  (inputs.orders_cal, inputs.orders_eval))
 
             def make_letcc(order):
-                return lc.letcc(K, N, order=order[:, None, :],
-                                fallback=scaled.fallback).replace(lam_dec=grid)
+                return lc.letcc(K, N, order=order[:, None, :], fallback=scaled.fallback
+                                ).replace(lam_dec=grid).pad_workers(padded)
 
             def make_bacc(order):
-                return lc.bacc(K, N, order=order, fallback=scaled.fallback)
+                return lc.bacc(K, N, order=order, fallback=scaled.fallback).pad_workers(padded)
 
             l_mse, _, lam = letcc_chosen(scaled, make_letcc, grid, k, config.trials, st.model)
             b_mse, _ = monte_carlo_batches(scaled, make_bacc, scaled.X_eval, scaled.orders_eval,
@@ -477,7 +492,7 @@ def near_linear(config: RegimesConfig, inputs: Inputs, key, progress: bool):
                 rows.append(row(*common, "bacc", b_mse[o], **extra))
                 rows.append(row(*common, "uncoded", r_mse[o], p_lost=float(r_lost[o].mean()),
                                 **extra))
-        jax.clear_caches()
+    jax.clear_caches()
     return rows
 
 
@@ -491,6 +506,7 @@ def noise(config: RegimesConfig, inputs: Inputs, key, progress: bool):
     rms = float(jnp.sqrt(jnp.mean(Y_cal ** 2)))
     sigmas = jnp.asarray(config.rel_sigmas) * rms
     rows = []
+    padded = padded_size(K, config.noise_ratios)
     for ratio in tqdm(config.noise_ratios, desc="noise", disable=not progress):
         N = round(ratio * K)
         (st,) = straggler_settings(N, q, ("exact",))
@@ -498,12 +514,13 @@ def noise(config: RegimesConfig, inputs: Inputs, key, progress: bool):
 
         def make_letcc(order):  # grid (order, lam_dec); with the noise (sigma, order, lam_dec)
             return lc.letcc(K, N, order=order[:, None, :],
-                            fallback=inputs.fallback).replace(lam_dec=grid)
+                            fallback=inputs.fallback).replace(lam_dec=grid).pad_workers(padded)
 
         l_mse, l_acc, lam = letcc_chosen(inputs, make_letcc, grid, k, config.trials, st.model,
                                          faults=[lc.GaussianNoise(sigmas[:, None, None])])
         b_mse, b_acc = monte_carlo_batches(
-            inputs, lambda order: lc.bacc(K, N, order=order, fallback=inputs.fallback),
+            inputs, lambda order: lc.bacc(K, N, order=order,
+                                          fallback=inputs.fallback).pad_workers(padded),
             inputs.X_eval, inputs.orders_eval, eval_key(k), config.trials, st.model,
             faults=[lc.GaussianNoise(sigmas[:, None])], labels=inputs.labels_eval)
         r_mse, r_lost = replication_batches(inputs, K, N, st.model,
@@ -517,7 +534,7 @@ def noise(config: RegimesConfig, inputs: Inputs, key, progress: bool):
                 rows.append(row(*common, "bacc", b_mse[s, o], b_acc[s, o], **extra))
                 rows.append(row(*common, "uncoded", r_mse[s, o], None,
                                 p_lost=float(r_lost[s, o].mean()), **extra))
-        jax.clear_caches()
+    jax.clear_caches()
     return rows
 
 

@@ -39,6 +39,7 @@ from .core._schemes import (
     letcc,
     make_scheme,
     residual_letcc,
+    stack_schemes,
     uncoded,
 )
 from .core._smoothing import smoothing_spline
@@ -130,6 +131,7 @@ __all__ = [
     "run_coded",
     "select_lambda",
     "smoothing_spline",
+    "stack_schemes",
     "tune",
     "uncoded",
     "worst_adversaries",

@@ -252,9 +252,10 @@ def test_error_vs_n_smoke(tmp_path, caplog):
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
         rows, fitted = error_vs_n.main(["--smoke", "--functions", "synthetic",
                                         "--out", str(tmp_path)])
-    # per (N, S): LeTCC's calibration and evaluation share one program, BACC has another
+    # one bucket of N (10 and 20, padded to 20): LeTCC's calibration and evaluation share one
+    # program, BACC has another
     compiled = sum("compilation of jit(monte_carlo_compiled)" in r.getMessage() for r in caplog.records)
-    assert 0 < compiled <= 2 * len({(r["N"], r["S"]) for r in rows})
+    assert compiled == 2 and {r["N"] for r in rows} == {10, 20}
     out = tmp_path / "error_vs_n"
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["functions"] == ["synthetic"]
@@ -434,3 +435,12 @@ def test_the_config_is_cpu_unless_chosen(tmp_path, flags, name):
     config, _ = parse_experiment_args([*flags, "--out", str(tmp_path)], "table1", "table 1",
                                       configs.TABLE1, untrained_help="no training")
     assert config.name == name
+
+
+def test_buckets_group_sizes_within_the_ratio():
+    from experiments._common import buckets
+
+    N = (10, 16, 25, 40, 63, 100, 160, 250, 400, 630, 1000)
+    assert buckets(N, 2.6) == [(10, 16, 25), (40, 63, 100), (160, 250, 400), (630, 1000)]
+    assert buckets((20, 10, 40), 1.0) == [(10,), (20,), (40,)]
+    assert buckets(N, 1000.0) == [N]

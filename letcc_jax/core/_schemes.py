@@ -32,7 +32,7 @@ import dataclasses
 import functools
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import jax
@@ -50,13 +50,14 @@ from ._points import PointsSpec, resolve_points
 
 __all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BoundedLeTCC", "BarycentricScheme",
            "BACC", "LCC", "Uncoded", "letcc", "residual_letcc", "bounded_letcc", "bacc", "lcc",
-           "uncoded", "make_scheme", "SCHEMES", "usable", "decode_masks", "decoder_matrix",
-           "BLOCK_ELEMENTS"]
+           "uncoded", "make_scheme", "stack_schemes", "SCHEMES", "usable", "decode_masks",
+           "decoder_matrix", "BLOCK_ELEMENTS"]
 
 
-def _leaf(ndim: int = 0, **kw):
-    """A data field whose unbatched value has ``ndim`` dimensions."""
-    return dataclasses.field(metadata={"ndim": ndim}, **kw)
+def _leaf(ndim: int = 0, per_worker: bool = False, **kw):
+    """A data field whose unbatched value has ``ndim`` dimensions; ``per_worker``: its first
+    unbatched axis is the workers' (``stack_schemes`` pads it to the largest N)."""
+    return dataclasses.field(metadata={"ndim": ndim, "per_worker": per_worker}, **kw)
 
 
 def _static(**kw):
@@ -132,6 +133,12 @@ class Scheme(check.Checked):
       fallback (jax.Array | None): (m,) float estimate of an input the valid results
         cannot determine (see ``recovered``), e.g. the mean output on calibration data;
         None estimates such an input as 0. ``(*batch, m)`` in a sweep.
+      workers (jax.Array | None): how many of the N workers exist, an int in [2, N], or
+        None (all N). The first ``workers`` tags are the scheme's; the rest are padding,
+        workers that never answer (a decode ignores them whatever ``alive`` says, and the
+        straggler and fault models draw among the existing workers only). Set by
+        ``stack_schemes``, which pads schemes of different N to one shape: a sweep over N
+        in one compiled program. ``(*batch,)`` in a sweep.
 
     Example:
       >>> import numpy as np
@@ -145,9 +152,10 @@ class Scheme(check.Checked):
     """
 
     alpha: Float[Array, "*batch K"] = _leaf(1)
-    beta: Float[Array, "*batch N"] = _leaf(1)
+    beta: Float[Array, "*batch N"] = _leaf(1, per_worker=True)
     order: Int[Array, "*batch K"] | None = _leaf(1, default=None, kw_only=True)
     fallback: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
+    workers: Int[Array, "*batch"] | None = _leaf(0, default=None, kw_only=True)
 
     name: ClassVar[str] = "scheme"
     #: The names of the leaves only the decoder reads (besides ``fallback``, which every
@@ -166,6 +174,16 @@ class Scheme(check.Checked):
 
     def _check_order_and_fallback(self) -> None:
         _check_order(self.order, self.K, f"{self.name}: order")
+        if self.workers is not None:
+            name = f"{self.name}: workers"
+            values = None if isinstance(self.workers, jax.core.Tracer) else \
+                check.concrete_values(self.workers)
+            if values is not None and (values.dtype == np.bool_
+                                       or not np.issubdtype(values.dtype, np.integer)
+                                       or (values.size and (values.min() < 2
+                                                            or values.max() > self.N))):
+                raise ValueError(f"{name} must be an int in [2, N] = [2, {self.N}] (or an "
+                                 f"integer array of them, a sweep), got {self.workers!r}.")
         if self.fallback is not None:
             name = f"{self.name}: fallback"
             values = check.concrete_parameter(self.fallback, name)
@@ -511,7 +529,7 @@ class Scheme(check.Checked):
           ``(estimate, used, recovered)``: (K, m) estimates in the caller's order, the (N,)
           mask of the results used, and the (K,) inputs with a genuine estimate.
         """
-        used = usable(Y, alive)
+        used = self.present(usable(Y, alive))
         estimate, recovered = self.decode_linear(Y, used)
         if self.fallback is not None:
             estimate = jnp.where(recovered[:, None], estimate,
@@ -532,10 +550,82 @@ class Scheme(check.Checked):
         Returns:
           ``(estimate, recovered)``: (K, m) and (K,) bool.
         """
+        used = self.present(used)
         recovered = self.to_input_order(self.apply_recovery(used))
         estimate = self.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
         estimate = self.to_input_order(estimate)
         return jnp.where(recovered[:, None], estimate, jnp.zeros((), estimate.dtype)), recovered
+
+    def pad_workers(self, N: int) -> Scheme:
+        """This scheme with N workers: the workers beyond its own never answer.
+
+        Its per-worker leaves (``beta``; ``residual``) repeat its last worker up to N, and
+        ``workers`` records how many exist (see ``Scheme.workers``): every decode, and in
+        ``monte_carlo`` every straggler and fault draw, is what the unpadded scheme gives
+        (to round-off). Schemes of different N padded to one N share one compiled program,
+        each call with its own key; ``stack_schemes`` stacks them into one sweep instead.
+        A swept scheme is padded along its workers' axis.
+
+        Args:
+          N: the padded number of workers, an int >= the scheme's N.
+
+        Returns:
+          A scheme of the same type with N workers and ``workers`` set (kept, if already).
+
+        Raises:
+          ValueError: N is not an int at least the scheme's N.
+
+        Example:
+          >>> import letcc_jax as lc
+          >>> padded = lc.letcc(4, 10).pad_workers(16)
+          >>> padded.N, int(padded.workers)
+          (16, 10)
+        """
+        self.validate()
+        if not check.is_int(N) or N < self.N:
+            raise ValueError(f"pad_workers: N must be an int >= the scheme's N = {self.N}, "
+                             f"got {N!r}.")
+        changes = {"workers": jnp.asarray(self.N if self.workers is None else self.workers,
+                                          jnp.int32)}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and field.metadata.get("per_worker", False):
+                value = jnp.asarray(value)
+                axis = value.ndim - field.metadata["ndim"]
+                extra = jnp.take(value, jnp.asarray([value.shape[axis] - 1]), axis=axis)
+                reps = [1] * value.ndim
+                reps[axis] = int(N) - value.shape[axis]
+                changes[field.name] = jnp.concatenate([value, jnp.tile(extra, reps)], axis=axis)
+        return dataclasses.replace(self, **changes)
+
+    def check_unpadded(self, caller: str) -> None:
+        """Raise unless all N workers exist (``workers`` is None): for the calls that do
+        not take ``stack_schemes``' padding (searches, exact losses, tuning, real workers).
+
+        Args:
+          caller: the public function's name, for the message.
+
+        Raises:
+          ValueError: the scheme is padded.
+        """
+        if self.workers is not None:
+            raise ValueError(f"{caller} takes a scheme whose N workers all exist; this {self.name} "
+                             "scheme is padded (workers set, e.g. by stack_schemes, which is for "
+                             "monte_carlo and expected_loss). Pass each unpadded scheme.")
+
+    def present(self, mask: Bool[Array, " N"]) -> Bool[Array, " N"]:
+        """``mask`` without the padding workers (see ``workers``); ``mask`` itself when
+        every worker exists. Traced, no validation.
+
+        Args:
+          mask: (N,) bool, e.g. the workers that answered.
+
+        Returns:
+          (N,) bool, False from worker ``workers`` on.
+        """
+        if self.workers is None:
+            return mask
+        return mask & (jnp.arange(self.N, dtype=jnp.int32) < jnp.asarray(self.workers, jnp.int32))
 
     @property
     def swept(self) -> bool:
@@ -712,7 +802,8 @@ def _posterior(scheme, Y, alive, scale):
 
 @jax.jit
 def _recovered(scheme, alive, Y=None):
-    return scheme.to_input_order(scheme.apply_recovery(alive if Y is None else usable(Y, alive)))
+    used = scheme.present(alive if Y is None else usable(Y, alive))
+    return scheme.to_input_order(scheme.apply_recovery(used))
 
 
 @functools.partial(jax.jit, static_argnames="dtype")
@@ -927,7 +1018,7 @@ class ResidualLeTCC(LeTCC):
       (True, (10, 4), 0.0)
     """
 
-    residual: Float[Array, "*batch N K"] = _leaf(2, default=None)
+    residual: Float[Array, "*batch N K"] = _leaf(2, per_worker=True, default=None)
 
     name: ClassVar[str] = "letcc+residual"
 
@@ -1694,3 +1785,76 @@ def _options(factory) -> list[str] | None:
         return None if factory is not residual_letcc else (
             ["residual"] + _options(letcc))
     return [p.name for p in params]
+
+
+def stack_schemes(schemes: Sequence[Scheme]) -> Scheme:
+    """One swept scheme from unswept schemes of one type, along a new leading axis: a sweep
+    over whatever differs between them, the number of workers N included.
+
+    Schemes with fewer workers than the largest are padded to it: their per-worker leaves
+    (``beta``; ``residual``) repeat their last worker, and ``workers`` records how many
+    exist, so the padding never answers (see ``Scheme.workers``). ``monte_carlo`` and
+    ``expected_loss`` then evaluate every scheme in one compiled program, where each N
+    would compile its own; each point costs what the largest N costs. Trial t draws the
+    same stragglers and noise among a scheme's workers as it would unpadded (JAX's
+    partitionable random bits: the first N draws of a longer stream are the draws of N).
+
+    Args:
+      schemes: unswept schemes of one type, with equal K, equal static options (solver,
+        degree, combine) and leaves of equal shapes besides the workers' axis (the same
+        optional leaves given, e.g. a fallback of the same size in each).
+
+    Returns:
+      A scheme of the same type, every leaf with a leading axis of ``len(schemes)``, and
+      ``workers`` the (len(schemes),) N of each (or its own ``workers``, if padded).
+
+    Raises:
+      TypeError: an empty sequence or one that mixes types or holds a non-scheme.
+      ValueError: a swept scheme; schemes that differ in K, in a static option, in which
+        optional leaves they give, or in a leaf's shape.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> sweep = lc.stack_schemes([lc.letcc(8, N) for N in (10, 16, 25)])
+      >>> sweep.beta.shape, sweep.workers.tolist()
+      ((3, 25), [10, 16, 25])
+    """
+    schemes = list(schemes) if isinstance(schemes, (list, tuple)) else None
+    if not schemes or not all(isinstance(s, Scheme) for s in schemes):
+        raise TypeError("stack_schemes takes a non-empty list of schemes (e.g. "
+                        "[letcc_jax.letcc(8, N) for N in (10, 20)]).")
+    kind = type(schemes[0])
+    if any(type(s) is not kind for s in schemes):
+        names = sorted({type(s).__name__ for s in schemes})
+        raise TypeError(f"stack_schemes stacks schemes of one type, got {', '.join(names)}.")
+    for i, scheme in enumerate(schemes):
+        scheme.validate()
+        if scheme.swept:
+            raise ValueError(f"stack_schemes: scheme {i} is a sweep already; stack unswept "
+                             "schemes.")
+        if scheme.K != schemes[0].K:
+            raise ValueError(f"stack_schemes: every scheme needs the same K, got "
+                             f"{[s.K for s in schemes]}.")
+    N = max(s.N for s in schemes)
+    schemes = [s.pad_workers(N) for s in schemes]
+    changes = {}
+    for field in dataclasses.fields(kind):
+        values = [getattr(s, field.name) for s in schemes]
+        if field.metadata.get("static", False) or not field.init:
+            if any(v != values[0] for v in values):
+                raise ValueError(f"stack_schemes: {field.name} differs between the schemes "
+                                 f"({sorted({repr(v) for v in values})}); it is static, so "
+                                 "stack schemes that share it.")
+            continue
+        given = [v is not None for v in values]
+        if not any(given):
+            continue
+        if not all(given):
+            raise ValueError(f"stack_schemes: {field.name} is given for some schemes and not "
+                             "others; give it for all or none.")
+        shapes = {np.shape(v) for v in values}
+        if len(shapes) > 1:
+            raise ValueError(f"stack_schemes: {field.name} has shapes {sorted(shapes)}; "
+                             "stacked leaves need one shape.")
+        changes[field.name] = jnp.stack([jnp.asarray(v) for v in values])
+    return dataclasses.replace(schemes[0], **changes)

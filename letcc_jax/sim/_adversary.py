@@ -270,6 +270,7 @@ def worst_adversaries(
     key = jax.random.key(0) if key is None else key
     # check_round validates f, the scheme, X and the key, and that f is finite on X.
     X, _ = check_round(f, scheme, X, NoStragglers(), None, key, single=True)
+    scheme.check_unpadded("worst_adversaries")
     if not scheme.linear:
         raise ValueError(f"worst_adversaries searches the attacks on a linear decoder; this "
                          f"{scheme.name} scheme's is not (it takes the median of replicas, "

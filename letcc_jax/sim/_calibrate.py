@@ -280,6 +280,7 @@ def _has_posterior(scheme, caller: str) -> None:
         raise TypeError(f"{caller} needs a scheme with posterior standard errors: a LeTCC "
                         f"scheme (e.g. letcc_jax.letcc(K, N)), got {what}. Other schemes "
                         "have no standard errors to calibrate.")
+    scheme.check_unpadded(caller)
 
 
 def _simulate_rounds(f, scheme, X, key, stragglers, faults, trials, caller, name):

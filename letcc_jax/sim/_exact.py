@@ -183,6 +183,7 @@ def _check_exact(scheme, stragglers) -> None:
         what = getattr(scheme, "name", None) or repr(scheme)
         raise TypeError(_unsupported(f"the scheme {what} (not replication, "
                                      "letcc_jax.uncoded(K, N))"))
+    scheme.check_unpadded("replication_loss")
     if isinstance(stragglers, StragglerModel) and not isinstance(stragglers, EXACT_STRAGGLERS):
         raise TypeError(_unsupported(f"the straggler model {type(stragglers).__name__}"))
 

@@ -129,6 +129,7 @@ def select_lambda(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    scheme.check_unpadded("select_lambda")
     _require_eager("select_lambda", scheme, X_cal, key)
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
@@ -212,6 +213,7 @@ def gcv(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"gcv tunes a LeTCC decoder, got {type(scheme).__name__}.")
+    scheme.check_unpadded("gcv")
     _require_eager("gcv", scheme, Y, alive)
     scheme.validate()
     Y = check.float_array(Y, "Y")

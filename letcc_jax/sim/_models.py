@@ -51,8 +51,10 @@ def _set_count(model, field: str, minimum: int = 0):
     object.__setattr__(model, field, check_count(getattr(model, field), name, minimum))
 
 
-def random_subset(key, N: int, count) -> Bool[Array, " N"]:
-    """A uniformly random subset of ``count`` of the N workers, as a mask.
+def random_subset(key, N: int, count, n=None) -> Bool[Array, " N"]:
+    """A uniformly random subset of ``count`` of the N workers, as a mask; with ``n`` (an
+    int or a traced one), of the first n workers only (the others are padding, see
+    ``Scheme.workers``), the same subset as for N = n.
 
     Selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S): worker n is taken with
     probability (still needed) / (still left), which takes exactly ``count`` workers (when
@@ -64,15 +66,23 @@ def random_subset(key, N: int, count) -> Bool[Array, " N"]:
     (below 0) or everybody (above N).
     """
     u = jax.random.uniform(key, (N,))
-    left = jnp.arange(N, 0, -1).astype(u.dtype)
+    count_from = N if n is None else jnp.asarray(n, jnp.int32)
+    left = (count_from - jnp.arange(N, dtype=jnp.int32)).astype(u.dtype)
 
     def step(needed, drawn):
         u_n, left_n = drawn
-        take = u_n * left_n < needed
+        take = (u_n * left_n < needed) & (left_n > 0)
         return needed - take.astype(needed.dtype), take
 
     _, chosen = lax.scan(step, jnp.asarray(count).astype(u.dtype), (u, left))
     return chosen
+
+
+def _existing(mask: Bool[Array, " N"], n) -> Bool[Array, " N"]:
+    """``mask`` without the padding workers from worker n on (all of it when n is None)."""
+    if n is None:
+        return mask
+    return mask & (jnp.arange(mask.shape[0], dtype=jnp.int32) < jnp.asarray(n, jnp.int32))
 
 
 class StragglerModel(Checked):
@@ -114,13 +124,16 @@ class StragglerModel(Checked):
         self._check_sample(key, N)
         return self.draw_mask(key, N)
 
-    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
+    def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
         """``sample``'s traced rule, without checks: what the simulation engine calls for
         one unswept model (the evaluators validate it and run sweeps first).
 
         Args:
           key: one JAX PRNG key.
           N: the number of workers, a Python int (static).
+          n: None, or how many of the N exist (an int, possibly traced): the scheme's
+            ``workers``. The rest never answer, and the first n are drawn as for N = n
+            (a model of your own must take this argument to run on ``stack_schemes``).
 
         Returns:
           (N,) bool mask, True where the worker answered.
@@ -203,13 +216,16 @@ class FaultModel(Checked):
         self._check_apply(key, Y)
         return self.corrupt(key, Y)
 
-    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+    def corrupt(self, key, Y: Float[Array, "N m"], n=None) -> Float[Array, "N m"]:
         """``apply``'s traced rule, without checks: what the simulation engine calls for
         one unswept model (the evaluators validate it and run sweeps first).
 
         Args:
           key: one JAX PRNG key.
           Y: (N, m) float outputs.
+          n: None, or how many of the N workers exist (the scheme's ``workers``): a model
+            that picks workers picks among the first n, as for N = n (a model of your own
+            must take this argument to run on ``stack_schemes``).
 
         Returns:
           (N, m) corrupted outputs in the dtype of Y.
@@ -281,8 +297,8 @@ class NoStragglers(StragglerModel):
       [True, True, True, True]
     """
 
-    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
-        return jnp.ones((N,), bool)
+    def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
+        return _existing(jnp.ones((N,), bool), n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -319,8 +335,8 @@ class ExactStragglers(StragglerModel):
         if counts is not None and counts.ndim == 0:
             object.__setattr__(self, "S", int(counts))  # one S: a plain int, as it came
 
-    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
-        return ~random_subset(key, N, self.S)
+    def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
+        return _existing(~random_subset(key, N, self.S, n), n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -382,9 +398,9 @@ class BernoulliStragglers(StragglerModel):
         check_parameter(self.p, "BernoulliStragglers: p", "in [0, 1)",
                         lambda p: (p >= 0) & (p < 1))
 
-    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
+    def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
         u = jax.random.uniform(key, (N,))
-        return u >= jnp.asarray(self.p, u.dtype)
+        return _existing(u >= jnp.asarray(self.p, u.dtype), n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -455,21 +471,23 @@ class LatencyStragglers(StragglerModel):
         self._check_sample(key, N, "finish_times")
         return self._times(key, N)
 
-    def _times(self, key, N: int) -> Float[Array, " N"]:
+    def _times(self, key, N: int, n=None) -> Float[Array, " N"]:
+        """Finish times; with ``n``, the padding workers' are inf (they never finish)."""
         k_time, k_slow = jax.random.split(key)
         draw = jax.random.exponential(k_time, (N,))
         shift, rate, slowdown = (jnp.asarray(v, draw.dtype)
                                  for v in (self.shift, self.rate, self.slowdown))
         t = shift + draw / rate
-        return jnp.where(random_subset(k_slow, N, self.slow), t * slowdown, t)
+        t = jnp.where(random_subset(k_slow, N, self.slow, n), t * slowdown, t)
+        return jnp.where(_existing(jnp.ones((N,), bool), n), t, jnp.inf)
 
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "wait_for", N)
         _check_at_most(self, "slow", N)
 
-    def draw_mask(self, key, N: int) -> Bool[Array, " N"]:
-        t = self._times(key, N)
-        return jnp.argsort(jnp.argsort(t)) < self.wait_for
+    def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
+        t = self._times(key, N, n)
+        return _existing(jnp.argsort(jnp.argsort(t)) < self.wait_for, n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -502,7 +520,7 @@ class GaussianNoise(FaultModel):
     def check_values(self) -> None:
         check_parameter(self.sigma, "GaussianNoise: sigma", ">= 0", lambda v: v >= 0)
 
-    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+    def corrupt(self, key, Y: Float[Array, "N m"], n=None) -> Float[Array, "N m"]:
         return Y + jnp.asarray(self.sigma, Y.dtype) * jax.random.normal(key, Y.shape, Y.dtype)
 
 
@@ -548,9 +566,9 @@ class Adversaries(FaultModel):
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "count", N)
 
-    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
+    def corrupt(self, key, Y: Float[Array, "N m"], n=None) -> Float[Array, "N m"]:
         k_who, k_val = jax.random.split(key)
-        bad = random_subset(k_who, Y.shape[0], self.count)[:, None]
+        bad = random_subset(k_who, Y.shape[0], self.count, n)[:, None]
         magnitude = jnp.asarray(self.magnitude, Y.dtype)
         if self.mode == "uniform":
             fake = magnitude * jax.random.uniform(k_val, Y.shape, Y.dtype, -1.0, 1.0)
@@ -588,6 +606,6 @@ class FailedWorkers(FaultModel):
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "count", N)
 
-    def corrupt(self, key, Y: Float[Array, "N m"]) -> Float[Array, "N m"]:
-        bad = random_subset(key, Y.shape[0], self.count)[:, None]
+    def corrupt(self, key, Y: Float[Array, "N m"], n=None) -> Float[Array, "N m"]:
+        bad = random_subset(key, Y.shape[0], self.count, n)[:, None]
         return jnp.where(bad, jnp.nan, Y)

@@ -162,10 +162,11 @@ def outputs(f: Callable, X: Float[Array, "n d"]) -> Float[Array, "n m"]:
     return Y.reshape(Y.shape[0], -1)
 
 
-def apply_faults(key, Y: Float[Array, "N m"], faults: Sequence) -> Float[Array, "N m"]:
-    """The fault models applied in order, each with its own sub-key."""
+def apply_faults(key, Y: Float[Array, "N m"], faults: Sequence, n=None) -> Float[Array, "N m"]:
+    """The fault models applied in order, each with its own sub-key; ``n``: how many of the
+    N workers exist (a padded scheme's ``workers``), None for all."""
     for k, fault in zip(jax.random.split(key, max(len(faults), 1)), faults):
-        Y = fault.corrupt(k, Y)
+        Y = fault.corrupt(k, Y) if n is None else fault.corrupt(k, Y, n)
     return Y
 
 
@@ -175,7 +176,10 @@ def sample_round(scheme, stragglers, faults, Y, key):
     are the decoder's business). The key is split as ``run_round`` and ``monte_carlo``
     split it, so trial i of a Monte Carlo run is ``run_round`` with that trial's key."""
     k_mask, k_fault = jax.random.split(key)
-    return apply_faults(k_fault, Y, faults), stragglers.draw_mask(k_mask, scheme.N)
+    n = scheme.workers  # a padded scheme: the models draw among the existing workers
+    mask = (stragglers.draw_mask(k_mask, scheme.N) if n is None
+            else stragglers.draw_mask(k_mask, scheme.N, n))
+    return apply_faults(k_fault, Y, faults, n), mask
 
 
 def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:

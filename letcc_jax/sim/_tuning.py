@@ -356,6 +356,7 @@ def tune(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    scheme.check_unpadded("tune")
     if not check.is_concrete(*jax.tree.leaves((scheme, X_cal, key))):
         raise TypeError("tune runs eagerly (an optimisation loop in Python); call it outside "
                         "jax.jit / jax.vmap / jax.grad.")

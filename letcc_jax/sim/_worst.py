@@ -245,6 +245,8 @@ def worst_stragglers(
     restarts = check.check_count(restarts, "restarts")
     seed = check.check_count(seed, "seed")
     exhaustive_max = check.check_count(exhaustive_max, "exhaustive_max")
+    if isinstance(scheme, Scheme):
+        scheme.check_unpadded("worst_stragglers")
     if isinstance(scheme, Scheme) and not 0 <= S < scheme.N:
         raise ValueError(f"S must be in [0, N) = [0, {scheme.N}), got {S}.")
     # check_round validates f, the scheme and X, and that N - S workers can decode.

@@ -235,6 +235,7 @@ class Backend:
             raise TypeError(
                 f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got {scheme!r}."
             )
+        scheme.check_unpadded("run")
         N = scheme.N
         alive = np.ones((N,), bool) if alive is None else np.asarray(check_mask(alive, N))
         need = _check_wait_for(wait_for, int(alive.sum()))

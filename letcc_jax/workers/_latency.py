@@ -162,6 +162,7 @@ def decode_at_deadlines(scheme: Scheme, result, deadlines, *,
     if not isinstance(scheme, Scheme):
         raise TypeError(f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got "
                         f"{scheme!r}.")
+    scheme.check_unpadded("decode_at_deadlines")
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose from {POLICIES}.")
     if policy == "first_replica" and not isinstance(scheme, Uncoded):
