@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
@@ -334,3 +335,63 @@ def test_latency_smoke(tmp_path):
     assert exact and all(r["mse_mean"] < 1e-10 and r["lost_share"] == 0 for r in exact)
     coded = [r for r in rows if r["scheme"] in ("letcc", "bacc") and math.isinf(r["deadline_s"])]
     assert all(0 < r["mse_mean"] < 0.1 and r["lost_share"] == 0 for r in coded)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1e-3])
+def test_tolerance_replay_stops_at_the_first_arrival_that_meets_it(lam, dtype, rng):
+    """Against a loop over the arrivals that calls ``scheme.posterior`` after each one."""
+    scheme = lc.letcc(K, N, lam_dec=lam, fallback=np.zeros(M))  # one result: the fallback
+    result = _round(rng, dtype)
+    arrival = np.where(np.isnan(result.timings.arrival_s), np.inf, result.timings.arrival_s)
+    z = 1.959963984540054  # level 0.95, uncalibrated
+    times = np.sort(arrival[result.used])
+    widths = []
+    for t in times:
+        post = scheme.posterior(jnp.asarray(result.outputs),
+                                jnp.asarray(result.used & (arrival <= t)))
+        widths.append(float(np.max(z * np.asarray(post.std, np.float64))))
+    finite = sorted(w for w in widths if np.isfinite(w))
+    tolerances = [finite[0] * 1.01, finite[len(finite) // 2] * 1.01, finite[-1] * 0.5 / 1.01, 1e9]
+    deadline = times[-3]
+    got = workers.decode_at_tolerances(scheme, result, tolerances, deadline=deadline)
+    for i, tol in enumerate(tolerances):
+        hits = [j for j, w in enumerate(widths) if w <= tol and times[j] <= deadline]
+        stop = times[hits[0]] if hits else deadline
+        assert got.met[i] == bool(hits)
+        assert got.latency_s[i] == stop
+        mask = result.used & (arrival <= stop)
+        np.testing.assert_array_equal(got.used[i], mask)
+        post = scheme.posterior(jnp.asarray(result.outputs), jnp.asarray(mask))
+        np.testing.assert_allclose(got.estimate[i], post.estimate, **TOL[dtype])
+        np.testing.assert_allclose(got.half_width[i], z * np.asarray(post.std), rtol=1e-4)
+        if hits:
+            assert got.half_width[i].max() <= tol * (1 + 1e-6)
+    truth = np.asarray(got.estimate[-1], np.float64)  # the last stop's estimates as the truth
+    kept = got.promise_kept(truth)
+    assert kept.shape == (4,) and kept[-1] == 1.0
+
+
+def test_tolerance_replay_takes_a_calibration_and_rejects_bad_input(rng):
+    scheme = lc.letcc(K, N)
+    result = _round(rng, np.float64)
+    cal = lc.Calibration((0.9,), jnp.full((1, M), 3.0), jnp.asarray([0.8]), jnp.asarray(99))
+    # a huge tolerance: both stop at the first arrival that recovers every input
+    calibrated = workers.decode_at_tolerances(scheme, result, [1e9], level=0.9, calibration=cal)
+    gaussian = workers.decode_at_tolerances(scheme, result, [1e9], level=0.9)
+    assert calibrated.latency_s[0] == gaussian.latency_s[0] and calibrated.met[0]
+    np.testing.assert_allclose(calibrated.half_width / gaussian.half_width,
+                               3.0 / 1.6448536269514722, rtol=1e-9)
+    for call, error, match in [
+        (lambda: workers.decode_at_tolerances(lc.bacc(K, N), result, [1.0]), TypeError,
+         "posterior standard errors"),
+        (lambda: workers.decode_at_tolerances(scheme, result, [0.0]), ValueError, "> 0"),
+        (lambda: workers.decode_at_tolerances(scheme, result, []), ValueError, "non-empty"),
+        (lambda: workers.decode_at_tolerances(scheme, result, [1.0], level=1.5), ValueError,
+         r"coverage in \(0, 1\)"),
+        (lambda: workers.decode_at_tolerances(scheme, result, [1.0], level=0.8, calibration=cal),
+         ValueError, "not calibrated"),
+        (lambda: workers.run(jnp.sin, scheme, jnp.ones((K, 2)), tolerance=0.1), ValueError,
+         "tolerance needs an asynchronous backend"),
+    ]:
+        with pytest.raises(error, match=match):
+            call()

@@ -132,6 +132,29 @@ def test_deadline_decodes_from_what_arrived(dask):
 
 
 @pytest.mark.timeout(60)
+def test_tolerance_stops_once_every_interval_is_within_it(dask):
+    """Four workers hang; the others' results make every half-width small enough, so the
+    round ends long before the hung ones, with the estimates the posterior gives on what
+    it used. A tolerance no result can meet waits for the deadline instead."""
+    scheme = SCHEMES["letcc"]
+    late = list(range(N - 4, N))
+    slow = workers.WorkerFaults(delay={n: LONG for n in late})
+    start = time.perf_counter()
+    result = dask.run(F, scheme, X, tolerance=10.0, faults=slow)
+    assert time.perf_counter() - start < 20 and not result.used[late].any()
+    post = scheme.posterior(result.outputs, result.used)
+    np.testing.assert_allclose(result.estimate, post.estimate, rtol=1e-5, atol=1e-5)
+    assert float(np.max(1.959963984540054 * np.asarray(post.std))) <= 10.0
+    start = time.perf_counter()
+    result = dask.run(F, scheme, X, tolerance=1e-12, deadline=2.0, faults=slow)
+    assert 2.0 <= time.perf_counter() - start < 10
+    np.testing.assert_array_equal(result.used, ~np.isin(np.arange(N), late))
+    with pytest.raises(TypeError, match="posterior standard errors"):
+        dask.run(F, SCHEMES["bacc"], X, tolerance=1.0)
+    assert _idle(dask)
+
+
+@pytest.mark.timeout(60)
 def test_deadline_without_enough_results_raises(dask):
     scheme = lc.uncoded(K, K)
     slow = workers.WorkerFaults(delay={K - 1: LONG})

@@ -15,7 +15,9 @@ Backends:
 
 ``decode_at_deadlines`` replays a round that waited for every worker under a range of
 deadlines (or first-replica stopping for replication): the estimate and the latency of each,
-for latency-against-accuracy comparisons on the same arrivals.
+for latency-against-accuracy comparisons on the same arrivals. ``run(..., tolerance=)``
+stops a Dask round once every estimate's (calibrated) interval half-width is within the
+tolerance, and ``decode_at_tolerances`` replays a recorded round under many tolerances.
 
 Quick start::
 
@@ -39,7 +41,8 @@ from collections.abc import Callable
 from ..core._schemes import Scheme
 from ._base import Backend, NotEnoughResults, Timings, WorkerResult
 from ._faults import InjectedFault, WorkerFaults
-from ._latency import POLICIES, DeadlineDecode, decode_at_deadlines
+from ._latency import (POLICIES, DeadlineDecode, ToleranceDecode, decode_at_deadlines,
+                       decode_at_tolerances)
 from ._local import ShardedBackend, VmapBackend
 
 __all__ = [
@@ -52,10 +55,12 @@ __all__ = [
     "NotEnoughResults",
     "ShardedBackend",
     "Timings",
+    "ToleranceDecode",
     "VmapBackend",
     "WorkerFaults",
     "WorkerResult",
     "decode_at_deadlines",
+    "decode_at_tolerances",
     "run",
 ]
 
@@ -81,6 +86,9 @@ def run(
     wait_for: int | None = None,
     deadline: float | None = None,
     faults: WorkerFaults | None = None,
+    tolerance: float | None = None,
+    level: float = 0.95,
+    calibration=None,
 ) -> WorkerResult:
     """One round of coded computing on real workers: encode X, evaluate f, decode.
 
@@ -100,6 +108,11 @@ def run(
       deadline: Dask only: seconds after the round starts (shipping f included) at which to
         decode from what arrived; ``inf`` or None: no deadline.
       faults: Dask only: ``WorkerFaults`` to inject.
+      tolerance: Dask only: decode as soon as every estimate's interval half-width is at
+        most this (a scheme with posterior standard errors; see ``Backend.run``), e.g. with
+        ``calibration=lc.calibrate(...)``; ``decode_at_tolerances`` replays a recorded
+        round under many tolerances.
+      level, calibration: the intervals of ``tolerance`` (see ``Backend.run``).
 
     Returns:
       A ``WorkerResult``: ``estimate`` (K, m), ``used`` and ``answered`` (N,) masks,
@@ -123,7 +136,8 @@ def run(
       >>> result.estimate.shape, int(result.used.sum()), result.backend
       ((4, 2), 10, 'vmap')
     """
-    options = dict(alive=alive, wait_for=wait_for, deadline=deadline, faults=faults)
+    options = dict(alive=alive, wait_for=wait_for, deadline=deadline, faults=faults,
+                   tolerance=tolerance, level=level, calibration=calibration)
     if isinstance(backend, Backend):
         return backend.run(f, scheme, X, **options)
     if backend == "vmap":

@@ -20,6 +20,7 @@ import numpy as np
 from ..core._schemes import Scheme
 from .._validation import at_least_float32, check_mask
 from ._faults import WorkerFaults
+from ._stopping import check_tolerance, multiplier, needs_posterior, widest
 
 __all__ = ["Backend", "NotEnoughResults", "Timings", "WorkerResult"]
 
@@ -121,7 +122,10 @@ class Round:
       faults: injected worker faults, or None.
       m: size of one output of f.
       dtype: dtype of the outputs.
-      enough: maps an (N,) mask of valid results to whether decoding may start.
+      enough: maps an (N,) mask of valid results and the (N, m) outputs so far to whether
+        decoding may start.
+      tolerance: as passed to ``run`` (None: no stopping at a tolerance); ``enough``
+        applies it.
     """
 
     alive: np.ndarray
@@ -130,7 +134,8 @@ class Round:
     faults: WorkerFaults | None
     m: int
     dtype: np.dtype
-    enough: Callable[[np.ndarray], bool]
+    enough: Callable[[np.ndarray, np.ndarray], bool]
+    tolerance: float | None = None
 
 
 @dataclasses.dataclass
@@ -184,6 +189,9 @@ class Backend:
         wait_for: int | None = None,
         deadline: float | None = None,
         faults: WorkerFaults | None = None,
+        tolerance: float | None = None,
+        level: float = 0.95,
+        calibration=None,
     ) -> WorkerResult:
         """Encode X, evaluate f on the N coded inputs with this backend, decode.
 
@@ -205,6 +213,14 @@ class Backend:
             (shipping f and waiting for workers included) at which to decode from whatever
             valid results have arrived. ``inf`` or None: no deadline.
           faults: asynchronous backends only: injected worker faults (``WorkerFaults``).
+          tolerance: asynchronous backends only: decode as soon as every estimate's interval
+            half-width ``q * std`` is at most this (on the scale of f's outputs), q the
+            calibrated quantile of ``level`` or the Gaussian z; with ``wait_for``, once
+            both hold. Needs a scheme with posterior standard errors (LeTCC). The master
+            decodes after each arrival to check. None: no such rule.
+          level: the intervals' coverage in (0, 1), for ``tolerance``.
+          calibration: a ``letcc_jax.Calibration`` holding ``level`` (from
+            ``letcc_jax.calibrate``), or None for the Gaussian z.
 
         Returns:
           A ``WorkerResult``; ``estimate`` is (K, m) in the output dtype of f.
@@ -240,6 +256,10 @@ class Backend:
         alive = np.ones((N,), bool) if alive is None else np.asarray(check_mask(alive, N))
         need = _check_wait_for(wait_for, int(alive.sum()))
         deadline = seconds_or_none(deadline, "deadline")
+        if tolerance is not None:
+            needs_posterior(scheme, "run")
+            tolerance = check_tolerance(tolerance)
+            need = 0 if wait_for is None else need  # the tolerance, not the count, decides
         if faults is not None:
             if not isinstance(faults, WorkerFaults):
                 raise TypeError(f"faults must be a letcc_jax.workers.WorkerFaults, got {faults!r}.")
@@ -250,11 +270,14 @@ class Backend:
         encoded = time.perf_counter()
         m, dtype = _output_spec(f, coded)
         scheme.check_fallback(m)
+        q = None if tolerance is None else multiplier(level, calibration, m)
 
-        def enough(valid):
-            return valid.sum() >= need and bool(np.all(scheme.recovered(valid)))
+        def enough(valid, outputs):
+            if valid.sum() < need or not np.all(scheme.recovered(valid)):
+                return False
+            return q is None or widest(scheme, outputs, valid, q.astype(outputs.dtype)) <= tolerance
 
-        rnd = Round(alive, wait_for, deadline, faults, m, dtype, enough)
+        rnd = Round(alive, wait_for, deadline, faults, m, dtype, enough, tolerance)
         dispatched = time.perf_counter()
         answers = self._compute(f, coded, rnd)
         computed = time.perf_counter()

@@ -500,4 +500,4 @@ def _receive(n: int, value, answers: Answers, rnd: Round, start: float) -> bool:
         answers.errors[n] = f"returned {y.size} values (shape {y.shape}); f gives m={rnd.m}"
         return False
     answers.outputs[n] = y.reshape(rnd.m)
-    return rnd.enough(answers.valid())
+    return rnd.enough(answers.valid(), answers.outputs)

@@ -25,8 +25,10 @@ import numpy as np
 
 from .. import _validation as check
 from ..core._schemes import Scheme, Uncoded, decode_masks
+from ._stopping import check_tolerance, half_widths, multiplier, needs_posterior
 
-__all__ = ["POLICIES", "DeadlineDecode", "decode_at_deadlines"]
+__all__ = ["POLICIES", "DeadlineDecode", "decode_at_deadlines", "ToleranceDecode",
+           "decode_at_tolerances"]
 
 POLICIES = ("deadline", "first_replica")
 
@@ -187,3 +189,143 @@ def decode_at_deadlines(scheme: Scheme, result, deadlines, *,
     estimate, used_by, recovered = decode_masks(scheme, outputs, masks)
     return DeadlineDecode(deadline_s, latency, np.asarray(estimate), np.asarray(used_by),
                           np.asarray(recovered))
+
+
+class ToleranceDecode(NamedTuple):
+    """What a round would have given under each of T tolerances (host NumPy arrays): the
+    master decodes as results arrive and stops once every estimate's interval half-width
+    ``q * std`` is at most the tolerance (q: a calibrated quantile, or the Gaussian z).
+
+    Attributes:
+      tolerance: (T,) the tolerances, on the scale of f's outputs.
+      latency_s: (T,) seconds after dispatch at which the master stops: the arrival that
+        met the tolerance, or the deadline (or the last arrival) if none did.
+      met: (T,) whether the tolerance was met (False: the round ran out).
+      estimate: (T, K, m) the estimates when the master stops.
+      half_width: (T, K, m) their interval half-widths (inf for an input not recovered).
+      used: (T, N) the results the decoder used.
+      recovered: (T, K) which inputs got a genuine estimate.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> scheme = lc.letcc(4, 12)
+      >>> result = workers.run(jnp.sin, scheme, jnp.linspace(0, 1, 8).reshape(4, 2))
+      >>> replay = workers.decode_at_tolerances(scheme, result, [1e-9, 1.0])
+      >>> replay.met.tolist(), bool((replay.half_width[1] <= 1.0).all())
+      ([False, True], True)
+    """
+
+    tolerance: np.ndarray
+    latency_s: np.ndarray
+    met: np.ndarray
+    estimate: np.ndarray
+    half_width: np.ndarray
+    used: np.ndarray
+    recovered: np.ndarray
+
+    def promise_kept(self, truth) -> np.ndarray:
+        """The share of estimates whose realised error is within the tolerance, per
+        tolerance: (T,). With calibrated intervals at level q, about q or more.
+
+        Args:
+          truth: (K, m) the true outputs f(x_k) (or (T, K, m)).
+
+        Returns:
+          (T,) float64 shares in [0, 1].
+        """
+        truth = np.asarray(truth, np.float64)
+        if truth.shape not in (self.estimate.shape[1:], self.estimate.shape):
+            raise ValueError(f"truth must be (K, m) = {self.estimate.shape[1:]}, got "
+                             f"{truth.shape}.")
+        error = np.abs(np.asarray(self.estimate, np.float64) - truth)
+        return np.mean(error <= self.tolerance[:, None, None], axis=(1, 2))
+
+
+def decode_at_tolerances(scheme: Scheme, result, tolerances, *, level: float = 0.95,
+                         calibration=None, deadline: float | None = None) -> ToleranceDecode:
+    """Replay a round that waited for every worker under the stopping rule "stop once every
+    estimate's interval half-width is at most the tolerance", for each of ``tolerances``.
+
+    The valid results are taken in arrival order; after each, the estimates and their
+    posterior standard errors are what ``scheme.posterior`` gives on the results in, and
+    the half-widths are ``q * std`` with q the calibrated quantile of ``level``
+    (``calibration``) or the Gaussian z. The master stops at the first arrival after which
+    every half-width is within the tolerance, or at the deadline (or the last arrival),
+    decoding what it holds then. Every tolerance is replayed on the same arrivals, in one
+    compiled program for all the prefixes of the round.
+
+    Args:
+      scheme: the scheme the round ran (unswept, with posterior standard errors: LeTCC or
+        a variant), e.g. ``letcc_jax.letcc(K, N)``.
+      result: the round's ``WorkerResult``, run with ``wait_for=None`` and no deadline, so
+        that every worker's arrival is known.
+      tolerances: (T,) numbers > 0 on the scale of f's outputs.
+      level: the intervals' coverage in (0, 1).
+      calibration: a ``letcc_jax.Calibration`` holding ``level`` (from
+        ``letcc_jax.calibrate``), or None for the Gaussian z (uncalibrated).
+      deadline: seconds after dispatch at which the master stops whatever the tolerance;
+        None or ``inf``: none.
+
+    Returns:
+      A ``ToleranceDecode`` with one entry per tolerance; estimates and half-widths in the
+      dtype of ``result.outputs`` (float32 for half precision).
+
+    Raises:
+      TypeError: ``scheme`` is not a scheme with posterior standard errors; ``result`` is
+        not a ``WorkerResult``; ``calibration`` is not a ``Calibration``.
+      ValueError: a tolerance that is not > 0; ``level`` not in (0, 1) or not calibrated;
+        a bad deadline; a swept or padded scheme; a ``result`` that does not match the
+        scheme.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> from letcc_jax import workers
+      >>> scheme = lc.letcc(4, 12)
+      >>> X = jnp.linspace(0, 1, 8).reshape(4, 2)
+      >>> result = workers.run(jnp.sin, scheme, X)
+      >>> replay = workers.decode_at_tolerances(scheme, result, [0.1, 1e-9])
+      >>> replay.estimate.shape, replay.met.tolist()
+      ((2, 4, 2), [True, False])
+      >>> replay.promise_kept(jnp.sin(X)).tolist()      # every estimate within 0.1
+      [1.0, 0.0]
+    """
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a letcc_jax scheme (e.g. letcc_jax.letcc(K, N)), got "
+                        f"{scheme!r}.")
+    needs_posterior(scheme, "decode_at_tolerances")
+    scheme.check_unpadded("decode_at_tolerances")
+    if scheme.swept:
+        raise ValueError(f"decode_at_tolerances: the {scheme.name} scheme is a sweep; replay "
+                         "one parameter value at a time (scheme.replace(lam_dec=value)).")
+    try:
+        values = np.asarray(tolerances, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"tolerances must be a sequence of numbers, got {tolerances!r}.") from None
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"tolerances must be a non-empty 1-D sequence, got shape {values.shape}.")
+    tolerance = np.array([check_tolerance(float(t), "tolerances") for t in values])
+    limit = math.inf if deadline is None else float(_deadlines([deadline])[0])
+    outputs, used, arrival = _round_record(result, scheme.N)
+    q = multiplier(level, calibration, outputs.shape[1])
+    arrived = np.where(np.isnan(arrival), np.inf, arrival)
+    # prefix j: the results in by the j-th valid arrival (prefix 0: none)
+    times = np.concatenate([[0.0], np.sort(arrived[used])])
+    masks = used[None, :] & (arrived[None, :] <= times[:, None])
+    estimate, half, used_by, recovered = (np.asarray(v) for v in half_widths(
+        scheme, outputs, masks, np.asarray(q, outputs.dtype)))
+    widest = np.max(np.where(np.isnan(half), np.inf, half), axis=(1, 2))
+    end = min(limit, float(np.nanmax(arrival)))
+    ran_out = int(np.flatnonzero(times <= end)[-1])
+    pick, latency, met = [], [], []
+    for t in tolerance:
+        ok = np.flatnonzero((widest <= t) & (times <= limit))
+        j = int(ok[0]) if ok.size else ran_out
+        pick.append(j)
+        latency.append(float(times[j]) if ok.size else end)
+        met.append(bool(ok.size))
+    pick = np.asarray(pick)
+    return ToleranceDecode(tolerance, np.asarray(latency), np.asarray(met), estimate[pick],
+                           half[pick], used_by[pick], recovered[pick])

@@ -27,7 +27,8 @@ class _Lockstep(Backend):
     """A backend that evaluates all N workers together and masks the stragglers."""
 
     def _compute(self, f, coded, rnd: Round) -> Answers:
-        for option, value in (("wait_for", rnd.wait_for), ("deadline", rnd.deadline), ("faults", rnd.faults)):
+        for option, value in (("wait_for", rnd.wait_for), ("deadline", rnd.deadline),
+                              ("faults", rnd.faults), ("tolerance", rnd.tolerance)):
             if value is not None:
                 raise ValueError(
                     f"{option} needs an asynchronous backend (backend='dask'): the {self.name} "
