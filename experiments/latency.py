@@ -14,6 +14,13 @@ deadline:
   - replication: keep the first replica of each input; the round ends once every input has
     one, or at the deadline, and an input without one is lost (estimated as 0).
   - wait-for-all: replication that waits for all N workers (exact; one point).
+  - LeTCC stopping at a tolerance (``workers.decode_at_tolerances``, lam_dec = 0): the
+    master stops at the first arrival after which every estimate's 95% interval
+    half-width, calibrated on the calibration rounds (split conformal over their deadline
+    replays, ``letcc_jax.conformal_quantiles``), is within the tolerance. The tolerances
+    are the calibration rounds' median widest half-width at each deadline, so each sits
+    near a deadline's accuracy; reported with the share of rounds that met the tolerance
+    and the promise-kept rate, the share of estimates within it.
 
 Deadlines are quantiles of the arrival times pooled over calibration rounds (LeTCC rounds
 with their own inputs and delay draws), so they sit between the fast and the slow workers
@@ -58,9 +65,11 @@ from letcc_jax import workers
 
 #: The schemes of the figure, in legend order; wait-for-all is replication's round read
 #: without a deadline or early stop.
-SCHEMES = ("letcc", "bacc", "replication", "wait_for_all")
-NAMES = {"letcc": "LeTCC", "bacc": "BACC", "replication": "replication (first replica)",
-         "wait_for_all": "wait-for-all"}
+SCHEMES = ("letcc", "letcc_tolerance", "bacc", "replication", "wait_for_all")
+NAMES = {"letcc": "LeTCC", "letcc_tolerance": "LeTCC, stop at tolerance", "bacc": "BACC",
+         "replication": "replication (first replica)", "wait_for_all": "wait-for-all"}
+#: The coverage of the stopping rule's intervals.
+LEVEL = 0.95
 FUNCTIONS = ("synthetic", "lenet5")
 
 
@@ -101,7 +110,8 @@ def mse(estimate, truth) -> np.ndarray:
 
 
 def calibrate(dask, f, X_cal, truth_cal, law, config: LatencyConfig, seed):
-    """(deadlines (D+1,) s, lam_dec index (D+1,) into the grid, calibration MSE (G, D+1))."""
+    """(deadlines (D+1,) s, lam_dec index (D+1,) into the grid, calibration MSE (G, D+1),
+    the stopping rule's ``lc.Calibration`` at ``LEVEL`` and its tolerances (T,))."""
     schemes = [lc.letcc(config.K, config.N, lam_dec=lam) for lam in config.lam_dec_grid]
     results = [dask.run(f, schemes[0], X, faults=draw_delays(*law, config.N, [*seed, c]))
                for c, X in enumerate(X_cal)]
@@ -110,18 +120,50 @@ def calibrate(dask, f, X_cal, truth_cal, law, config: LatencyConfig, seed):
                           math.inf)
     cal = np.array([[mse(workers.decode_at_deadlines(s, r, deadlines).estimate, t)
                      for r, t in zip(results, truth_cal)] for s in schemes]).mean(axis=1)
-    return deadlines, np.argmin(cal, axis=0), cal
+    calibration, tolerances = stopping_rule(schemes[0], results, truth_cal, deadlines)
+    return deadlines, np.argmin(cal, axis=0), cal, calibration, tolerances
 
 
-def evaluate(dask, f, X_eval, truth_eval, law, deadlines, lam_index, config: LatencyConfig,
-             seed) -> tuple[dict, np.ndarray]:
-    """(per scheme, per-round arrays (rounds, D+1): latency_s, mse, lost, survivors; and
-    every worker's arrival minus its injected delay, the dispatch overhead)."""
+def stopping_rule(scheme, results, truth_cal, deadlines):
+    """The stopping rule's calibration and tolerances from the calibration rounds: the
+    posterior of every round at every deadline (what the master held then) against the
+    truth gives the split-conformal quantile at ``LEVEL``; the tolerances are the median
+    over rounds of the widest calibrated half-width at each deadline (finite ones,
+    distinct, descending)."""
+    # a fallback: a deadline that holds too few results gives an infinite std, not an error
+    scheme = scheme.replace(fallback=np.zeros(np.shape(truth_cal)[-1], np.float32))
+    posts = [[scheme.posterior(r.outputs, r.used & (np.nan_to_num(r.timings.arrival_s,
+                                                                  nan=np.inf) <= d))
+              for d in deadlines] for r in results]
+    estimate = np.array([[p.estimate for p in row] for row in posts])
+    std = np.array([[p.std for p in row] for row in posts])
+    truth = np.asarray(truth_cal)[:, None]
+    q = lc.conformal_quantiles(estimate, std, np.broadcast_to(truth, estimate.shape), (LEVEL,))
+    finite = np.isfinite(std)
+    scores = np.abs(estimate - truth)[finite] / np.maximum(std[finite], 1e-300)
+    z = 1.959963984540054
+    calibration = lc.Calibration((LEVEL,), q, np.asarray([np.mean(scores <= z)]),
+                                 np.asarray(int(finite.sum())))
+    widest = np.max(float(q[0]) * std, axis=(-2, -1))            # (rounds, D+1)
+    medians = np.median(np.where(np.isfinite(widest), widest, np.nan), axis=0)
+    tolerances = np.unique(medians[np.isfinite(medians) & (medians > 0)])[::-1]
+    return calibration, tolerances
+
+
+def evaluate(dask, f, X_eval, truth_eval, law, deadlines, lam_index, stopping,
+             config: LatencyConfig, seed) -> tuple[dict, np.ndarray]:
+    """(per scheme, per-round arrays (rounds, D+1), or (rounds, T) for the tolerances:
+    latency_s, mse, lost, survivors, and for the stopping rule met and kept; and every
+    worker's arrival minus its injected delay, the dispatch overhead). ``stopping``: the
+    stopping rule's (calibration, tolerances)."""
     K, N = config.K, config.N
     letcc = {i: lc.letcc(K, N, lam_dec=config.lam_dec_grid[i]) for i in set(lam_index.tolist())}
     ran = {"letcc": letcc[lam_index[0]], "bacc": lc.bacc(K, N), "uncoded": lc.uncoded(K, N)}
     order = list(ran)
     out = {s: {k: [] for k in ("latency_s", "mse", "lost", "survivors")} for s in SCHEMES}
+    out["letcc_tolerance"].update(met=[], kept=[])
+    calibration, tolerances = stopping
+    plain = lc.letcc(K, N)  # the stopping rule's decoder: lam_dec = 0
     overhead = []
     D = deadlines.size
     for r, (X, truth) in enumerate(zip(X_eval, truth_eval)):
@@ -143,6 +185,11 @@ def evaluate(dask, f, X_eval, truth_eval, law, deadlines, lam_index, config: Lat
         replays["letcc"] = workers.DeadlineDecode(*(
             np.stack([getattr(replays["letcc"][lam_index[d]], field)[d] for d in range(D)])
             for field in workers.DeadlineDecode._fields))
+        stop = workers.decode_at_tolerances(plain, results["letcc"], tolerances, level=LEVEL,
+                                            calibration=calibration)
+        replays["letcc_tolerance"] = stop
+        out["letcc_tolerance"]["met"].append(stop.met)
+        out["letcc_tolerance"]["kept"].append(stop.promise_kept(truth))
         for s, rep in replays.items():
             out[s]["latency_s"].append(rep.latency_s)
             out[s]["mse"].append(mse(rep.estimate, truth))
@@ -152,7 +199,7 @@ def evaluate(dask, f, X_eval, truth_eval, law, deadlines, lam_index, config: Lat
     return per_round, np.concatenate(overhead)
 
 
-def summarize(per_round: dict, deadlines, quantiles, lam_index, common: dict,
+def summarize(per_round: dict, deadlines, quantiles, lam_index, tolerances, common: dict,
               config: LatencyConfig) -> list[dict]:
     rows = []
     for scheme in SCHEMES:
@@ -160,11 +207,20 @@ def summarize(per_round: dict, deadlines, quantiles, lam_index, common: dict,
         for d in range(data["mse"].shape[1]):
             is_all = scheme == "wait_for_all"
             lat, err = data["latency_s"][:, d], data["mse"][:, d]
+            extra = {}
+            if scheme == "letcc_tolerance":  # no deadline: a tolerance per point
+                extra = {"tolerance": float(tolerances[d]),
+                         "met_share": float(data["met"][:, d].mean()),
+                         "promise_kept": float(data["kept"][:, d].mean())}
             rows.append({
                 **common, "scheme": scheme,
-                "deadline_quantile": None if is_all or d == len(quantiles) else quantiles[d],
-                "deadline_s": math.inf if is_all else float(deadlines[d]),
-                "lam_dec": config.lam_dec_grid[lam_index[d]] if scheme == "letcc" else None,
+                "deadline_quantile": (None if is_all or scheme == "letcc_tolerance"
+                                      or d == len(quantiles) else quantiles[d]),
+                "deadline_s": (math.inf if is_all or scheme == "letcc_tolerance"
+                               else float(deadlines[d])),
+                "lam_dec": (config.lam_dec_grid[lam_index[d]] if scheme == "letcc"
+                            else 0.0 if scheme == "letcc_tolerance" else None),
+                **extra,
                 "mse_mean": float(err.mean()), "mse_std": float(err.std()),
                 "latency_p50_s": float(np.percentile(lat, 50)),
                 "latency_p99_s": float(np.percentile(lat, 99)),
@@ -194,19 +250,25 @@ def run(config: LatencyConfig, progress: bool = True):
                 for scheme in (lc.letcc, lc.bacc, lc.uncoded):  # workers compile f
                     dask.run(f, scheme(config.K, config.N), X_cal[0])
             f, X_cal, X_eval, truth_cal, truth_eval = loaded[fn]
-            deadlines, lam_index, cal = calibrate(dask, f, X_cal, truth_cal, law, config,
-                                                  [config.seed, fi, di, 0])
+            deadlines, lam_index, cal, calibration_q, tolerances = calibrate(
+                dask, f, X_cal, truth_cal, law, config, [config.seed, fi, di, 0])
             data, overhead = evaluate(dask, f, X_eval, truth_eval, law, deadlines, lam_index,
-                                      config, [config.seed, fi, di, 1])
+                                      (calibration_q, tolerances), config,
+                                      [config.seed, fi, di, 1])
             common = {"function": fn, "law": law[0], "law_a": law[1], "law_b": law[2],
                       "K": config.K, "N": config.N}
-            rows += summarize(data, deadlines, config.deadline_quantiles, lam_index, common,
-                              config)
+            rows += summarize(data, deadlines, config.deadline_quantiles, lam_index,
+                              tolerances, common, config)
             key = f"{fn}/{law[0]}"
             per_round[key] = {s: {k: v.tolist() for k, v in d.items()} for s, d in data.items()}
             calibration[key] = {"deadlines_s": deadlines.tolist(),
                                 "lam_dec": [config.lam_dec_grid[i] for i in lam_index],
                                 "cal_mse": cal.tolist(),
+                                "tolerances": tolerances.tolist(),
+                                "conformal_quantile": float(np.asarray(
+                                    calibration_q.quantiles)[0]),
+                                "gaussian_coverage": float(np.asarray(
+                                    calibration_q.uncalibrated_coverage)[0]),
                                 # arrival minus injected delay, every worker of every round
                                 "overhead_s": dict(zip(
                                     ("p10", "p50", "p90", "p99"),
@@ -219,10 +281,12 @@ def curves(rows) -> dict:
     out = {}
     for r in rows:
         out.setdefault((r["function"], r["law"], r["scheme"]), []).append(r)
-    return {k: sorted(v, key=lambda r: r["deadline_s"]) for k, v in out.items()}
+    return {k: sorted(v, key=lambda r: (r["deadline_s"], -r.get("tolerance", 0.0)))
+            for k, v in out.items()}
 
 
-STYLE = {"letcc": ("C0", "o", "-"), "bacc": ("C1", "s", "--"),
+STYLE = {"letcc": ("C0", "o", "-"), "letcc_tolerance": ("C4", "D", ":"),
+         "bacc": ("C1", "s", "--"),
          "replication": ("C2", "^", "-."), "wait_for_all": ("k", "*", "")}
 
 
@@ -278,7 +342,13 @@ def table(rows) -> str:
     body = []
     for r in rows:
         q = r["deadline_quantile"]
-        deadline = "none" if math.isinf(r["deadline_s"]) else f"{r['deadline_s'] * 1e3:.0f} ms (q{q:g})"
+        if r["scheme"] == "letcc_tolerance":
+            deadline = (f"tolerance {r['tolerance']:.2g} (met {100 * r['met_share']:.0f}%, "
+                        f"kept {100 * r['promise_kept']:.0f}%)")
+        elif math.isinf(r["deadline_s"]):
+            deadline = "none"
+        else:
+            deadline = f"{r['deadline_s'] * 1e3:.0f} ms (q{q:g})"
         body.append([r["function"], r["law"], NAMES[r["scheme"]], deadline,
                      f"{r['mse_mean']:.2e} ± {r['mse_std']:.1e}",
                      f"{r['latency_p50_s'] * 1e3:.0f}", f"{r['latency_p99_s'] * 1e3:.0f}",
@@ -296,7 +366,12 @@ def report(rows, per_round, calibration, config: LatencyConfig, seconds, out):
     """Prints the table and the Dask overheads; writes results.json, results.csv, table.md
     and the frontier plot to ``out``. Returns the rows."""
     md = table(rows)
-    print("\n" + table([r for r in rows if r["deadline_quantile"] in PRINTED]))
+    print("\n" + table([r for r in rows if r["deadline_quantile"] in PRINTED
+                        and r["scheme"] != "letcc_tolerance"]))
+    print("\nLeTCC stopping at a tolerance (calibrated 95% half-widths; met: share of rounds "
+          "in which some arrival met it, the others ran to their last arrival; kept: share "
+          "of estimates within it):\n")
+    print(table([r for r in rows if r["scheme"] == "letcc_tolerance"]))
     print("\nMSE mean ± std over rounds; p50/p99 of the round latency over rounds; lost = share "
           "of rounds where an input got no estimate (estimated as 0). All deadlines: table.md.")
     for key, cal in calibration.items():

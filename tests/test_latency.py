@@ -317,7 +317,19 @@ def test_latency_smoke(tmp_path):
         assert len(list(csv.DictReader(fh))) == len(rows)
     config = latency.LATENCY["smoke"]
     D = len(config.deadline_quantiles) + 1
-    assert len(rows) == len(config.functions) * len(config.distributions) * (3 * D + 1)
+    stopping = [r for r in rows if r["scheme"] == "letcc_tolerance"]
+    tolerances = {key: cal["tolerances"] for key, cal in written["calibration"].items()}
+    assert len(rows) - len(stopping) == (len(config.functions) * len(config.distributions)
+                                         * (3 * D + 1))
+    assert len(stopping) == sum(len(t) for t in tolerances.values()) > 0
+    for r in stopping:  # the rule stops by the last arrival, never later than waiting for all
+        assert 0 <= r["met_share"] <= 1 and 0 <= r["promise_kept"] <= 1
+        assert r["tolerance"] in tolerances[f"{r['function']}/{r['law']}"]
+    for key, runs in written["per_round"].items():
+        stop = np.asarray(runs["letcc_tolerance"]["latency_s"])
+        assert np.all(stop <= np.asarray(runs["letcc"]["latency_s"])[:, -1:] + 1e-12), key
+        # a looser tolerance never waits longer
+        assert np.all(np.diff(stop, axis=1) >= 0), key
     for r in rows:
         assert r["rounds"] == config.rounds
         assert np.isfinite(r["mse_mean"]) and r["mse_mean"] >= 0 and r["mse_std"] >= 0

@@ -48,7 +48,8 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case, dtype", [(case, np.float64) for case in sorted(CASES)]
+                         + [("letcc, exact S per N", np.float32)])
 def test_a_stacked_monte_carlo_is_each_scheme_alone(case, dtype):
     make, stacked_model, model, faults = CASES[case]
     X = jnp.asarray(np.random.default_rng(0).normal(size=(2, K, 2)), dtype)
