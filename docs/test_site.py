@@ -27,7 +27,8 @@ from letcc_jax import workers
 HTML = Path(__file__).resolve().parent / "_build" / "html"
 SHOTS = HTML.parent / "screenshots"
 #: Figures each executed notebook draws (image/png outputs).
-NOTEBOOK_FIGURES = {"01_quickstart": 2, "02_theory_rates": 2, "03_autodiff_encoders": 4}
+NOTEBOOK_FIGURES = {"01_quickstart": 2, "02_theory_rates": 2, "03_autodiff_encoders": 4,
+                    "04_uncertainty": 3}
 #: The guide's pages, as the navigation lists them.
 GUIDE = ["getting_started", "schemes", "evaluation", "experiments", "workers", "tuning",
          "accelerators", "errors"]
