@@ -378,6 +378,12 @@ def test_tolerance_replay_stops_at_the_first_arrival_that_meets_it(lam, dtype, r
         np.testing.assert_allclose(got.half_width[i], z * np.asarray(post.std), rtol=1e-4)
         if hits:
             assert got.half_width[i].max() <= tol * (1 + 1e-6)
+    # an infinite tolerance waits until every estimate has a finite half-width: never
+    # before two results are in (it once counted as met with nothing decoded)
+    first = next(j for j, w in enumerate(widths) if np.isfinite(w))
+    everything = workers.decode_at_tolerances(scheme, result, [math.inf])
+    assert everything.met[0] and everything.latency_s[0] == times[first] > 0
+    assert everything.recovered[0].all()
     truth = np.asarray(got.estimate[-1], np.float64)  # the last stop's estimates as the truth
     kept = got.promise_kept(truth)
     assert kept.shape == (4,) and kept[-1] == 1.0

@@ -20,7 +20,7 @@ import numpy as np
 from ..core._schemes import Scheme
 from .._validation import at_least_float32, check_mask
 from ._faults import WorkerFaults
-from ._stopping import check_tolerance, multiplier, needs_posterior, widest
+from ._stopping import check_tolerance, half_widths, meets, multiplier, needs_posterior, widest
 
 __all__ = ["Backend", "NotEnoughResults", "Timings", "WorkerResult"]
 
@@ -273,9 +273,13 @@ class Backend:
         q = None if tolerance is None else multiplier(level, calibration, m)
 
         def enough(valid, outputs):
-            if valid.sum() < need or not np.all(scheme.recovered(valid)):
+            if valid.sum() < need:
                 return False
-            return q is None or widest(scheme, outputs, valid, q.astype(outputs.dtype)) <= tolerance
+            if q is None:
+                return bool(np.all(scheme.recovered(valid)))
+            # an input not recovered has an infinite half-width, so ``meets`` covers it
+            _, half, _, _ = half_widths(scheme, outputs, valid[None], q.astype(outputs.dtype))
+            return bool(meets(widest(half), tolerance)[0])
 
         rnd = Round(alive, wait_for, deadline, faults, m, dtype, enough, tolerance)
         dispatched = time.perf_counter()

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import _validation as check
 from ..core._schemes import Scheme, Uncoded, decode_masks
-from ._stopping import check_tolerance, half_widths, multiplier, needs_posterior
+from ._stopping import check_tolerance, half_widths, meets, multiplier, needs_posterior, widest
 
 __all__ = ["POLICIES", "DeadlineDecode", "decode_at_deadlines", "ToleranceDecode",
            "decode_at_tolerances"]
@@ -261,7 +261,8 @@ def decode_at_tolerances(scheme: Scheme, result, tolerances, *, level: float = 0
         a variant), e.g. ``letcc_jax.letcc(K, N)``.
       result: the round's ``WorkerResult``, run with ``wait_for=None`` and no deadline, so
         that every worker's arrival is known.
-      tolerances: (T,) numbers > 0 on the scale of f's outputs.
+      tolerances: (T,) numbers > 0 on the scale of f's outputs; ``inf`` stops at the first
+        arrival after which every estimate has a finite half-width.
       level: the intervals' coverage in (0, 1).
       calibration: a ``letcc_jax.Calibration`` holding ``level`` (from
         ``letcc_jax.calibrate``), or None for the Gaussian z (uncalibrated).
@@ -316,12 +317,12 @@ def decode_at_tolerances(scheme: Scheme, result, tolerances, *, level: float = 0
     masks = used[None, :] & (arrived[None, :] <= times[:, None])
     estimate, half, used_by, recovered = (np.asarray(v) for v in half_widths(
         scheme, outputs, masks, np.asarray(q, outputs.dtype)))
-    widest = np.max(np.where(np.isnan(half), np.inf, half), axis=(1, 2))
+    widest_half = widest(half)
     end = min(limit, float(np.nanmax(arrival)))
     ran_out = int(np.flatnonzero(times <= end)[-1])
     pick, latency, met = [], [], []
     for t in tolerance:
-        ok = np.flatnonzero((widest <= t) & (times <= limit))
+        ok = np.flatnonzero(meets(widest_half, t) & (times <= limit))
         j = int(ok[0]) if ok.size else ran_out
         pick.append(j)
         latency.append(float(times[j]) if ok.size else end)

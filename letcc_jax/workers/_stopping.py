@@ -9,7 +9,6 @@ realised error is within that tolerance too.
 
 from __future__ import annotations
 
-import math
 import statistics
 
 import jax
@@ -17,7 +16,8 @@ import numpy as np
 
 from ..core._schemes import Scheme
 
-__all__ = ["needs_posterior", "multiplier", "check_tolerance", "half_widths", "widest"]
+__all__ = ["needs_posterior", "multiplier", "check_tolerance", "half_widths", "widest",
+           "meets"]
 
 
 def needs_posterior(scheme: Scheme, caller: str) -> None:
@@ -48,7 +48,8 @@ def multiplier(level, calibration, m: int) -> np.ndarray:
 
 
 def check_tolerance(tolerance, name: str = "tolerance") -> float:
-    """A tolerance on the outputs' scale: a number > 0 (inf: never met)."""
+    """A tolerance on the outputs' scale: a number > 0 (inf: met as soon as every estimate
+    has a finite half-width, see ``meets``)."""
     if isinstance(tolerance, (bool, np.bool_)) or not isinstance(
             tolerance, (int, float, np.integer, np.floating)) or not tolerance > 0:
         raise ValueError(f"{name} must be a number > 0 on the scale of f's outputs, got "
@@ -69,9 +70,16 @@ def half_widths(scheme, Y, masks, q):
     return jax.vmap(one)(masks)
 
 
-def widest(scheme, Y: np.ndarray, valid: np.ndarray, q: np.ndarray) -> float:
-    """The largest half-width of the estimates from the results ``valid`` (inf if an input
-    has none)."""
-    _, half, _, _ = half_widths(scheme, Y, valid[None], q)
-    value = float(np.max(np.asarray(half)))
-    return math.inf if math.isnan(value) else value
+def widest(half) -> np.ndarray:
+    """The largest half-width over the last two axes (K, m) of ``half``: inf where an
+    input has no finite one (NaN included)."""
+    half = np.asarray(half)
+    return np.max(np.where(np.isnan(half), np.inf, half), axis=(-2, -1))
+
+
+def meets(widest_half, tolerance) -> np.ndarray:
+    """The stopping rule: every half-width finite and at most the tolerance. A round that
+    leaves an input without a finite half-width never meets it, not even an infinite
+    tolerance."""
+    widest_half = np.asarray(widest_half)
+    return np.isfinite(widest_half) & (widest_half <= tolerance)
