@@ -19,9 +19,9 @@ from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
 
 __all__ = ["METRICS", "SCHEMES", "batched_inputs", "buckets", "calibration_mean",
-           "expected_longest_run", "fit_slope", "load_data", "model_function", "pool",
-           "random_network", "random_tanh_network", "replication_loss_probability", "synthetic",
-           "tanh_network"]
+           "expected_longest_run", "fit_slope", "letcc_over_N", "load_data", "model_function",
+           "pool", "random_network", "random_tanh_network", "replication_loss_probability",
+           "synthetic", "tanh_network"]
 
 #: The schemes compared in Table 1 and the demo, in column order.
 SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
@@ -211,3 +211,11 @@ def buckets(Ns, ratio: float) -> list[tuple[int, ...]]:
         else:
             out.append((N,))
     return out
+
+
+def letcc_over_N(K: int, Ns, fallback, lam_dec_grid):
+    """LeTCC at every N of ``Ns`` (B,) (``lc.stack_schemes``, padded to the largest) with the
+    (m,) ``fallback``, swept over the lam_dec grid (G,): leading axes (B, G)."""
+    stacked = lc.stack_schemes([lc.letcc(K, N, fallback=fallback) for N in Ns])
+    stacked = jax.tree.map(lambda v: v[:, None], stacked)   # (B, 1), beside the grid's (G,)
+    return stacked.replace(lam_dec=jnp.asarray(lam_dec_grid, jnp.float32))

@@ -54,6 +54,7 @@ from experiments._common import (
     calibration_mean,
     expected_longest_run,
     fit_slope,
+    letcc_over_N,
 )
 from experiments._io import experiment_main, write_results
 from experiments.configs import ERROR_VS_N, ErrorVsNConfig
@@ -93,9 +94,7 @@ def run_regimes(f, X_cal, X_eval, Ns, S, sigmas, fallback, config: ErrorVsNConfi
     compiled program per scheme for the whole bucket."""
     k_cal, k_eval = jax.random.split(key)
     S = jnp.asarray(S)
-    lead = lambda scheme: jax.tree.map(lambda v: v[:, None], scheme)  # noqa: E731 (B, 1)
-    swept = lead(lc.stack_schemes([lc.letcc(config.K, N, fallback=fallback) for N in Ns]))
-    swept = swept.replace(lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
+    swept = letcc_over_N(config.K, Ns, fallback, config.lam_dec_grid)
 
     def letcc(X, key):  # (R, n, B, G, batches, trials); the same shapes, so one program
         return np.asarray(lc.monte_carlo(

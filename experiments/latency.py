@@ -17,7 +17,7 @@ deadline:
   - LeTCC stopping at a tolerance (``workers.decode_at_tolerances``, lam_dec = 0): the
     master stops at the first arrival after which every estimate's 95% interval
     half-width, calibrated on the calibration rounds (split conformal over their deadline
-    replays, ``letcc_jax.conformal_quantiles``), is within the tolerance. The tolerances
+    replays, ``letcc_jax.Calibration.from_rounds``), is within the tolerance. The tolerances
     are the calibration rounds' median widest half-width at each deadline, so each sits
     near a deadline's accuracy; reported with the share of rounds that met the tolerance
     and the promise-kept rate, the share of estimates within it.
@@ -137,14 +137,9 @@ def stopping_rule(scheme, results, truth_cal, deadlines):
               for d in deadlines] for r in results]
     estimate = np.array([[p.estimate for p in row] for row in posts])
     std = np.array([[p.std for p in row] for row in posts])
-    truth = np.asarray(truth_cal)[:, None]
-    q = lc.conformal_quantiles(estimate, std, np.broadcast_to(truth, estimate.shape), (LEVEL,))
-    finite = np.isfinite(std)
-    scores = np.abs(estimate - truth)[finite] / np.maximum(std[finite], 1e-300)
-    z = 1.959963984540054
-    calibration = lc.Calibration((LEVEL,), q, np.asarray([np.mean(scores <= z)]),
-                                 np.asarray(int(finite.sum())))
-    widest = np.max(float(q[0]) * std, axis=(-2, -1))            # (rounds, D+1)
+    calibration = lc.Calibration.from_rounds(estimate, std, np.asarray(truth_cal)[:, None],
+                                             (LEVEL,))
+    widest = np.max(float(calibration.quantile(LEVEL)) * std, axis=(-2, -1))  # (rounds, D+1)
     medians = np.median(np.where(np.isfinite(widest), widest, np.nan), axis=0)
     tolerances = np.unique(medians[np.isfinite(medians) & (medians > 0)])[::-1]
     return calibration, tolerances

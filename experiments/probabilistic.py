@@ -49,6 +49,7 @@ from experiments._common import (
     buckets,
     calibration_mean,
     fit_slope,
+    letcc_over_N,
     replication_loss_probability,
 )
 from experiments._io import experiment_main, markdown_table, write_results
@@ -79,9 +80,7 @@ def run_point(f, X_cal, X_eval, Ns, fallback, config: ProbabilisticConfig, key):
     replication its exact probability."""
     k_cal, k_eval = jax.random.split(key)
     ps = jnp.asarray(config.p, jnp.float32)
-    lead = lambda scheme: jax.tree.map(lambda v: v[:, None], scheme)  # noqa: E731 (B, 1)
-    swept = lead(lc.stack_schemes([lc.letcc(config.K, N, fallback=fallback) for N in Ns]))
-    swept = swept.replace(lam_dec=jnp.asarray(config.lam_dec_grid, jnp.float32))
+    swept = letcc_over_N(config.K, Ns, fallback, config.lam_dec_grid)
 
     def letcc(X, key):  # (P, B, G, batches, trials); calibration and evaluation share it
         return lc.monte_carlo(f, swept, X, key, trials=config.trials,

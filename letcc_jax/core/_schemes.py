@@ -50,8 +50,8 @@ from ._points import PointsSpec, resolve_points
 
 __all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BoundedLeTCC", "BarycentricScheme",
            "BACC", "LCC", "Uncoded", "letcc", "residual_letcc", "bounded_letcc", "bacc", "lcc",
-           "uncoded", "make_scheme", "stack_schemes", "SCHEMES", "usable", "decode_masks",
-           "decoder_matrix", "BLOCK_ELEMENTS"]
+           "uncoded", "make_scheme", "stack_schemes", "SCHEMES", "usable", "existing",
+           "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
 
 
 def _leaf(ndim: int = 0, per_worker: bool = False, **kw):
@@ -623,9 +623,7 @@ class Scheme(check.Checked):
         Returns:
           (N,) bool, False from worker ``workers`` on.
         """
-        if self.workers is None:
-            return mask
-        return mask & (jnp.arange(self.N, dtype=jnp.int32) < jnp.asarray(self.workers, jnp.int32))
+        return existing(mask, self.workers)
 
     @property
     def swept(self) -> bool:
@@ -700,6 +698,14 @@ def _distinct(nodes: Float[Array, " n"], alive: Bool[Array, " n"]) -> Bool[Array
     prev = jnp.concatenate([jnp.full((1,), -1, last.dtype), last[:-1]])
     same = (prev >= 0) & (nodes[jnp.maximum(prev, 0)] == nodes)
     return alive & ~same
+
+
+def existing(mask: Bool[Array, " N"], n) -> Bool[Array, " N"]:
+    """``mask`` without the padding workers from worker ``n`` on (``Scheme.workers``; an
+    int, possibly traced), or ``mask`` itself when ``n`` is None."""
+    if n is None:
+        return mask
+    return mask & (jnp.arange(mask.shape[0], dtype=jnp.int32) < jnp.asarray(n, jnp.int32))
 
 
 def usable(Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> Bool[Array, " N"]:

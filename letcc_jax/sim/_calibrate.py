@@ -500,6 +500,45 @@ class Calibration:
     uncalibrated_coverage: Float[Array, " L"]
     count: Int[Array, ""]
 
+    @classmethod
+    def from_rounds(cls, estimate: Float[Array, "*T K m"], std: Float[Array, "*T K m"],
+                    truth: Float[Array, "*T K m"], levels: Sequence[float] = (0.8, 0.95), *,
+                    per_column: bool = False) -> Calibration:
+        """The calibration of rounds whose truth is known, recorded rather than simulated
+        (real workers, replayed deadlines): ``calibrate``'s quantiles and Gaussian coverage
+        for your own ``(estimate, std, truth)``, e.g. the ``Posterior`` fields of recorded
+        rounds.
+
+        Args:
+          estimate: (K, m) float estimates of one round, or (T, K, m) of T rounds (any
+            leading axes).
+          std: their standard errors, same shape; inf or NaN leaves an entry out.
+          truth: the true outputs, of ``estimate``'s shape or one that broadcasts to it.
+          levels: coverage levels, distinct numbers strictly between 0 and 1.
+          per_column: one quantile per output column instead of one pooled.
+
+        Returns:
+          A ``Calibration``, as ``calibrate`` returns.
+
+        Raises:
+          TypeError: inputs that are not real arrays; levels that are not numbers.
+          ValueError: as ``conformal_quantiles``; on concrete values, no finite standard
+            error, or too few for a level (its quantile would be inf).
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> import letcc_jax as lc
+          >>> errors = jnp.arange(1.0, 20.0)[:, None]        # n = 19 scores 1, 2, ..., 19
+          >>> cal = lc.Calibration.from_rounds(errors, jnp.ones((19, 1)), jnp.zeros((19, 1)),
+          ...                                  levels=(0.5, 0.9))
+          >>> cal.quantiles.tolist(), int(cal.count)       # ranks 10 and 18
+          ([10.0, 18.0], 19)
+        """
+        levels = _levels(levels)
+        per_column = _check_flag(per_column, "per_column")
+        estimate, std, truth = _check_rounds(estimate, std, truth, per_column)
+        return _calibration(estimate, std, truth, levels, per_column, "Calibration.from_rounds")
+
     def quantile(self, level: float) -> Float[Array, "*m"]:
         """The calibrated multiplier of the standard errors at ``level``.
 
@@ -673,20 +712,28 @@ def calibrate(
     per_column = _check_flag(per_column, "per_column")
     post, truth, _ = _simulate_rounds(f, scheme, X_cal, key, stragglers, faults, trials,
                                       "calibrate", "X_cal")
+    return _calibration(post.estimate, post.std, truth, levels, per_column, "calibrate")
+
+
+def _calibration(estimate, std, truth, levels: tuple[float, ...], per_column: bool,
+                 caller: str) -> Calibration:
+    """The ``Calibration`` of rounds (estimate, std, truth), checked values: what
+    ``calibrate`` returns for simulated rounds and ``Calibration.from_rounds`` for
+    recorded ones."""
     quantiles, before, count = _summary_compiled(
-        post.estimate, post.std, truth, level_arrays(levels),
+        estimate, std, truth, level_arrays(levels),
         jnp.asarray(_gaussian(levels), jnp.result_type(float)), per_column)
     if check.is_concrete(count, quantiles):
         if int(count) == 0:
-            raise ValueError("calibrate: no calibration round gave a finite standard error (every "
-                             "input was lost, or fewer than three distinct workers answered, "
-                             "which leaves the scale unknown); use fewer stragglers or more "
-                             "workers.")
+            raise ValueError(f"{caller}: no calibration round gave a finite standard error "
+                             "(every input was lost, or fewer than three distinct workers "
+                             "answered, which leaves the scale unknown); use fewer stragglers "
+                             "or more workers.")
         values = np.asarray(quantiles).reshape(len(levels), -1)
         lost = [q for q, row in zip(levels, values) if not np.all(np.isfinite(row))]
         if lost:
             need = max(math.ceil(q / (1 - q)) for q in lost)
-            raise ValueError(f"calibrate: the conformal quantile at levels {lost} is infinite: "
+            raise ValueError(f"{caller}: the conformal quantile at levels {lost} is infinite: "
                              f"{int(count)} finite scores in all are too few (level q needs "
                              f"about q / (1 - q){' per column' if per_column else ''}, here "
                              f"{need}), or "

@@ -26,6 +26,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._pytree import pytree_dataclass
 from .._validation import Checked, check_count, check_key, check_parameter, concrete_values
+from ..core._schemes import existing
 from . import _rounds
 
 __all__ = [
@@ -76,13 +77,6 @@ def random_subset(key, N: int, count, n=None) -> Bool[Array, " N"]:
 
     _, chosen = lax.scan(step, jnp.asarray(count).astype(u.dtype), (u, left))
     return chosen
-
-
-def _existing(mask: Bool[Array, " N"], n) -> Bool[Array, " N"]:
-    """``mask`` without the padding workers from worker n on (all of it when n is None)."""
-    if n is None:
-        return mask
-    return mask & (jnp.arange(mask.shape[0], dtype=jnp.int32) < jnp.asarray(n, jnp.int32))
 
 
 class StragglerModel(Checked):
@@ -298,7 +292,7 @@ class NoStragglers(StragglerModel):
     """
 
     def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
-        return _existing(jnp.ones((N,), bool), n)
+        return existing(jnp.ones((N,), bool), n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -336,7 +330,7 @@ class ExactStragglers(StragglerModel):
             object.__setattr__(self, "S", int(counts))  # one S: a plain int, as it came
 
     def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
-        return _existing(~random_subset(key, N, self.S, n), n)
+        return existing(~random_subset(key, N, self.S, n), n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -400,7 +394,7 @@ class BernoulliStragglers(StragglerModel):
 
     def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
         u = jax.random.uniform(key, (N,))
-        return _existing(u >= jnp.asarray(self.p, u.dtype), n)
+        return existing(u >= jnp.asarray(self.p, u.dtype), n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)
@@ -479,7 +473,7 @@ class LatencyStragglers(StragglerModel):
                                  for v in (self.shift, self.rate, self.slowdown))
         t = shift + draw / rate
         t = jnp.where(random_subset(k_slow, N, self.slow, n), t * slowdown, t)
-        return jnp.where(_existing(jnp.ones((N,), bool), n), t, jnp.inf)
+        return jnp.where(existing(jnp.ones((N,), bool), n), t, jnp.inf)
 
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "wait_for", N)
@@ -487,7 +481,7 @@ class LatencyStragglers(StragglerModel):
 
     def draw_mask(self, key, N: int, n=None) -> Bool[Array, " N"]:
         t = self._times(key, N, n)
-        return _existing(jnp.argsort(jnp.argsort(t)) < self.wait_for, n)
+        return existing(jnp.argsort(jnp.argsort(t)) < self.wait_for, n)
 
     def min_alive(self, N: int) -> int:
         self.check_workers(N)

@@ -106,7 +106,7 @@ from jaxtyping import Array, Bool, Float
 
 from ._blocked import sris_blocked
 from ._hermite import SplineFit, evaluate, finer
-from ._lsq import spacings, to_last_tied
+from ._lsq import spacings, tied, to_last_tied
 from ._parallel import sris_parallel
 from ._posterior import scale as _reml_scale
 from ._posterior import state_covariances, variance_at
@@ -269,9 +269,9 @@ def posterior(
     mean = evaluate(spline, xs, search="scan_unrolled" if _loop_free(method) else "scan") / v
     h = spacings(ts, dtype)
     a = jnp.sum(alive.astype(jnp.int32)).astype(dtype) * lam
-    sigma, cross = state_covariances(h, to_last_tied(ts, alive, yv)[0], a)
+    sigma, cross = state_covariances(h, to_last_tied(ts, alive), a)
     variance = variance_at(ts, sigma, cross, xs)  # in scaled units: t' = s t, y' = v y
-    tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a, tied=jnp.diff(ts) <= 0)
+    tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a, tied=tied(ts))
     # Back to the caller's units: variance ~ t^3 per tau^2, tau^2 ~ y^2 / t^3.
     s3 = s.astype(dtype) ** 3
     return mean, variance / s3, tau2 * s3 / v.astype(dtype) ** 2

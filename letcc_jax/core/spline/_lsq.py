@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
-__all__ = ["givens", "spacings", "to_last_tied", "interval_rows", "safe_inv", "qr_rows", "dense", "qr_stacked"]
+__all__ = ["givens", "spacings", "tied", "to_last_tied", "interval_rows", "safe_inv", "qr_rows",
+           "dense", "qr_stacked"]
 
 
 def givens(a, b):
@@ -40,23 +41,31 @@ def spacings(t: Float[Array, " n"], dtype) -> Float[Array, " n-1"]:
     scale = jnp.maximum(jnp.abs(t[0]), jnp.abs(t[-1]))
     scale = jnp.where(scale > 0, scale, 1.0)
     floor = jnp.finfo(t.dtype).eps * scale
-    h = jnp.diff(t)
     tie = float(jnp.finfo(dtype).eps) * scale
-    return jnp.where(h > 0, jnp.maximum(h, floor), tie).astype(dtype)
+    return jnp.where(tied(t), tie, jnp.maximum(jnp.diff(t), floor)).astype(dtype)
+
+
+def tied(t: Float[Array, " n"]) -> Bool[Array, " n-1"]:
+    """Which intervals join knots that coincide in their own precision (``spacings`` gives
+    them a stiff tie)."""
+    return ~(jnp.diff(t) > 0)
 
 
 def to_last_tied(t: Float[Array, " n"], alive: Bool[Array, " n"],
-                 y: Float[Array, "n m"]) -> tuple[Bool[Array, " n"], Float[Array, "n m"]]:
-    """``alive`` and ``y`` with each survivor moved to the last knot that coincides with it
-    (``spacings``' ties: equal knots, in their own precision). The fit is the same wherever
+                 y: Float[Array, "n m"] | None = None):
+    """``alive`` (and ``y``, if given) with each survivor moved to the last knot that
+    coincides with it (``tied``: equal knots, in their own precision). The fit is the same wherever
     in its group of tied knots a survivor sits, but the sequential sweep that pins an
     interpolated survivor's value loses its slope to the stiff tie that follows it (3e-2
     off at n = 11 in float64); pinned last in its group, no tie follows it. At most one
-    survivor per group of ties (``decode`` keeps the first result at a point)."""
+    survivor per group of ties (``decode`` keeps the first result at a point). Returns
+    the moved mask, or ``(mask, y)`` with ``y``."""
     n = t.shape[0]
-    ends = jnp.concatenate([jnp.diff(t) > 0, jnp.ones((1,), bool)])
+    ends = jnp.concatenate([~tied(t), jnp.ones((1,), bool)])
     last = lax.cummin(jnp.where(ends, jnp.arange(n), n), reverse=True)
     moved = jnp.zeros_like(alive).at[last].max(alive)
+    if y is None:
+        return moved
     values = jnp.zeros_like(y).at[last].add(jnp.where(alive[:, None], y, jnp.zeros((), y.dtype)))
     return moved, values
 
