@@ -70,6 +70,10 @@ class Table1Config:
     tune_steps: int = 100
     """Adam steps of ``letcc_jax.tune`` (from the selected lam_dec, on the calibration
     batch) for the tuned LeTCC of the worst-case table."""
+    bucket_ratio: float = 10.0
+    """Settings of one K whose N are within this ratio of the smallest of their run are
+    simulated padded to the largest N (``Scheme.pad_workers``): one compiled program per
+    scheme and run, the same numbers, every N of it at the cost of the largest."""
     name: str = ""
     untrained: bool = False
     """Set per run by the command line: the config's name, and whether the models keep their

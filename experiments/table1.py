@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 import letcc_jax as lc
 from experiments._common import (
     SCHEMES,
+    buckets,
     calibration_mean,
     load_data,
     model_function,
@@ -140,25 +141,37 @@ def flat(images) -> jnp.ndarray:
 
 
 def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
-                worst_case: bool = False):
+                worst_case: bool = False, padded_to: int | None = None):
     """All schemes at one (N, K, S), each with the (m,) ``fallback`` for lost inputs: rows
     with pooled metrics (replication's exact, :func:`exact_replication`) and LeTCC's chosen
     lam_dec. With ``worst_case``, LeTCC tuned by ``letcc_jax.tune`` joins them, and every
-    row gains the worst-case columns of :func:`worst_columns`."""
+    row gains the worst-case columns of :func:`worst_columns`.
+
+    With ``padded_to``, the simulated schemes are padded to that many workers
+    (``Scheme.pad_workers``): settings padded to one N share their compiled programs, and
+    every number is the unpadded scheme's (its straggler draws included). Tuning and
+    replication's exact loss take the unpadded scheme."""
     stragglers = lc.ExactStragglers(S)
     k_cal, k_eval = jax.random.split(key)
     X_cal = flat(split.x_cal[:K])
+
+    def pad(scheme):
+        return scheme if padded_to is None else scheme.pad_workers(padded_to)
+
+    letcc = lc.letcc(K, N, fallback=fallback)
     search = lc.select_lambda(
-        f, lc.letcc(K, N, fallback=fallback), X_cal, k_cal, lam_dec_grid=config.lam_dec_grid,
+        f, pad(letcc), X_cal, k_cal, lam_dec_grid=config.lam_dec_grid,
         trials=config.cal_trials, stragglers=stragglers,
     )
+    letcc = letcc.replace(lam_dec=jnp.asarray(search.scheme.lam_dec))
+    uncoded = lc.make_scheme("uncoded", K, N, fallback=fallback)
     schemes = {"letcc": search.scheme,
-               **{n: lc.make_scheme(n, K, N, fallback=fallback) for n in SCHEMES[1:]}}
+               **{n: pad(lc.make_scheme(n, K, N, fallback=fallback)) for n in SCHEMES[1:]}}
     if worst_case:
-        tuned = lc.tune(f, search.scheme, X_cal, jax.random.fold_in(k_cal, 1),
+        tuned = lc.tune(f, letcc, X_cal, jax.random.fold_in(k_cal, 1),
                         stragglers=stragglers, steps=config.tune_steps,
                         trials=config.cal_trials, progress=False)
-        schemes["letcc_tuned"] = tuned.scheme
+        schemes["letcc_tuned"] = pad(tuned.scheme)
         # Bounded decoders: the calibration images' outputs give the prior around the
         # fallback (their spread) and the clipping range; every scheme keeps one fallback.
         outputs = jax.vmap(f)(flat(split.x_cal))
@@ -178,7 +191,7 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
         metrics = pool(results)
         loss = np.mean(np.asarray(results[0].mse, np.float64))  # the worst case's reference
         if name == "uncoded":
-            metrics, exact = exact_replication(f, scheme, X, labels, stragglers, metrics)
+            metrics, exact = exact_replication(f, uncoded, X, labels, stragglers, metrics)
             loss = exact[0]
         row = {"N": N, "K": K, "S": S, "F": N - S, "scheme": name, **metrics}
         if name.startswith("letcc"):
@@ -207,15 +220,32 @@ def worst_columns(f, scheme, X, S, random_root, random, config: Table1Config) ->
             "worst_seconds": round(time.perf_counter() - start, 2)}
 
 
+def padding(settings, ratio: float) -> dict:
+    """(N, K, S) -> the N its schemes are padded to: per K, the N in runs within ``ratio``
+    of their smallest (``buckets``) share the largest, and one compiled program per scheme;
+    None for a setting alone in its run."""
+    out = {}
+    for K in dict.fromkeys(K for _, K, _ in settings):
+        for run in buckets({N for N, k, _ in settings if k == K}, ratio):
+            for setting in settings:
+                if setting[1] == K and setting[0] in run:
+                    out[setting] = max(run) if len(run) > 1 else None
+    return out
+
+
 def run(config: Table1Config, progress=True):
     rows, models = [], {}
     key = jax.random.PRNGKey(config.seed)
     K_max = max(K for _, K, _ in config.settings)
     # every dataset first: a missing file fails before any model is trained
     datasets = {name: load_data(name) for name in dict.fromkeys(config.models.values())}
-    jobs = [(m, s) for m in config.models for s in config.settings]
+    padded = padding(config.settings, config.bucket_ratio)
+    # the settings of one padded N run one after the other (their programs shared); the
+    # rows come back in the config's order
+    order = sorted(config.settings, key=lambda s: (s[1], padded[s] or s[0], s[0]))
+    jobs = [(m, s) for m in config.models for s in order]
     bar = tqdm(jobs, desc="settings", disable=not progress)
-    for model, (N, K, S) in bar:
+    for i, (model, (N, K, S)) in enumerate(bar):
         bar.set_postfix_str(f"{model} N={N} K={K} S={S}")
         if model not in models:
             ds_name = config.models[model]
@@ -227,13 +257,20 @@ def run(config: Table1Config, progress=True):
                              "fallback": np.asarray(fallback).tolist()}
         start = time.perf_counter()
         setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K),
-                              fallback, worst_case=model in config.worst_case)
-        # Settings share no compiled program (N, K, S differ); each program keeps memory
-        # mappings, and one process holding all of them runs out (vm.max_map_count).
-        jax.clear_caches()
+                              fallback, worst_case=model in config.worst_case,
+                              padded_to=padded[N, K, S])
+        group = (model, K, padded[N, K, S])
+        if group[2] is None or i + 1 == len(jobs) or group != (jobs[i + 1][0], jobs[i + 1][1][1],
+                                                               padded[jobs[i + 1][1]]):
+            # no program of this one is needed again; each keeps memory mappings, and one
+            # process holding all of them runs out (vm.max_map_count)
+            jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
-        rows += [{"model": model, "dataset": ds_name, **row, "setting_seconds": seconds}
-                 for row in setting]
+        rows += [{"model": model, "dataset": ds_name, **row, "padded_to": padded[N, K, S],
+                  "setting_seconds": seconds} for row in setting]
+    rank = {(m, s): i for i, (m, s) in enumerate((m, s) for m in config.models
+                                                  for s in config.settings)}
+    rows.sort(key=lambda r: rank[r["model"], (r["N"], r["K"], r["S"])])  # stable
     return rows, models
 
 

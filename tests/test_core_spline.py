@@ -220,7 +220,7 @@ def test_interpolating_decoder_large_N(N, dtype, pattern, jit_decode):
 #   The error is the solvers' own: the same with the points rounded to float32 first.
 # Tolerances: float64 1e-12; float32 at least 3.9x the largest measured, per solver.
 LARGE_SMOOTH_FLOAT32_TOL = {("auto", True): 5e-4, ("auto", False): 2e-4,
-                            ("parallel", True): 2e-3, ("parallel", False): 3e-4}
+                            ("parallel", False): 3e-4}
 LARGE_SMOOTH_CASES = [(N, lam) for N in (200, 2000, 10_000) for lam in (1e-9, 1e-6, 1e-4, 1e-2, 1.0)]
 
 
@@ -230,8 +230,10 @@ def test_smoothing_decoder_large_N_against_exact(N, lam, jit_decode):
     g_exact, _ = ref.reinsch_mp(beta[alive], Y[alive], lam)
     exact = ref.natural_smoothing_spline(beta[alive], g_exact, np.ones(alive.sum(), bool), 0.0,
                                          alpha)
-    # The CPU default, and the parallel smoother that "auto" runs on accelerators.
-    for solver in ("auto", "parallel"):
+    # The CPU default, and the parallel smoother that "auto" runs on accelerators (whose
+    # programs take most of a minute to compile at large N; it is checked at N = 10^4 and
+    # 10^5 against the sequential smoother in test_core_parallel).
+    for solver in ("auto", "parallel") if N <= 200 else ("auto",):
         scheme = scheme.replace(lam_dec=jnp.asarray(lam, np.float64), solver=solver)
         assert_close(decode(jit_decode, scheme, Y, alive, np.float64), exact, 1e-12,
                      err_msg=solver)
@@ -284,7 +286,7 @@ def test_both_solvers_match_the_reference_where_reinsch_is_well_conditioned(lam,
 
 
 # Sizes that leave the two-level smoother's last block partly padded, one block, tiny n.
-BLOCKED_SIZES = [2, 3, 5, 17, 50, 257]
+BLOCKED_SIZES = [2, 5, 17, 50, 257]
 
 
 @pytest.mark.parametrize("method", ["blocked", "parallel"])

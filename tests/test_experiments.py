@@ -23,8 +23,10 @@ from experiments._common import (
     batched_inputs,
     calibration_mean,
     expected_longest_run,
+    random_tanh_network,
     replication_loss_probability,
 )
+from letcc_jax.zoo.data import CalibrationSplit
 
 
 # ----------------------------------------------------------------- slope fitting
@@ -444,3 +446,40 @@ def test_buckets_group_sizes_within_the_ratio():
     assert buckets(N, 2.6) == [(10, 16, 25), (40, 63, 100), (160, 250, 400), (630, 1000)]
     assert buckets((20, 10, 40), 1.0) == [(10,), (20,), (40,)]
     assert buckets(N, 1000.0) == [N]
+
+
+def test_table1_pads_the_settings_of_one_K_within_the_ratio():
+    settings = ((30, 20, 6), (40, 20, 10), (20, 5, 6), (100, 20, 30), (500, 20, 100))
+    assert table1.padding(settings, 4.0) == {(30, 20, 6): 100, (40, 20, 10): 100,
+                                             (100, 20, 30): 100, (20, 5, 6): None,
+                                             (500, 20, 100): None}
+    assert set(table1.padding(settings, 1.0).values()) == {None}
+
+
+def test_table1_setting_padded_is_the_setting_alone(monkeypatch):
+    """A Table 1 setting simulated padded to a larger N (its programs shared with the other
+    settings of its K) gives the unpadded numbers: the same straggler draws, losses and
+    chosen lam_dec. (LeTCC and replication, whose paths differ from the other codes': the
+    searched lambda, replication's exact loss. worst_stragglers on padded schemes:
+    test_stack.)"""
+    monkeypatch.setattr(table1, "SCHEMES", ["letcc", "uncoded"])
+    rng = np.random.default_rng(0)
+    images = rng.random((12, 2, 2, 1))
+    split = CalibrationSplit(images[:3], np.zeros(3, np.int32), images[3:9],
+                             rng.integers(0, 3, 6).astype(np.int32), np.arange(3),
+                             np.arange(3, 9))
+    f = random_tanh_network(jax.random.key(1), d=4, m=3)
+    config = dataclasses.replace(configs.TABLE1["smoke"], trials=6, batches=2, cal_trials=4)
+    fallback = calibration_mean(f, table1.flat(split.x_cal))
+    key = jax.random.key(2)
+    alone = table1.run_setting(f, split, 7, 3, 2, config, key, fallback)
+    padded = table1.run_setting(f, split, 7, 3, 2, config, key, fallback, padded_to=10)
+    assert [r["scheme"] for r in padded] == [r["scheme"] for r in alone]
+    for a, p in zip(alone, padded):
+        assert p.keys() == a.keys()
+        for name, value in a.items():
+            if isinstance(value, float):
+                np.testing.assert_allclose(p[name], value, rtol=1e-9, atol=1e-12,
+                                           err_msg=f"{a['scheme']} {name}")
+            else:
+                assert p[name] == value, (a["scheme"], name)

@@ -140,10 +140,8 @@ def test_calls_that_take_no_padding_say_so():
     X = jnp.ones((4, 2))
     Y = jnp.ones((10, 1))
     calls = {
-        "worst_stragglers": lambda: lc.worst_stragglers(f, padded, X, 2),
         "worst_adversaries": lambda: lc.worst_adversaries(f, padded, X, 1, 1.0),
         "gcv": lambda: lc.gcv(padded, Y),
-        "select_lambda": lambda: lc.select_lambda(f, padded, X, jax.random.key(0)),
         "tune": lambda: lc.tune(f, padded, X[None], jax.random.key(0)),
         "posterior_rounds": lambda: lc.posterior_rounds(f, padded, X, jax.random.key(0),
                                                      stragglers=lc.ExactStragglers(1)),
@@ -151,6 +149,35 @@ def test_calls_that_take_no_padding_say_so():
     for name, call in calls.items():
         with pytest.raises(ValueError, match=f"{name} takes a scheme whose N workers all exist"):
             call()
+
+
+@pytest.mark.parametrize("name", ["letcc", "uncoded"])
+def test_searches_over_a_padded_scheme_are_the_schemes_own(name):
+    """select_lambda and worst_stragglers take a scheme padded to a larger N (one program
+    for many N): the same losses and the same worst set, among the existing workers."""
+    X = jnp.asarray(np.random.default_rng(3).normal(size=(K, 2)))
+    scheme = lc.make_scheme(name, K, 11, fallback=jnp.zeros(2))
+    padded = scheme.pad_workers(19)
+    for method in ("exhaustive", "search"):
+        alone = lc.worst_stragglers(f, scheme, X, 3, method=method, restarts=1)
+        worst = lc.worst_stragglers(f, padded, X, 3, method=method, restarts=1)
+        np.testing.assert_array_equal(worst.stragglers, alone.stragglers)
+        np.testing.assert_array_equal(worst.alive, np.concatenate([alone.alive,
+                                                                   np.zeros(8, bool)]))
+        np.testing.assert_allclose(worst.mse, alone.mse, rtol=1e-12, atol=0)
+        assert (worst.exact, worst.evaluated) == (alone.exact, alone.evaluated)
+    with pytest.raises(ValueError, match=r"S must be in \[0, N\) = \[0, 11\)"):
+        lc.worst_stragglers(f, padded, X, 11)
+    with pytest.raises(ValueError, match="leave no worker of N=11"):
+        lc.monte_carlo(f, padded, X, jax.random.key(0), stragglers=lc.ExactStragglers(11))
+    if name == "letcc":
+        grid = [0.0, 1e-5, 1e-2]
+        searches = [lc.select_lambda(f, s, X, jax.random.key(4), lam_dec_grid=grid, trials=8,
+                                     stragglers=lc.ExactStragglers(3),
+                                     faults=[lc.GaussianNoise(0.05)]) for s in (scheme, padded)]
+        np.testing.assert_allclose(searches[1].mse, searches[0].mse, rtol=1e-9, atol=0)
+        assert int(searches[1].scheme.workers) == 11
+        assert float(searches[1].scheme.lam_dec) == float(searches[0].scheme.lam_dec)
 
 
 def test_schemes_padded_to_one_N_share_one_program_and_their_draws(caplog):

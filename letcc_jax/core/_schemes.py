@@ -137,8 +137,8 @@ class Scheme(check.Checked):
         None (all N). The first ``workers`` tags are the scheme's; the rest are padding,
         workers that never answer (a decode ignores them whatever ``alive`` says, and the
         straggler and fault models draw among the existing workers only). Set by
-        ``stack_schemes``, which pads schemes of different N to one shape: a sweep over N
-        in one compiled program. ``(*batch,)`` in a sweep.
+        ``pad_workers`` and ``stack_schemes``, which pads schemes of different N to one
+        shape: a sweep over N in one compiled program. ``(*batch,)`` in a sweep.
 
     Example:
       >>> import numpy as np
@@ -600,7 +600,8 @@ class Scheme(check.Checked):
 
     def check_unpadded(self, caller: str) -> None:
         """Raise unless all N workers exist (``workers`` is None): for the calls that do
-        not take ``stack_schemes``' padding (searches, exact losses, tuning, real workers).
+        not take padding (tuning, GCV, the adversary search, exact losses, calibration,
+        real workers).
 
         Args:
           caller: the public function's name, for the message.
@@ -610,8 +611,9 @@ class Scheme(check.Checked):
         """
         if self.workers is not None:
             raise ValueError(f"{caller} takes a scheme whose N workers all exist; this {self.name} "
-                             "scheme is padded (workers set, e.g. by stack_schemes, which is for "
-                             "monte_carlo and expected_loss). Pass each unpadded scheme.")
+                             "scheme is padded (workers set by pad_workers or stack_schemes, "
+                             "for monte_carlo, expected_loss, select_lambda and "
+                             "worst_stragglers). Pass the unpadded scheme.")
 
     def present(self, mask: Bool[Array, " N"]) -> Bool[Array, " N"]:
         """``mask`` without the padding workers (see ``workers``); ``mask`` itself when

@@ -77,13 +77,14 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
                             f"got {fault!r}.")
     for model in (scheme, stragglers, *faults):
         model.validate()
+    N = _rounds.existing_workers(scheme)  # the workers the models draw among
     for model in (stragglers, *faults):
-        model.check_workers(scheme.N)
-    need, guaranteed = scheme.min_survivors, stragglers.min_alive(scheme.N)
+        model.check_workers(N)
+    need, guaranteed = scheme.min_survivors, stragglers.min_alive(N)
     if 0 < guaranteed < need and scheme.fallback is None:  # a fallback estimates the lost
         raise ValueError(
             f"{scheme.name} needs at least {need} survivors but {stragglers} leaves only "
-            f"{guaranteed} of N={scheme.N}; reduce the stragglers or add workers."
+            f"{guaranteed} of N={N}; reduce the stragglers or add workers."
         )
     _rounds.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
     if scheme.fallback is not None:

@@ -91,7 +91,8 @@ def select_lambda(
 
     Args:
       f: one input (d,) -> one output (m,), as in ``monte_carlo`` (hashable).
-      scheme: the ``LeTCC`` scheme whose lambdas are searched (unswept).
+      scheme: the ``LeTCC`` scheme whose lambdas are searched (unswept; padded by
+        ``Scheme.pad_workers`` or not).
       X_cal: (K, d) or (C, K, d) float calibration inputs, finite; f must be finite on
         them.
       key: PRNG key of the straggler patterns and fault draws.
@@ -129,7 +130,6 @@ def select_lambda(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    scheme.check_unpadded("select_lambda")
     _require_eager("select_lambda", scheme, X_cal, key)
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",

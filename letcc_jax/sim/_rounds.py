@@ -37,6 +37,7 @@ __all__ = [
     "outputs",
     "apply_faults",
     "sample_round",
+    "existing_workers",
     "run_round",
     "honest_outputs",
     "mse",
@@ -180,6 +181,17 @@ def sample_round(scheme, stragglers, faults, Y, key):
     mask = (stragglers.draw_mask(k_mask, scheme.N) if n is None
             else stragglers.draw_mask(k_mask, scheme.N, n))
     return apply_faults(k_fault, Y, faults, n), mask
+
+
+def existing_workers(scheme) -> int:
+    """How many workers a scheme's models draw among: a padded scheme's own count
+    (``Scheme.workers``, concrete and one), else N (a stacked sweep of several counts
+    counts at its padded N)."""
+    workers = scheme.workers
+    if workers is not None and np.ndim(workers) == 0 and not isinstance(workers,
+                                                                        jax.core.Tracer):
+        return int(workers)
+    return scheme.N
 
 
 def run_round(f, scheme, X, key, stragglers, faults) -> CodedResult:

@@ -85,11 +85,13 @@ def _scores(scheme, Y, truth, masks):
 
 
 class _Scorer:
-    """Scores survivor masks in batches padded to a power of two between 64 and ``batch``
-    (a few compilations at most), counting the masks scored."""
+    """Scores survivor masks (B, n) of the n workers that exist in batches padded to a power
+    of two between 64 and ``batch`` (a few compilations at most), counting the masks
+    scored. A padded scheme's padding workers (n to N) are added as stragglers."""
 
     def __init__(self, scheme, Y, truth, batch: int):
         self.args, self.batch, self.count = (scheme, Y, truth), batch, 0
+        self.padding = scheme.N - _rounds.existing_workers(scheme)
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         out = []
@@ -99,6 +101,7 @@ class _Scorer:
             # a power of two from 64 on: at most five compiled programs per scheme and shape
             width = min(self.batch, max(64, 1 << max(0, size - 1).bit_length()))
             padded = np.concatenate([chunk, np.repeat(chunk[:1], width - size, axis=0)])
+            padded = np.pad(padded, ((0, 0), (0, self.padding)))  # the padding never answers
             out.append(np.asarray(_scores(*self.args, jnp.asarray(padded)))[:size])
         self.count += len(masks)
         return np.concatenate(out) if out else np.zeros((0,))
@@ -201,9 +204,11 @@ def worst_stragglers(
 
     Args:
       f: one input (d,) -> one output (m,), as in ``monte_carlo`` (hashable).
-      scheme: a coding scheme (not swept).
+      scheme: a coding scheme (not swept). A padded scheme (``Scheme.pad_workers``)
+        gives what the unpadded one gives: the stragglers are among its existing workers,
+        and the padding never answers.
       X: (K, d) inputs, finite; f must be finite on them.
-      S: number of stragglers, 0 <= S < N.
+      S: number of stragglers, 0 <= S < N (the existing workers, if padded).
       method: ``"auto"`` (default: ``"exhaustive"`` when C(N, S) <= ``exhaustive_max``,
         else ``"search"``), ``"exhaustive"`` or ``"search"`` (module docstring).
       exhaustive_max: the most sets ``"auto"`` enumerates.
@@ -246,30 +251,29 @@ def worst_stragglers(
     seed = check.check_count(seed, "seed")
     exhaustive_max = check.check_count(exhaustive_max, "exhaustive_max")
     if isinstance(scheme, Scheme):
-        scheme.check_unpadded("worst_stragglers")
-    if isinstance(scheme, Scheme) and not 0 <= S < scheme.N:
-        raise ValueError(f"S must be in [0, N) = [0, {scheme.N}), got {S}.")
+        scheme.validate()
+        if _rounds.batch_shape(scheme):
+            raise ValueError("worst_stragglers takes one scheme; its parameters are swept.")
+        # a padded scheme (Scheme.workers): the stragglers are among its n existing workers
+        n = _rounds.existing_workers(scheme)
+        if not 0 <= S < n:
+            raise ValueError(f"S must be in [0, N) = [0, {n}), got {S}.")
     # check_round validates f, the scheme and X, and that N - S workers can decode.
     X, _ = check_round(f, scheme, X, ExactStragglers(max(S, 1)), None, jax.random.key(0),
                        single=True)
-    N = scheme.N
-    if _rounds.batch_shape(scheme):
-        raise ValueError("worst_stragglers takes one scheme; its parameters are swept.")
     truth, Y = _rounds.honest_outputs(f, scheme, X)  # the scheme is unswept: Y is (N, m)
     check_truth(jnp.all(jnp.isfinite(truth))[None], X)
     score = _Scorer(scheme, Y, truth, batch)
     if S == 0:
-        value = float(score(np.ones((1, N), bool))[0])
-        return WorstCase(np.zeros(0, np.int64), np.ones(N, bool), value, True, 1, 0)
-    exhaustive = method == "exhaustive" or (
-        method == "auto" and math.comb(N, S) <= exhaustive_max)
-    if exhaustive:
-        dead, value = _exhaustive(score, N, S)
-        rounds = 0
+        dead, value, exhaustive, rounds = np.zeros(0, np.int64), float(
+            score(np.ones((1, n), bool))[0]), True, 0
+    elif method == "exhaustive" or (method == "auto" and math.comb(n, S) <= exhaustive_max):
+        (dead, value), exhaustive, rounds = _exhaustive(score, n, S), True, 0
     else:
-        order = np.argsort(np.asarray(scheme.beta), kind="stable")
-        dead, value, rounds = _search(score, order, S, max_rounds, restarts, seed)
-    alive = np.ones(N, bool)
+        order = np.argsort(np.asarray(scheme.beta)[:n], kind="stable")
+        (dead, value, rounds), exhaustive = _search(score, order, S, max_rounds, restarts,
+                                                    seed), False
+    alive = np.arange(scheme.N) < n
     alive[dead] = False
     return WorstCase(np.sort(np.asarray(dead, np.int64)), alive, value, exhaustive,
                      score.count, rounds)
