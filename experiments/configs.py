@@ -504,6 +504,10 @@ class StructuredConfig:
     batches: int
     """Straggler draws per sequence; sequences per family for calibration, and as many,
     disjoint, for evaluation."""
+    bucket_ratio: float = 10.0
+    """The N of one K within this ratio of the smallest of their run are simulated padded
+    to the largest (``Scheme.pad_workers``): one compiled program per scheme and run, the
+    same numbers, every N of it at the cost of the largest."""
     interp_trials: int = 400
     """Straggler draws of replication with interpolation (numpy, cheap; shared by the
     sequences)."""
@@ -566,7 +570,7 @@ STRUCTURED = {
         families=("translate", "rotate", "interpolate"),
         models=("lenet5",),
         K=(8,),
-        ratios=(1.5,),
+        ratios=(1.5, 2.0),
         stragglers=("exact",),
         worst_K=(8,),
         worst_max_rounds=2,
@@ -748,6 +752,10 @@ class OrderingConfig:
     straggler draws per batch and step."""
     seed: int
     """Seeds the image split, the random orders and every draw."""
+    bucket_ratio: float = 10.0
+    """The N of one model and K within this ratio of the smallest of their run are
+    simulated padded to the largest (``Scheme.pad_workers``): one compiled program per
+    scheme and run, the same numbers, every N of it at the cost of the largest."""
     name: str = ""
     untrained: bool = False
     """Set per run by the command line: the config's name, and whether the models keep
@@ -804,7 +812,7 @@ ORDERING = {
     # One K, one N, one model, exact stragglers, no tuning: a smoke run's time is its
     # compiled programs (tuning's gradient alone doubled it).
     "smoke": OrderingConfig(
-        settings=FrozenDict(lenet5=((8, (2.0,)),)),
+        settings=FrozenDict(lenet5=((8, (1.5, 2.0)),)),
         stragglers=("exact",),
         eval_inputs=16,
         trials=4,
@@ -812,7 +820,7 @@ ORDERING = {
         worst=FrozenDict(lenet5=8),
         worst_max_rounds=2,
         nodes_model="lenet5",
-        nodes_settings=((8, 2.0),),
+        nodes_settings=((8, 1.5),),
         nodes_cal_batches=2,
         tune_steps=0,
         seed=0,

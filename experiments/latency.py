@@ -132,11 +132,12 @@ def stopping_rule(scheme, results, truth_cal, deadlines):
     distinct, descending)."""
     # a fallback: a deadline that holds too few results gives an infinite std, not an error
     scheme = scheme.replace(fallback=np.zeros(np.shape(truth_cal)[-1], np.float32))
-    posts = [[scheme.posterior(r.outputs, r.used & (np.nan_to_num(r.timings.arrival_s,
-                                                                  nan=np.inf) <= d))
-              for d in deadlines] for r in results]
-    estimate = np.array([[p.estimate for p in row] for row in posts])
-    std = np.array([[p.std for p in row] for row in posts])
+    posterior = jax.jit(jax.vmap(scheme.posterior, in_axes=(None, 0)))  # every deadline at once
+    posts = [posterior(r.outputs, r.used & (np.nan_to_num(r.timings.arrival_s, nan=np.inf)
+                                            <= np.asarray(deadlines)[:, None]))
+             for r in results]
+    estimate = np.stack([np.asarray(p.estimate) for p in posts])  # (rounds, D+1, K, m)
+    std = np.stack([np.asarray(p.std) for p in posts])
     calibration = lc.Calibration.from_rounds(estimate, std, np.asarray(truth_cal)[:, None],
                                              (LEVEL,))
     widest = np.max(float(calibration.quantile(LEVEL)) * std, axis=(-2, -1))  # (rounds, D+1)

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import (
+    buckets,
     calibration_mean,
     load_data,
     model_function,
@@ -163,10 +164,12 @@ def pooled(mse, relacc) -> dict:
 
 
 def coded_rows(f, data: Batches, K: int, N: int, stragglers, fallback,
-               config: OrderingConfig, key) -> tuple[list[dict], np.ndarray]:
+               config: OrderingConfig, key, pad=lambda scheme: scheme
+               ) -> tuple[list[dict], np.ndarray]:
     """LeTCC's and BACC's rows under one random straggler model, every order of a batch in
     one ``monte_carlo`` call (common draws: the same key per batch for both schemes), and
-    LeTCC's chosen lam_dec per order, (B,)."""
+    LeTCC's chosen lam_dec per order, (B,). ``pad``: the simulated schemes' padding
+    (``Scheme.pad_workers``; the numbers stay the unpadded ones)."""
     mc = functools.partial(lc.monte_carlo, f, trials=config.trials, stragglers=stragglers)
     k_cal, k_eval = jax.random.split(key)
     B = len(config.orders)
@@ -175,7 +178,8 @@ def coded_rows(f, data: Batches, K: int, N: int, stragglers, fallback,
         if name == "letcc":
             def scheme(orders):  # an (order, lam_dec) sweep
                 swept = lc.letcc(K, N, order=orders[:, None, :], fallback=fallback)
-                return swept.replace(lam_dec=jnp.asarray(config.lam_dec_grid, swept.alpha.dtype))
+                return pad(swept.replace(lam_dec=jnp.asarray(config.lam_dec_grid,
+                                                             swept.alpha.dtype)))
 
             calibration = mc(scheme(data.orders_cal), data.X_cal, k_cal, labels=data.y_cal)
             best = np.nanargmin(np.asarray(calibration.mse, np.float64).mean(-1), axis=1)
@@ -185,7 +189,7 @@ def coded_rows(f, data: Batches, K: int, N: int, stragglers, fallback,
                 return jax.tree.map(lambda a: a[np.arange(B), best], result)
         else:
             def scheme(orders):
-                return lc.bacc(K, N, order=orders, fallback=fallback)
+                return pad(lc.bacc(K, N, order=orders, fallback=fallback))
 
             def pick(result):
                 return result
@@ -225,7 +229,7 @@ def replication_row(f, data: Batches, K: int, N: int, stragglers, fallback) -> d
 
 
 def worst_rows(f, data: Batches, K: int, N: int, S: int, fallback, lams,
-               config: OrderingConfig) -> list[dict]:
+               config: OrderingConfig, pad=lambda scheme: scheme) -> list[dict]:
     """Every scheme and order under its worst S stragglers on the first evaluation batch;
     LeTCC keeps the lam_dec chosen for S random stragglers (``lams``, per order). RelAcc is
     not reported (NaN): the set maximises the error, not the misclassifications."""
@@ -237,7 +241,7 @@ def worst_rows(f, data: Batches, K: int, N: int, S: int, fallback, lams,
     schemes.append(("uncoded", "given", lc.uncoded(K, N, fallback=fallback)))
     rows = []
     for name, method, scheme in schemes:
-        worst = lc.worst_stragglers(f, scheme, data.X[0], S, restarts=config.worst_restarts,
+        worst = lc.worst_stragglers(f, pad(scheme), data.X[0], S, restarts=config.worst_restarts,
                                     max_rounds=config.worst_max_rounds, seed=config.seed)
         structure = "random" if method in ("random", "given") else "ordered"
         rows.append({"scheme": name, "order_method": method, "structure": structure,
@@ -252,9 +256,16 @@ def worst_rows(f, data: Batches, K: int, N: int, S: int, fallback, lams,
 
 
 def setting_rows(f, model: str, data: Batches, K: int, N: int, fallback,
-                 config: OrderingConfig, key) -> list[dict]:
+                 config: OrderingConfig, key, padded_to: int | None = None) -> list[dict]:
     """Every row of one (model, K, N): both random straggler models, and the worst case
-    where ``config.worst`` allows it."""
+    where ``config.worst`` allows it. With ``padded_to``, the simulated schemes are padded
+    to that many workers (``Scheme.pad_workers``): settings padded to one N share their
+    compiled programs, with the unpadded numbers (replication's exact loss takes the
+    unpadded scheme)."""
+
+    def pad(scheme):
+        return scheme if padded_to is None else scheme.pad_workers(padded_to)
+
     S = round(config.S_fraction * N)
     base = {"experiment": "ordering", "f": model, "K": K, "N": N, "ratio": N / K,
             "nodes": "chebyshev", "trials": config.trials, "batches": len(data.orders)}
@@ -263,7 +274,7 @@ def setting_rows(f, model: str, data: Batches, K: int, N: int, fallback,
     for kind in config.stragglers:
         stragglers = models[kind]
         scored, chosen = coded_rows(f, data, K, N, stragglers, fallback, config,
-                                    jax.random.fold_in(key, KINDS.index(kind)))
+                                    jax.random.fold_in(key, KINDS.index(kind)), pad)
         if kind == "exact":
             lams = chosen
         scored.append(replication_row(f, data, K, N, stragglers, fallback))
@@ -272,7 +283,7 @@ def setting_rows(f, model: str, data: Batches, K: int, N: int, fallback,
         rows += [{**base, **given, **r} for r in scored]
     if K <= config.worst.get(model, 0):
         rows += [{**base, "stragglers": "worst", "S": S, "p": None, **r}
-                 for r in worst_rows(f, data, K, N, S, fallback, lams, config)]
+                 for r in worst_rows(f, data, K, N, S, fallback, lams, config, pad)]
     return rows
 
 
@@ -349,9 +360,14 @@ def run(config: OrderingConfig, progress=True):
     jobs = [(m, K, r) for m, pairs in config.settings.items() for K, ratios in pairs
             for r in ratios]
     jobs += [(config.nodes_model, K, r, "nodes") for K, r in config.nodes_settings]
+    padded = {}  # (model, K, N) of the order comparison -> its padded N, or None
+    for m, pairs in config.settings.items():
+        for K, ratios in pairs:
+            for run in buckets({round(r * K) for r in ratios}, config.bucket_ratio):
+                padded.update({(m, K, N): max(run) if len(run) > 1 else None for N in run})
     bar = tqdm(jobs, desc="settings", disable=not progress)
     current, data = None, {}
-    for job in bar:
+    for i, job in enumerate(bar):
         model, K, ratio = job[:3]
         N = round(ratio * K)
         bar.set_postfix_str(f"{model} K={K} N={N}" + (" nodes" if len(job) > 3 else ""))
@@ -368,12 +384,20 @@ def run(config: OrderingConfig, progress=True):
         if len(job) > 3:
             new = node_rows(f, model, split, data[K], K, N, fallback, config, setting_key)
         else:
-            new = setting_rows(f, model, data[K], K, N, fallback, config, setting_key)
-        # Settings share no compiled program (N, K differ); each keeps memory mappings, and
-        # one process holding all of them runs out (vm.max_map_count).
-        jax.clear_caches()
+            new = setting_rows(f, model, data[K], K, N, fallback, config, setting_key,
+                               padded_to=padded[model, K, N])
+        group = None if len(job) > 3 else (model, K, padded[model, K, N])
+        following = jobs[i + 1] if i + 1 < len(jobs) else None
+        if group is None or group[2] is None or following is None or len(following) > 3 \
+                or group != (following[0], following[1],
+                             padded[following[0], following[1],
+                                    round(following[2] * following[1])]):
+            # no program of this one is needed again; each keeps memory mappings, and one
+            # process holding all of them runs out (vm.max_map_count)
+            jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
-        rows += [{**r, "setting_seconds": seconds} for r in new]
+        rows += [{**r, "padded_to": None if len(job) > 3 else padded[model, K, N],
+                  "setting_seconds": seconds} for r in new]
     return rows, models
 
 

@@ -78,6 +78,7 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import (
+    buckets,
     calibration_mean,
     load_data,
     model_function,
@@ -375,20 +376,23 @@ def interpolated_replication(scheme, seq: Sequences, outputs: np.ndarray, stragg
 
 
 def random_stragglers(f, seq: Sequences, outputs, fallback, K, N, model, orders,
-                      config: StructuredConfig, key) -> tuple[list[dict], np.ndarray]:
+                      config: StructuredConfig, key, pad=lambda scheme: scheme
+                      ) -> tuple[list[dict], np.ndarray]:
     """Rows of LeTCC and BACC in both orders and of replication under one random straggler
-    model, and LeTCC's chosen lam_dec per order (2,)."""
+    model, and LeTCC's chosen lam_dec per order (2,). ``pad``: the simulated schemes'
+    padding (``Scheme.pad_workers``; the numbers stay the unpadded ones)."""
     mc = functools.partial(lc.monte_carlo, f, trials=config.trials, stragglers=model)
     k_cal, k_eval = jax.random.split(key)
     grid = jnp.asarray(config.lam_dec_grid, jnp.float32)
     # (orders, lam_dec) sweep; calibration and evaluation share its compiled program
-    swept = lc.letcc(K, N, order=orders[:, None, :], fallback=fallback).replace(lam_dec=grid)
+    swept = pad(lc.letcc(K, N, order=orders[:, None, :], fallback=fallback).replace(
+        lam_dec=grid))
     calibration = mc(swept, seq.X_cal, k_cal, labels=seq.y_cal)
     best = np.nanargmin(np.asarray(calibration.mse, np.float64).mean(axis=(-2, -1)), axis=1)
     evaluation = mc(swept, seq.X_eval, k_eval, labels=seq.y_eval)
     results = {"letcc": jax.tree.map(lambda a: a[np.arange(len(ORDERS)), best], evaluation),
-               "bacc": mc(lc.bacc(K, N, order=orders, fallback=fallback), seq.X_eval, k_eval,
-                          labels=seq.y_eval)}
+               "bacc": mc(pad(lc.bacc(K, N, order=orders, fallback=fallback)), seq.X_eval,
+                          k_eval, labels=seq.y_eval)}
     lams = np.asarray(config.lam_dec_grid)[best]
     rows = []
     for name, order in CURVES[:4]:
@@ -406,10 +410,10 @@ def random_stragglers(f, seq: Sequences, outputs, fallback, K, N, model, orders,
 
 
 def worst_stragglers(f, seq: Sequences, fallback, K, N, S, orders, lams,
-                     config: StructuredConfig) -> list[dict]:
+                     config: StructuredConfig, pad=lambda scheme: scheme) -> list[dict]:
     """Rows of every scheme and order under its worst S stragglers on the first evaluation
     sequence; LeTCC keeps the lam_dec chosen for S random stragglers (``lams``, per
-    order)."""
+    order). ``pad`` as in :func:`random_stragglers`."""
     schemes = [("letcc", order, lc.letcc(K, N, order=orders[o], lam_dec=float(lams[o]),
                                          fallback=fallback))
                for o, order in enumerate(ORDERS)]
@@ -418,7 +422,7 @@ def worst_stragglers(f, seq: Sequences, fallback, K, N, S, orders, lams,
     schemes.append(("uncoded", "given", lc.uncoded(K, N, fallback=fallback)))
     rows = []
     for name, order, scheme in schemes:
-        worst = lc.worst_stragglers(f, scheme, seq.X_eval[0], S, restarts=0,
+        worst = lc.worst_stragglers(f, pad(scheme), seq.X_eval[0], S, restarts=0,
                                     max_rounds=config.worst_max_rounds, seed=config.seed)
         rows.append({"scheme": name, "order_method": order, "mse": float(worst.mse),
                      "root_mse": float(np.sqrt(worst.mse)), "relacc": float("nan"),
@@ -428,11 +432,18 @@ def worst_stragglers(f, seq: Sequences, fallback, K, N, S, orders, lams,
 
 
 def run_setting(f, fname: str, families: dict, K: int, ratio: float,
-                config: StructuredConfig, key) -> list[dict]:
+                config: StructuredConfig, key, padded_to: int | None = None) -> list[dict]:
     """Every row at one (K, N = round(ratio K)) for the families that share f.
     ``families``: name -> (Sequences, f's outputs on X_eval (B, K, m), fallback (m,),
-    smoothness dict)."""
+    smoothness dict). With ``padded_to``, the simulated schemes are padded to that many
+    workers (``Scheme.pad_workers``): settings padded to one N share their compiled
+    programs, with the unpadded numbers (replication's exact loss takes the unpadded
+    scheme)."""
     N = round(ratio * K)
+
+    def pad(scheme):
+        return scheme if padded_to is None else scheme.pad_workers(padded_to)
+
     S = round(config.S_fraction * N)
     orders = np.stack([np.arange(K), random_order(K, config.seed)])
     models = {"exact": lc.ExactStragglers(S), "bernoulli": lc.BernoulliStragglers(config.p)}
@@ -444,14 +455,15 @@ def run_setting(f, fname: str, families: dict, K: int, ratio: float,
         for i, kind in enumerate(config.stragglers):
             scored, chosen = random_stragglers(f, seq, outputs, fallback, K, N, models[kind],
                                                orders, config,
-                                               jax.random.fold_in(jax.random.fold_in(key, j), i))
+                                               jax.random.fold_in(jax.random.fold_in(key, j), i),
+                                               pad)
             if kind == "exact":
                 lams = chosen
             given = {"stragglers": kind, "S": S if kind == "exact" else None,
                      "p": config.p if kind == "bernoulli" else None}
             rows += [{**base, **given, **r, **extra} for r in scored]
         if K in config.worst_K:
-            scored = worst_stragglers(f, seq, fallback, K, N, S, orders, lams, config)
+            scored = worst_stragglers(f, seq, fallback, K, N, S, orders, lams, config, pad)
             rows += [{**base, "stragglers": "worst", "S": S, "p": None, **r, **extra}
                      for r in scored]
     for r in rows:
@@ -496,19 +508,30 @@ def run(config: StructuredConfig, progress=True) -> tuple[list[dict], dict]:
         groups.append((f, "goog_mlp", lambda K: {"goog": goog_sequences(K, config, info)}))
     jobs = [(g, K, ratio) for g in range(len(groups)) for K in config.K
             for ratio in config.ratios]
+    padded = {}  # (K, ratio) -> the N its schemes are padded to, or None (see padding)
+    for K in config.K:
+        for run in buckets({round(ratio * K) for ratio in config.ratios}, config.bucket_ratio):
+            for ratio in config.ratios:
+                if round(ratio * K) in run:
+                    padded[K, ratio] = max(run) if len(run) > 1 else None
     rows, prepared = [], {}
-    for g, K, ratio in tqdm(jobs, desc="settings", disable=not progress):
+    for i, (g, K, ratio) in enumerate(tqdm(jobs, desc="settings", disable=not progress)):
         f, fname, make = groups[g]
         if (g, K) not in prepared:
             prepared = {(g, K): prepare(f, make(K), K, config.seed)}
         start = time.perf_counter()
         setting = run_setting(f, fname, prepared[(g, K)], K, ratio, config,
-                              jax.random.fold_in(key, 1000 * K + round(100 * ratio)))
-        # Settings share no compiled program (N differs); each keeps memory mappings, and
-        # one process holding all of them runs out (vm.max_map_count), as in table1.
-        jax.clear_caches()
+                              jax.random.fold_in(key, 1000 * K + round(100 * ratio)),
+                              padded_to=padded[K, ratio])
+        following = jobs[i + 1] if i + 1 < len(jobs) else None
+        if padded[K, ratio] is None or following is None or following[:2] != (g, K) \
+                or padded[K, following[2]] != padded[K, ratio]:
+            # no program of this padded N is needed again; each keeps memory mappings, and
+            # one process holding all of them runs out (vm.max_map_count), as in table1
+            jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
-        rows += [{**r, "setting_seconds": seconds} for r in setting]
+        rows += [{**r, "padded_to": padded[K, ratio], "setting_seconds": seconds}
+                 for r in setting]
     return rows, models
 
 

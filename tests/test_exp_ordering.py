@@ -197,8 +197,10 @@ def test_ordering_smoke(tmp_path):
     assert all(k in r for r in rows for k in COMMON)
     config = ORDERING["smoke"]
     main = [r for r in rows if not r.get("node_comparison")]
-    for kind in ("exact", "worst"):
-        here = [r for r in main if r["stragglers"] == kind]
+    # the two N of K = 8 run padded to the larger (one set of compiled programs)
+    assert {(r["N"], r["padded_to"]) for r in main} == {(12, 16), (16, 16)}
+    for kind, N in itertools.product(("exact", "worst"), (12, 16)):
+        here = [r for r in main if r["stragglers"] == kind and r["N"] == N]
         assert sorted((r["scheme"], r["order_method"]) for r in here) == sorted(
             [("uncoded", "given")] + [(s, o) for s in ("letcc", "bacc") for o in config.orders])
         assert all(np.isfinite(r["mse"]) and r["mse"] >= 0 for r in here)
@@ -206,15 +208,15 @@ def test_ordering_smoke(tmp_path):
     assert all(np.isfinite(r["relacc"]) for r in exact)
     assert {r["structure"] for r in exact if r["order_method"] == "random"} == {"random"}
     assert all(r["lam_dec"] in config.lam_dec_grid for r in exact if r["scheme"] == "letcc")
-    # The node comparison draws the main rows' straggler patterns: on Chebyshev nodes at
-    # lam_dec = 0 it repeats the nearest-neighbour row.
+    # The node comparison (unpadded, N = 12) draws the main rows' straggler patterns: on
+    # Chebyshev nodes at lam_dec = 0 it repeats the nearest-neighbour row, simulated padded.
     nodes = [r for r in rows if r.get("node_comparison")]
     assert {(r["scheme"], r["nodes"]) for r in nodes} == {
         ("letcc", "chebyshev"), ("letcc", "arc_length"), ("bacc", "chebyshev"),
         ("bacc", "arc_length")}
     for r in nodes:
-        same = next(m for m in exact if (m["scheme"], m["order_method"])
-                    == (r["scheme"], "nearest_neighbour"))
+        same = next(m for m in exact if (m["scheme"], m["order_method"], m["N"])
+                    == (r["scheme"], "nearest_neighbour", r["N"]))
         if r["nodes"] == "chebyshev" and same["lam_dec"] in (None, 0.0):
             np.testing.assert_allclose(r["mse"], same["mse"], rtol=1e-6, atol=0)
     assert "Gain of ordering and winner" in (out / "table.md").read_text()

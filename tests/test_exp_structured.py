@@ -29,8 +29,9 @@ SMOKE = configs.STRUCTURED["smoke"]
 def test_structured_smoke(tmp_path, caplog):
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
         rows = structured.main(["--smoke", "--untrained", "--out", str(tmp_path)])
-    # one setting: LeTCC's calibration and evaluation share one program (both orders and
-    # every lam_dec in it), BACC has one more, and the three image families reuse both
+    # LeTCC's calibration and evaluation share one program (both orders and every lam_dec
+    # in it), BACC has one more, the three image families reuse both, and so does the
+    # second N, padded to the largest
     compiled = sum("compilation of jit(monte_carlo_compiled)" in r.getMessage() for r in caplog.records)
     assert compiled == 2
     out = tmp_path / "structured"
@@ -40,14 +41,18 @@ def test_structured_smoke(tmp_path, caplog):
     assert payload["config"]["name"] == "smoke" and payload["config"]["untrained"]
     # per family: two codes in two orders and two replications, one of them (interpolating)
     # not under the worst stragglers
-    assert len(rows) == len(SMOKE.families) * (6 + 5) == len(payload["rows"])
+    assert len(rows) == len(SMOKE.families) * (6 + 5) * 2 == len(payload["rows"])
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
-    K, N = SMOKE.K[0], round(SMOKE.ratios[0] * SMOKE.K[0])
+    K = SMOKE.K[0]
+    Ns = [round(ratio * K) for ratio in SMOKE.ratios]
+    assert [r["N"] for r in rows] == [N for N in Ns for _ in range(len(rows) // 2)]
     for r in rows:
         assert all(field in r for field in COMMON)
         assert (r["experiment"], r["f"], r["structure"]) == ("structured", "lenet5", "sequential")
-        assert (r["K"], r["N"], r["ratio"], r["S"], r["p"]) == (K, N, N / K, round(0.2 * N), None)
+        N = r["N"]
+        assert (r["K"], r["ratio"], r["S"], r["p"]) == (K, N / K, round(0.2 * N), None)
+        assert r["padded_to"] == max(Ns)
         assert r["order_method"] in (("given",) if r["scheme"] == "uncoded" else structured.ORDERS)
         assert np.isfinite(r["mse"]) and r["mse"] >= 0
         np.testing.assert_allclose(r["root_mse"], np.sqrt(r["mse"]), rtol=1e-12, atol=0)
