@@ -19,9 +19,9 @@ from letcc_jax.zoo.data import DataFileError, load_dataset
 from letcc_jax.zoo.models import make_model, pure_apply
 
 __all__ = ["METRICS", "SCHEMES", "batched_inputs", "buckets", "calibration_mean",
-           "expected_longest_run", "fit_slope", "letcc_over_N", "load_data", "model_function",
-           "pool", "random_network", "random_tanh_network", "replication_loss_probability",
-           "synthetic", "tanh_network"]
+           "ends_group", "expected_longest_run", "fit_slope", "letcc_over_N", "load_data",
+           "model_function", "padded_sizes", "pool", "random_network", "random_tanh_network",
+           "replication_loss_probability", "synthetic", "tanh_network"]
 
 #: The schemes compared in Table 1 and the demo, in column order.
 SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
@@ -211,6 +211,23 @@ def buckets(Ns, ratio: float) -> list[tuple[int, ...]]:
         else:
             out.append((N,))
     return out
+
+
+def padded_sizes(Ns, ratio: float) -> dict:
+    """N -> the N it is simulated padded to (``Scheme.pad_workers``): the largest of its run
+    within ``ratio`` (``buckets``), whose N then share one compiled program per scheme;
+    None for an N alone in its run."""
+    return {N: max(run) if len(run) > 1 else None
+            for run in buckets(set(Ns), ratio) for N in run}
+
+
+def ends_group(groups: list, i: int) -> bool:
+    """Whether job i is the last of a run of jobs that share compiled programs: ``groups``
+    holds each job's group (e.g. (model, K, padded N)), None or ending in None for a job
+    that shares nothing. An experiment clears JAX's caches there: each program keeps
+    memory mappings, and one process holding all of them runs out (vm.max_map_count)."""
+    group = groups[i]
+    return group is None or group[-1] is None or i + 1 == len(groups) or groups[i + 1] != group
 
 
 def letcc_over_N(K: int, Ns, fallback, lam_dec_grid):

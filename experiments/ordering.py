@@ -58,10 +58,11 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import (
-    buckets,
     calibration_mean,
+    ends_group,
     load_data,
     model_function,
+    padded_sizes,
     replication_loss_probability,
 )
 from experiments._io import experiment_main, markdown_table, write_results
@@ -360,11 +361,12 @@ def run(config: OrderingConfig, progress=True):
     jobs = [(m, K, r) for m, pairs in config.settings.items() for K, ratios in pairs
             for r in ratios]
     jobs += [(config.nodes_model, K, r, "nodes") for K, r in config.nodes_settings]
-    padded = {}  # (model, K, N) of the order comparison -> its padded N, or None
-    for m, pairs in config.settings.items():
-        for K, ratios in pairs:
-            for run in buckets({round(r * K) for r in ratios}, config.bucket_ratio):
-                padded.update({(m, K, N): max(run) if len(run) > 1 else None for N in run})
+    padded = {(m, K, N): to  # (model, K, N) of the order comparison -> its padded N, or None
+              for m, pairs in config.settings.items() for K, ratios in pairs
+              for N, to in padded_sizes([round(r * K) for r in ratios],
+                                        config.bucket_ratio).items()}
+    shared = [None if len(job) > 3 else (*job[:2], padded[job[0], job[1], round(job[2] * job[1])])
+              for job in jobs]
     bar = tqdm(jobs, desc="settings", disable=not progress)
     current, data = None, {}
     for i, job in enumerate(bar):
@@ -386,14 +388,7 @@ def run(config: OrderingConfig, progress=True):
         else:
             new = setting_rows(f, model, data[K], K, N, fallback, config, setting_key,
                                padded_to=padded[model, K, N])
-        group = None if len(job) > 3 else (model, K, padded[model, K, N])
-        following = jobs[i + 1] if i + 1 < len(jobs) else None
-        if group is None or group[2] is None or following is None or len(following) > 3 \
-                or group != (following[0], following[1],
-                             padded[following[0], following[1],
-                                    round(following[2] * following[1])]):
-            # no program of this one is needed again; each keeps memory mappings, and one
-            # process holding all of them runs out (vm.max_map_count)
+        if ends_group(shared, i):
             jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
         rows += [{**r, "padded_to": None if len(job) > 3 else padded[model, K, N],

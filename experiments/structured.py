@@ -78,10 +78,11 @@ from tqdm.auto import tqdm
 
 import letcc_jax as lc
 from experiments._common import (
-    buckets,
     calibration_mean,
+    ends_group,
     load_data,
     model_function,
+    padded_sizes,
     pool,
     random_network,
     replication_loss_probability,
@@ -508,12 +509,10 @@ def run(config: StructuredConfig, progress=True) -> tuple[list[dict], dict]:
         groups.append((f, "goog_mlp", lambda K: {"goog": goog_sequences(K, config, info)}))
     jobs = [(g, K, ratio) for g in range(len(groups)) for K in config.K
             for ratio in config.ratios]
-    padded = {}  # (K, ratio) -> the N its schemes are padded to, or None (see padding)
-    for K in config.K:
-        for run in buckets({round(ratio * K) for ratio in config.ratios}, config.bucket_ratio):
-            for ratio in config.ratios:
-                if round(ratio * K) in run:
-                    padded[K, ratio] = max(run) if len(run) > 1 else None
+    sizes = {K: padded_sizes([round(r * K) for r in config.ratios], config.bucket_ratio)
+             for K in config.K}
+    padded = {(K, r): sizes[K][round(r * K)] for K in config.K for r in config.ratios}
+    shared = [(g, K, padded[K, ratio]) for g, K, ratio in jobs]
     rows, prepared = [], {}
     for i, (g, K, ratio) in enumerate(tqdm(jobs, desc="settings", disable=not progress)):
         f, fname, make = groups[g]
@@ -523,11 +522,7 @@ def run(config: StructuredConfig, progress=True) -> tuple[list[dict], dict]:
         setting = run_setting(f, fname, prepared[(g, K)], K, ratio, config,
                               jax.random.fold_in(key, 1000 * K + round(100 * ratio)),
                               padded_to=padded[K, ratio])
-        following = jobs[i + 1] if i + 1 < len(jobs) else None
-        if padded[K, ratio] is None or following is None or following[:2] != (g, K) \
-                or padded[K, following[2]] != padded[K, ratio]:
-            # no program of this padded N is needed again; each keeps memory mappings, and
-            # one process holding all of them runs out (vm.max_map_count), as in table1
+        if ends_group(shared, i):
             jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
         rows += [{**r, "padded_to": padded[K, ratio], "setting_seconds": seconds}

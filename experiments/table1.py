@@ -42,10 +42,11 @@ from tqdm.auto import tqdm
 import letcc_jax as lc
 from experiments._common import (
     SCHEMES,
-    buckets,
     calibration_mean,
+    ends_group,
     load_data,
     model_function,
+    padded_sizes,
     pool,
     replication_loss_probability,
 )
@@ -224,13 +225,9 @@ def padding(settings, ratio: float) -> dict:
     """(N, K, S) -> the N its schemes are padded to: per K, the N in runs within ``ratio``
     of their smallest (``buckets``) share the largest, and one compiled program per scheme;
     None for a setting alone in its run."""
-    out = {}
-    for K in dict.fromkeys(K for _, K, _ in settings):
-        for run in buckets({N for N, k, _ in settings if k == K}, ratio):
-            for setting in settings:
-                if setting[1] == K and setting[0] in run:
-                    out[setting] = max(run) if len(run) > 1 else None
-    return out
+    sizes = {K: padded_sizes([N for N, k, _ in settings if k == K], ratio)
+             for _, K, _ in settings}
+    return {(N, K, S): sizes[K][N] for N, K, S in settings}
 
 
 def run(config: Table1Config, progress=True):
@@ -244,6 +241,7 @@ def run(config: Table1Config, progress=True):
     # rows come back in the config's order
     order = sorted(config.settings, key=lambda s: (s[1], padded[s] or s[0], s[0]))
     jobs = [(m, s) for m in config.models for s in order]
+    shared = [(m, s[1], padded[s]) for m, s in jobs]
     bar = tqdm(jobs, desc="settings", disable=not progress)
     for i, (model, (N, K, S)) in enumerate(bar):
         bar.set_postfix_str(f"{model} N={N} K={K} S={S}")
@@ -259,11 +257,7 @@ def run(config: Table1Config, progress=True):
         setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K),
                               fallback, worst_case=model in config.worst_case,
                               padded_to=padded[N, K, S])
-        group = (model, K, padded[N, K, S])
-        if group[2] is None or i + 1 == len(jobs) or group != (jobs[i + 1][0], jobs[i + 1][1][1],
-                                                               padded[jobs[i + 1][1]]):
-            # no program of this one is needed again; each keeps memory mappings, and one
-            # process holding all of them runs out (vm.max_map_count)
+        if ends_group(shared, i):
             jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)
         rows += [{"model": model, "dataset": ds_name, **row, "padded_to": padded[N, K, S],

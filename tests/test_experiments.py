@@ -22,7 +22,9 @@ from experiments import configs, demo, error_vs_n, probabilistic, table1
 from experiments._common import (
     batched_inputs,
     calibration_mean,
+    ends_group,
     expected_longest_run,
+    padded_sizes,
     random_tanh_network,
     replication_loss_probability,
 )
@@ -483,3 +485,10 @@ def test_table1_setting_padded_is_the_setting_alone(monkeypatch):
                                            err_msg=f"{a['scheme']} {name}")
             else:
                 assert p[name] == value, (a["scheme"], name)
+
+
+def test_padded_sizes_and_the_ends_of_groups():
+    assert padded_sizes([25, 30, 40, 60, 500], 2.6) == {25: 60, 30: 60, 40: 60, 60: 60,
+                                                         500: None}
+    groups = [("a", 20, 60), ("a", 20, 60), ("a", 20, None), ("b", 20, 60), None]
+    assert [ends_group(groups, i) for i in range(5)] == [False, True, True, True, True]
