@@ -20,8 +20,8 @@ from letcc_jax.zoo.models import make_model, pure_apply
 
 __all__ = ["METRICS", "SCHEMES", "batched_inputs", "buckets", "calibration_mean",
            "ends_group", "expected_longest_run", "fit_slope", "letcc_over_N", "load_data",
-           "model_function", "padded_sizes", "pool", "random_network", "random_tanh_network",
-           "replication_loss_probability", "synthetic", "tanh_network"]
+           "model_function", "padded_sizes", "padder", "pool", "random_network",
+           "random_tanh_network", "replication_loss_probability", "synthetic", "tanh_network"]
 
 #: The schemes compared in Table 1 and the demo, in column order.
 SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
@@ -219,6 +219,14 @@ def padded_sizes(Ns, ratio: float) -> dict:
     None for an N alone in its run."""
     return {N: max(run) if len(run) > 1 else None
             for run in buckets(set(Ns), ratio) for N in run}
+
+
+def padder(padded_to: int | None):
+    """How an experiment pads the schemes it simulates: ``scheme.pad_workers(padded_to)``
+    (its numbers stay the unpadded scheme's), or the scheme itself for None."""
+    def pad(scheme):
+        return scheme if padded_to is None else scheme.pad_workers(padded_to)
+    return pad
 
 
 def ends_group(groups: list, i: int) -> bool:

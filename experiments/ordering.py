@@ -63,6 +63,7 @@ from experiments._common import (
     load_data,
     model_function,
     padded_sizes,
+    padder,
     replication_loss_probability,
 )
 from experiments._io import experiment_main, markdown_table, write_results
@@ -165,7 +166,7 @@ def pooled(mse, relacc) -> dict:
 
 
 def coded_rows(f, data: Batches, K: int, N: int, stragglers, fallback,
-               config: OrderingConfig, key, pad=lambda scheme: scheme
+               config: OrderingConfig, key, pad=padder(None)
                ) -> tuple[list[dict], np.ndarray]:
     """LeTCC's and BACC's rows under one random straggler model, every order of a batch in
     one ``monte_carlo`` call (common draws: the same key per batch for both schemes), and
@@ -230,7 +231,7 @@ def replication_row(f, data: Batches, K: int, N: int, stragglers, fallback) -> d
 
 
 def worst_rows(f, data: Batches, K: int, N: int, S: int, fallback, lams,
-               config: OrderingConfig, pad=lambda scheme: scheme) -> list[dict]:
+               config: OrderingConfig, pad=padder(None)) -> list[dict]:
     """Every scheme and order under its worst S stragglers on the first evaluation batch;
     LeTCC keeps the lam_dec chosen for S random stragglers (``lams``, per order). RelAcc is
     not reported (NaN): the set maximises the error, not the misclassifications."""
@@ -263,10 +264,7 @@ def setting_rows(f, model: str, data: Batches, K: int, N: int, fallback,
     to that many workers (``Scheme.pad_workers``): settings padded to one N share their
     compiled programs, with the unpadded numbers (replication's exact loss takes the
     unpadded scheme)."""
-
-    def pad(scheme):
-        return scheme if padded_to is None else scheme.pad_workers(padded_to)
-
+    pad = padder(padded_to)
     S = round(config.S_fraction * N)
     base = {"experiment": "ordering", "f": model, "K": K, "N": N, "ratio": N / K,
             "nodes": "chebyshev", "trials": config.trials, "batches": len(data.orders)}

@@ -83,6 +83,7 @@ from experiments._common import (
     load_data,
     model_function,
     padded_sizes,
+    padder,
     pool,
     random_network,
     replication_loss_probability,
@@ -377,7 +378,7 @@ def interpolated_replication(scheme, seq: Sequences, outputs: np.ndarray, stragg
 
 
 def random_stragglers(f, seq: Sequences, outputs, fallback, K, N, model, orders,
-                      config: StructuredConfig, key, pad=lambda scheme: scheme
+                      config: StructuredConfig, key, pad=padder(None)
                       ) -> tuple[list[dict], np.ndarray]:
     """Rows of LeTCC and BACC in both orders and of replication under one random straggler
     model, and LeTCC's chosen lam_dec per order (2,). ``pad``: the simulated schemes'
@@ -411,7 +412,7 @@ def random_stragglers(f, seq: Sequences, outputs, fallback, K, N, model, orders,
 
 
 def worst_stragglers(f, seq: Sequences, fallback, K, N, S, orders, lams,
-                     config: StructuredConfig, pad=lambda scheme: scheme) -> list[dict]:
+                     config: StructuredConfig, pad=padder(None)) -> list[dict]:
     """Rows of every scheme and order under its worst S stragglers on the first evaluation
     sequence; LeTCC keeps the lam_dec chosen for S random stragglers (``lams``, per
     order). ``pad`` as in :func:`random_stragglers`."""
@@ -441,10 +442,7 @@ def run_setting(f, fname: str, families: dict, K: int, ratio: float,
     programs, with the unpadded numbers (replication's exact loss takes the unpadded
     scheme)."""
     N = round(ratio * K)
-
-    def pad(scheme):
-        return scheme if padded_to is None else scheme.pad_workers(padded_to)
-
+    pad = padder(padded_to)
     S = round(config.S_fraction * N)
     orders = np.stack([np.arange(K), random_order(K, config.seed)])
     models = {"exact": lc.ExactStragglers(S), "bernoulli": lc.BernoulliStragglers(config.p)}

@@ -47,6 +47,7 @@ from experiments._common import (
     load_data,
     model_function,
     padded_sizes,
+    padder,
     pool,
     replication_loss_probability,
 )
@@ -155,10 +156,7 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
     stragglers = lc.ExactStragglers(S)
     k_cal, k_eval = jax.random.split(key)
     X_cal = flat(split.x_cal[:K])
-
-    def pad(scheme):
-        return scheme if padded_to is None else scheme.pad_workers(padded_to)
-
+    pad = padder(padded_to)
     letcc = lc.letcc(K, N, fallback=fallback)
     search = lc.select_lambda(
         f, pad(letcc), X_cal, k_cal, lam_dec_grid=config.lam_dec_grid,

@@ -29,6 +29,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
+from .. import _validation as check
 from .._pytree import pytree_dataclass
 
 __all__ = [
@@ -188,8 +189,7 @@ def existing_workers(scheme) -> int:
     (``Scheme.workers``, concrete and one), else N (a stacked sweep of several counts
     counts at its padded N)."""
     workers = scheme.workers
-    if workers is not None and np.ndim(workers) == 0 and not isinstance(workers,
-                                                                        jax.core.Tracer):
+    if workers is not None and np.ndim(workers) == 0 and check.is_concrete(workers):
         return int(workers)
     return scheme.N
 

@@ -264,15 +264,15 @@ def worst_stragglers(
     truth, Y = _rounds.honest_outputs(f, scheme, X)  # the scheme is unswept: Y is (N, m)
     check_truth(jnp.all(jnp.isfinite(truth))[None], X)
     score = _Scorer(scheme, Y, truth, batch)
-    if S == 0:
-        dead, value, exhaustive, rounds = np.zeros(0, np.int64), float(
-            score(np.ones((1, n), bool))[0]), True, 0
-    elif method == "exhaustive" or (method == "auto" and math.comb(n, S) <= exhaustive_max):
-        (dead, value), exhaustive, rounds = _exhaustive(score, n, S), True, 0
+    # S = 0: the one empty set, enumerated
+    exhaustive = S == 0 or method == "exhaustive" or (
+        method == "auto" and math.comb(n, S) <= exhaustive_max)
+    if exhaustive:
+        dead, value = _exhaustive(score, n, S)
+        rounds = 0
     else:
         order = np.argsort(np.asarray(scheme.beta)[:n], kind="stable")
-        (dead, value, rounds), exhaustive = _search(score, order, S, max_rounds, restarts,
-                                                    seed), False
+        dead, value, rounds = _search(score, order, S, max_rounds, restarts, seed)
     alive = np.arange(scheme.N) < n
     alive[dead] = False
     return WorstCase(np.sort(np.asarray(dead, np.int64)), alive, value, exhaustive,
