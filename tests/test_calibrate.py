@@ -296,3 +296,26 @@ def test_a_calibration_without_finite_scores_or_enough_of_them_raises(setting):
     with pytest.raises(ValueError, match=r"levels \[0.99999\] is infinite: 32768 finite"):
         lc.calibrate(smooth, scheme, X_cal, jax.random.key(0), stragglers=lc.ExactStragglers(S),
                      trials=TRIALS, levels=(0.5, 0.99999))
+
+
+def test_posterior_rounds_of_a_sweep_are_the_rounds_of_each_point():
+    """lam_dec and S swept together (a 2 x 2 grid): every point's rounds are those of its
+    own call, on the same keys; calibrate asks for one setting and says how to sweep."""
+    rng = np.random.default_rng(3)
+    X = jnp.asarray(rng.standard_normal((K, 2)))
+    lams, counts = jnp.array([[0.0], [1e-3]]), jnp.array([2, S])
+    scheme, stragglers = lc.letcc(K, N).replace(lam_dec=lams), lc.ExactStragglers(counts)
+    post, truth = lc.posterior_rounds(smooth, scheme, X, jax.random.key(7),
+                                      stragglers=stragglers, trials=4)
+    assert post.std.shape == truth.shape == (2, 2, 4, K, 2) and post.power.shape == (2, 2, 4, K)
+    for i in range(2):
+        for j in range(2):
+            alone, alone_truth = lc.posterior_rounds(
+                smooth, lc.letcc(K, N, lam_dec=float(lams[i, 0])), X, jax.random.key(7),
+                stragglers=lc.ExactStragglers(int(counts[j])), trials=4)
+            for got, want in zip(jax.tree.leaves(post), jax.tree.leaves(alone)):
+                np.testing.assert_allclose(np.asarray(got[i, j]), np.asarray(want),
+                                           rtol=1e-12, atol=1e-14)
+            np.testing.assert_array_equal(np.asarray(truth[i, j]), np.asarray(alone_truth))
+    with pytest.raises(ValueError, match="swept over .*posterior_rounds.*from_rounds"):
+        lc.calibrate(smooth, scheme, X, jax.random.key(0), stragglers=stragglers, trials=4)

@@ -938,9 +938,13 @@ class LeTCC(Scheme):
         ``int g''^2 / (|F| - 2)``: like GCV it reads the scale from the data, but it needs no
         second fit and stays defined when the spline interpolates, where the GCV residual
         is 0. Computed in O(N) by the square-root information smoother's covariances
-        (``letcc_jax.core.spline._posterior``) in the points' precision (float64 nodes
-        with float32 outputs: the scale reads the fit's bending energy, which float32
-        slopes at the crowded Chebyshev ends lose from N ~ 1,000), returned in the
+        (``letcc_jax.core.spline._posterior``), or in O(log N) depth by cyclic reduction
+        where the solver is loop-free (``solver="parallel"``, and "auto" on an
+        accelerator; ``letcc_jax.core.spline._parallel``), in the points' precision
+        (float64 nodes with float32 outputs: the scale reads the fit's bending energy,
+        which float32 slopes at the crowded Chebyshev ends lose from N ~ 1,000; float32
+        cyclic reduction would also lose 1e-3 ... 4e-2 of the variances at N = 10^5 where
+        the sweep loses 6e-4 ... 1.5e-3, ``tests/test_core_parallel.py``), returned in the
         outputs' dtype, and compiled once for every straggler pattern. At lam_dec = 0 the
         outputs are taken as exact, so their own rounding is roughness: float32 outputs
         of N >= 1,000 Chebyshev workers raise the scale (by 2.4e-3 at N = 1,000 and 1.7x at

@@ -178,7 +178,10 @@ _band_compiled = jax.jit(band)
 
 @functools.partial(jax.jit, static_argnames="f")
 def _posterior_trials_compiled(f, scheme, X, keys, stragglers, faults):
-    post, truth = posterior_trials(f, scheme, X, keys, stragglers, faults)
+    """``posterior_trials`` at every point of the sweep grid (leading axes (*grid, C, T))."""
+    post, truth = _rounds.over_grid(
+        lambda point: posterior_trials(f, point[0], X, keys, *point[1:]),
+        (scheme, stragglers, faults))
     return post, truth, _rounds.finite_truth(f, X)
 
 
@@ -283,21 +286,25 @@ def _has_posterior(scheme, caller: str) -> None:
     scheme.check_unpadded(caller)
 
 
-def _simulate_rounds(f, scheme, X, key, stragglers, faults, trials, caller, name):
+def _simulate_rounds(f, scheme, X, key, stragglers, faults, trials, caller, name,
+                     sweeps: bool = False):
     """Checked, simulated posterior rounds, shared by ``posterior_rounds`` and ``calibrate``:
-    (posterior and truth with leading axes (C, T), whether X came in batches)."""
+    (posterior and truth with leading axes (*grid, C, T), whether X came in batches, the
+    grid). A sweep grid is an error unless ``sweeps``."""
     _has_posterior(scheme, caller)
     trials = check.check_positive_int(trials, "trials")
     batched = np.ndim(X) == 3
     X, faults = check_round(f, scheme, X, stragglers, faults, key, name=name, batches=True)
     grid = _rounds.batch_shape((scheme, stragglers, faults))
-    if grid:
-        raise ValueError(f"{caller} simulates one setting; its parameters are swept over {grid}. "
-                         "Calibrate each setting separately.")
+    if grid and not sweeps:
+        raise ValueError(
+            f"{caller} calibrates one setting; its parameters are swept over {grid}. Simulate "
+            "the sweep's rounds with posterior_rounds and calibrate each point with "
+            "Calibration.from_rounds, or calibrate each setting separately.")
     post, truth, finite = _posterior_trials_compiled(
         f, scheme, X, _trial_keys_compiled(key, X.shape[0], trials, batched), stragglers, faults)
     check_truth(finite, X, name)
-    return post, truth, batched
+    return post, truth, batched, grid
 
 
 # --------------------------------------------------------------- public entries
@@ -430,7 +437,9 @@ def posterior_rounds(
 
     Args:
       f: one input (d,) -> one output (m,); hashable (compilations are cached per f).
-      scheme: a LeTCC scheme (it has posterior standard errors), unswept.
+      scheme: a LeTCC scheme (it has posterior standard errors); swept parameters of the
+        scheme and the models (as for ``monte_carlo``) give every point of their grid the
+        same rounds.
       X: (K, d) inputs, or C batches of them (C, K, d); batch c uses key c of
         ``jax.random.split(key, C)`` in place of ``key``.
       key: PRNG key of the straggler patterns and fault draws.
@@ -441,14 +450,15 @@ def posterior_rounds(
     Returns:
       ``(posterior, truth)``: a ``Posterior`` whose fields have leading axes (T,), or
       (C, T) with batches (``estimate`` and ``std`` (T, K, m), ``scale`` (T, m), ``power``
-      (T, K)), and f(X) broadcast to the estimates' shape.
+      (T, K)), each after the sweep grid's axes (*grid, ...), and f(X) broadcast to the
+      estimates' shape.
 
     Raises:
       TypeError: a scheme without posterior standard errors (not LeTCC); f, the models or
         the key of the wrong type (as ``monte_carlo``).
       ValueError: ``trials`` not a positive int; X not (K, d) or (C, K, d), or not
-        finite; f not finite on X; swept parameters; a model that leaves fewer survivors
-        than the scheme needs.
+        finite; f not finite on X; swept parameters that do not broadcast together; a
+        model that leaves fewer survivors than the scheme needs.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -459,12 +469,17 @@ def posterior_rounds(
       ...                                   trials=16)
       >>> post.estimate.shape, post.std.shape, post.power.shape, truth.shape
       ((4, 16, 8, 2), (4, 16, 8, 2), (4, 16, 8), (4, 16, 8, 2))
+      >>> sweep = lc.letcc(8, 24).replace(lam_dec=jnp.array([0.0, 1e-4, 1e-2]))
+      >>> post, _ = lc.posterior_rounds(jnp.sin, sweep, X_test[0], jax.random.key(3),
+      ...                               stragglers=lc.ExactStragglers(4), trials=16)
+      >>> post.std.shape                                    # (lam_dec, T, K, m)
+      (3, 16, 8, 2)
     """
-    post, truth, batched = _simulate_rounds(f, scheme, X, key, stragglers, faults, trials,
-                                            "posterior_rounds", "X")
+    post, truth, batched, grid = _simulate_rounds(f, scheme, X, key, stragglers, faults,
+                                                  trials, "posterior_rounds", "X", sweeps=True)
     if batched:
         return post, truth
-    return jax.tree.map(lambda v: v[0], post), truth[0]
+    return jax.tree.map(lambda v: jnp.squeeze(v, len(grid)), (post, truth))  # C = 1
 
 
 @pytree_dataclass
@@ -710,7 +725,7 @@ def calibrate(
     """
     levels = _levels(levels)
     per_column = _check_flag(per_column, "per_column")
-    post, truth, _ = _simulate_rounds(f, scheme, X_cal, key, stragglers, faults, trials,
+    post, truth, *_ = _simulate_rounds(f, scheme, X_cal, key, stragglers, faults, trials,
                                       "calibrate", "X_cal")
     return _calibration(post.estimate, post.std, truth, levels, per_column, "calibrate")
 

@@ -107,7 +107,7 @@ from jaxtyping import Array, Bool, Float
 from ._blocked import sris_blocked
 from ._hermite import SplineFit, evaluate, finer
 from ._lsq import spacings, tied, to_last_tied
-from ._parallel import sris_parallel
+from ._parallel import sris_parallel, state_covariances_parallel
 from ._posterior import scale as _reml_scale
 from ._posterior import state_covariances, variance_at
 from ._reinsch import reinsch_all
@@ -261,7 +261,10 @@ def posterior(
     squared power function of the survivor set), and tau^2 per column estimated by
     restricted maximum likelihood; all in the units of ``t`` and ``y``. The posterior
     variance of f(x) in column c is ``variance * tau2[c]``; with lam > 0 the noise variance
-    of an observation is ``|F| lam tau2[c]``. Scaled as ``smooth`` is."""
+    of an observation is ``|F| lam tau2[c]``. Scaled as ``smooth`` is. The covariances come
+    from the sequential sweep, or, where ``method`` keeps every part free of loops over the
+    knots ("parallel", and "auto" on an accelerator), from cyclic reduction (O(log n)
+    depth)."""
     dtype = y.dtype
     ts, xs, s, v, lam = _unit_scale(t, y, alive, lam, x)
     yv = jnp.where(alive[:, None], y, 0.0) * v
@@ -269,7 +272,8 @@ def posterior(
     mean = evaluate(spline, xs, search="scan_unrolled" if _loop_free(method) else "scan") / v
     h = spacings(ts, dtype)
     a = jnp.sum(alive.astype(jnp.int32)).astype(dtype) * lam
-    sigma, cross = state_covariances(h, to_last_tied(ts, alive), a)
+    covariances = state_covariances_parallel if _loop_free(method) else state_covariances
+    sigma, cross = covariances(h, to_last_tied(ts, alive), a)
     variance = variance_at(ts, sigma, cross, xs)  # in scaled units: t' = s t, y' = v y
     tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a, tied=tied(ts))
     # Back to the caller's units: variance ~ t^3 per tau^2, tau^2 ~ y^2 / t^3.

@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from ._lsq import interval_rows, qr_stacked, safe_inv
 
-__all__ = ["sris_parallel", "levels", "REFINEMENTS"]
+__all__ = ["sris_parallel", "state_covariances_parallel", "levels", "REFINEMENTS"]
 
 
 #: Passes of iterative refinement after the first solve (one loop of fixed length, compiled
@@ -59,31 +59,50 @@ def levels(n: int) -> int:
     return max(1, (n - 2).bit_length())
 
 
-def _interval_factors(w, W, c, e, w_end):
+def _padded_rows(h, w, a, F):
+    """The interval rows (W, c, e) of ``interval_rows`` for F intervals and the observation
+    weights ``w`` for F + 1 knots, the knots padded past the real ones. Padding knots are
+    tied to the last knot (x_{i+1} - x_i = 0: W = 1, c = 0, e = -1), which adds no
+    information on the real knots and keeps every state determined."""
+    n = w.shape[0]
+    pad = F + 1 - n
+    W, c, e = interval_rows(h, a)
+    tie = jnp.arange(F) >= n - 1
+    W = jnp.where(tie, 1.0, jnp.pad(W[:-1], (0, pad)))
+    c = jnp.where(tie, 0.0, jnp.pad(c[:-1], (0, pad)))
+    e = jnp.where(tie, -1.0, jnp.pad(e[:-1], (0, pad)))
+    return W, c, e, jnp.pad(w, (0, pad))
+
+
+def _interval_factors(w, W, c, e, w_end, W_right=None):
     """Level 0: every interval's rows on (x_i, x_{i+1}) = (g_i, s_i, g_{i+1}, s_{i+1}),
     triangularised: shape (F, 4, 4), and the orthogonal transformation that did it, Q^T
     (F, 4, 4). Knot i's observation and the interval's two bending rows; the last interval
     also holds the last knot's observation (weight ``w_end``, zero on the other
-    intervals)."""
+    intervals). ``W_right``: the bending row's coefficient on g_{i+1} where it is not -W
+    (a known value's column removed, ``state_covariances``)."""
     z = jnp.zeros_like(w)
-    coef = [(w, z, z, z), (W, c, -W, c), (z, -e, z, e), (z, z, w_end, z)]
+    W_right = -W if W_right is None else W_right
+    coef = [(w, z, z, z), (W, c, W_right, c), (z, -e, z, e), (z, z, w_end, z)]
     eye = jnp.broadcast_to(jnp.eye(4, dtype=w.dtype), w.shape + (4, 4))
     rows = [jnp.concatenate([jnp.stack(k, -1), eye[:, i]], -1) for i, k in enumerate(coef)]
     rows = jnp.stack(qr_stacked(rows, [{0}, {0, 1, 2, 3}, {1, 3}, {2}], 4), -2)
     return rows[..., :4], rows[..., 4:]
 
 
-def _level(factor):
+def _level(factor, transform: bool = True):
     """One level: eliminate the knot shared by each consecutive pair of factors.
 
     ``factor`` (F, 4, 4): upper-triangular rows on (x_left, x_right). Returns the next
     level's factors (F/2, 4, 4); per eliminated knot x_o, its two substitution rows on
     (x_o, x_left, x_right) (F/2, 2, 6); and the level's orthogonal transformation Q^T
-    (F/2, 8, 8) of the pair's eight rows (``_level_rhs``).
+    (F/2, 8, 8) of the pair's eight rows (``_level_rhs``), None unless ``transform``.
     """
     L, R = factor[0::2], factor[1::2]
     zero = jnp.zeros(L.shape[:-1] + (2,), L.dtype)
     eye = jnp.broadcast_to(jnp.eye(8, dtype=L.dtype), L.shape[:1] + (8, 8))
+    if not transform:
+        eye = eye[..., :0]
     # Columns: x_o (g, s), x_left (g, s), x_right (g, s), then the identity that becomes Q^T.
     # L is upper triangular on (x_left, x_o), R on (x_o, x_right).
     Ls = jnp.concatenate([L[..., 2:4], L[..., 0:2], zero, eye[:, :4]], -1)
@@ -92,7 +111,7 @@ def _level(factor):
     support = ([{0, 1, 2, 3}, {0, 1, 3}, {0, 1}, {1}]
                + [{0, 1, 4, 5}, {1, 4, 5}, {4, 5}, {5}])
     rows = jnp.stack(qr_stacked(rows, support, 6), -2)
-    return rows[:, 2:6, 2:6], rows[:, 0:2, :6], rows[..., 6:]
+    return rows[:, 2:6, 2:6], rows[:, 0:2, :6], rows[..., 6:] if transform else None
 
 
 def _apply(M, v):
@@ -180,16 +199,8 @@ def sris_parallel(
     dtype = yw.dtype
     depth = levels(n)
     F = 1 << depth  # intervals after padding
-    pad = F + 1 - n
-    W, c, e = interval_rows(h, a)
-    # Padding knots are tied to the last knot (x_{i+1} - x_i = 0: W = 1, c = 0, e = -1),
-    # which adds no information on the real knots and keeps every state pinned.
-    tie = jnp.arange(F) >= n - 1
-    W = jnp.where(tie, 1.0, jnp.pad(W[:-1], (0, pad)))
-    c = jnp.where(tie, 0.0, jnp.pad(c[:-1], (0, pad)))
-    e = jnp.where(tie, -1.0, jnp.pad(e[:-1], (0, pad)))
-    w = jnp.pad(w, (0, pad))
-    yw = jnp.pad(yw, ((0, pad), (0, 0)))
+    W, c, e, w = _padded_rows(h, w, a, F)
+    yw = jnp.pad(yw, ((0, F + 1 - n), (0, 0)))
     last = jnp.arange(F) == F - 1
     w_end = jnp.where(last, w[F], 0.0)
 
@@ -238,3 +249,98 @@ def sris_parallel(
              jnp.zeros((F, m), dtype), jnp.zeros((F, m), dtype))
     (X, *_), _ = lax.scan(refine, state, None, length=REFINEMENTS + 1)
     return X[:n, 0], X[:n, 1]
+
+
+def _mm(A, B):
+    """Batched products of 2 x 2 matrices (P, 2, 2), written out (see ``_apply``)."""
+    return jnp.sum(A[..., :, :, None] * B[..., None, :, :], axis=-2)
+
+
+def _t(A):
+    return jnp.swapaxes(A, -1, -2)
+
+
+def _interleave(a, b):
+    """[a_0, b_0, a_1, b_1, ...] along the first axis, for a and b of one length."""
+    return jnp.stack([a, b], 1).reshape((-1,) + a.shape[1:])
+
+
+def _covariance_level(back, S, C):
+    """One level of the covariance recursion, from the coarser knots to the finer ones.
+
+    ``S`` (P + 1, 2, 2): the posterior covariance of each knot state of the coarser level,
+    ``C`` (P, 2, 2): Cov(x_j, x_{j+1}) of its neighbours; ``back`` (P, 2, 6): the
+    substitution rows T_o x_o + B_L x_L + B_R x_R = z_o of the knots between them, whose
+    noise z_o is independent of (x_L, x_R). With M = T_o^-1 [B_L B_R]:
+    Cov(x_o, x_L) = -M [S_L; C^T], Cov(x_o, x_R) = -M [C; S_R] and
+    Sigma_o = T_o^-1 T_o^-T + M Cov((x_L, x_R)) M^T. Returns the finer level's (S, C)."""
+    t00, t01, t11 = back[:, 0, 0], back[:, 0, 1], back[:, 1, 1]
+    i00, i11 = safe_inv(t00), safe_inv(t11)
+    zero = jnp.zeros_like(i00)
+    Ti = jnp.stack([jnp.stack([i00, -t01 * i00 * i11], -1), jnp.stack([zero, i11], -1)], -2)
+    ML, MR = _mm(Ti, back[:, :, 2:4]), _mm(Ti, back[:, :, 4:6])
+    SL, SR = S[:-1], S[1:]
+    oL = -(_mm(ML, SL) + _mm(MR, _t(C)))
+    oR = -(_mm(ML, C) + _mm(MR, SR))
+    Soo = _mm(Ti, _t(Ti)) - _mm(oL, _t(ML)) - _mm(oR, _t(MR))
+    Soo = 0.5 * (Soo + _t(Soo))
+    S = jnp.concatenate([_interleave(SL, Soo), S[-1:]])
+    return S, _interleave(_t(oL), oR)
+
+
+def _triangular_inverse(T):
+    """The inverse of an upper-triangular 4 x 4 ``T``, by back substitution (``safe_inv``
+    on its diagonal, as the solves above)."""
+    d = safe_inv(jnp.diagonal(T))
+    U = T * d[:, None]  # unit diagonal: T = D U
+    cols = []
+    for j in range(4):
+        x = [None] * 4
+        for i in reversed(range(4)):
+            rhs = jnp.asarray(1.0 if i == j else 0.0, T.dtype)
+            x[i] = rhs - sum((U[i, k] * x[k] for k in range(i + 1, 4)), jnp.zeros((), T.dtype))
+        cols.append(jnp.stack(x))
+    return jnp.stack(cols, 1) * d[None, :]  # U^-1 D^-1
+
+
+def state_covariances_parallel(
+    h: Float[Array, " n-1"], alive: Bool[Array, " n"], a: Float[Array, ""]
+) -> tuple[Float[Array, "n 3"], Float[Array, "n 4"]]:
+    """``_posterior.state_covariances`` by cyclic reduction: O(log n) vectorised levels.
+
+    The factorization eliminates knots level by level (``_level``); reading its
+    substitution rows backwards from the last factor gives every knot's covariance and its
+    neighbour's (``_covariance_level``), as the sequential sweep reads its own. At a = 0
+    a survivor's value is known: its column leaves the bending rows and a unit row of its
+    own keeps the factor regular, and its entries of the covariance are then set to 0 (the
+    value is independent of everything else in that problem, its variance 1 a stand-in).
+    Same arguments and result as ``_posterior.state_covariances``."""
+    n = alive.shape[0]
+    dtype = h.dtype
+    depth = levels(n)
+    F = 1 << depth
+    smoothing = a > 0
+    unit = jnp.where(smoothing, a, 1.0).astype(dtype)
+    pin = alive & ~smoothing
+    w = jnp.where(smoothing, alive, pin).astype(dtype)
+    W, c, e, w = _padded_rows(h, w, unit, F)
+    free = (~jnp.pad(pin, (0, F + 1 - n))).astype(dtype)
+    w_end = jnp.where(jnp.arange(F) == F - 1, w[F], 0.0)
+    factor, _ = _interval_factors(w[:F], W * free[:F], c, e, w_end, -W * free[1:])
+    backs = []
+    for _ in range(depth):
+        factor, back, _ = _level(factor, transform=False)
+        backs.append(back)
+    Ti = _triangular_inverse(factor[0])
+    top = Ti @ Ti.T  # the first and the last knot
+    S = jnp.stack([top[:2, :2], top[2:, 2:]])
+    C = top[None, :2, 2:]
+    for back in reversed(backs):
+        S, C = _covariance_level(back, S, C)
+    S, C = S[:n], C[:n - 1]
+    known = pin.astype(dtype)
+    kl, kr = 1.0 - known[:-1], 1.0 - known[1:]
+    sigma = jnp.stack([S[:, 0, 0] * (1.0 - known), S[:, 0, 1] * (1.0 - known), S[:, 1, 1]], -1)
+    cross = jnp.stack([C[:, 0, 0] * kl * kr, C[:, 0, 1] * kl, C[:, 1, 0] * kr, C[:, 1, 1]], -1)
+    cross = jnp.concatenate([cross, jnp.zeros((1, 4), dtype)])
+    return unit * sigma, unit * cross
