@@ -170,7 +170,7 @@ def _decode_case(draw):
     return name, K, N, dtype, Y, alive, corruption, rng
 
 
-@property_test(max_examples=130)
+@property_test(max_examples=95)
 def test_decode_right_answer_or_clear_error(data):
     name, K, N, dtype, Y, alive, corruption, rng = _decode_case(data.draw)
     # A user's jit takes arrays only: strings and lists are eager-only inputs.
@@ -226,7 +226,7 @@ def test_decode_right_answer_or_clear_error(data):
 # ----------------------------------------------------------------------------- encode
 
 
-@property_test(max_examples=50)
+@property_test(max_examples=40)
 def test_encode_right_answer_or_clear_error(data):
     name = data.draw(st.sampled_from(SCHEMES))
     K, N = data.draw(st.sampled_from(SIZES))
@@ -266,7 +266,7 @@ def test_encode_right_answer_or_clear_error(data):
 # ------------------------------------------------------------------ smoothing_spline
 
 
-@property_test(max_examples=60)
+@property_test(max_examples=45)
 def test_smoothing_spline_right_answer_or_clear_error(data):
     n = data.draw(st.sampled_from((5, 8)))
     dtype = data.draw(st.sampled_from(DTYPES))
@@ -340,7 +340,7 @@ _FACTORY_CORRUPTIONS = {
 }
 
 
-@property_test(max_examples=90)
+@property_test(max_examples=70)
 def test_building_a_scheme_right_answer_or_clear_error(data):
     name = data.draw(st.sampled_from(("letcc", "bacc", "lcc", "uncoded", "letcc+residual")))
     K, N = 4, 9
@@ -446,7 +446,7 @@ _CALL_CORRUPTIONS = {
 }
 
 
-@property_test(max_examples=60)
+@property_test(max_examples=40)
 def test_monte_carlo_right_answer_or_clear_error(data):
     """Models with valid or corrupted parameters, and corrupted call arguments, through
     ``monte_carlo``: a clear error naming the culprit, or metrics that obey the semantics
@@ -519,7 +519,7 @@ def test_monte_carlo_right_answer_or_clear_error(data):
 # --------------------------------------------------- lambda selection and tuning
 
 
-@property_test(max_examples=30)
+@property_test(max_examples=22)
 def test_lambda_search_and_tuning_right_answer_or_clear_error(data):
     scheme = lc.letcc(K_MC, N_MC)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))

@@ -158,8 +158,10 @@ def test_tolerance_stops_once_every_interval_is_within_it(dask):
 def test_deadline_without_enough_results_raises(dask):
     scheme = lc.uncoded(K, K)
     slow = workers.WorkerFaults(delay={K - 1: LONG})
-    with pytest.raises(workers.NotEnoughResults, match=r"\[7\].*deadline of 1.0 s passed"):
-        dask.run(F, scheme, X, deadline=1.0, faults=slow)
+    # Input 7 is lost whatever else a loaded machine leaves unfinished by the deadline.
+    lost = r"input\(s\) \[(\d+, )*7\] without an estimate.*deadline of 3.0 s passed"
+    with pytest.raises(workers.NotEnoughResults, match=lost):
+        dask.run(F, scheme, X, deadline=3.0, faults=slow)
     assert _idle(dask)
 
 
