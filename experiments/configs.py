@@ -826,3 +826,98 @@ ORDERING = {
         seed=0,
     ),
 }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReliabilityConfig:
+    """Sizes of the reliability study of LeTCC's standard errors
+    (``experiments.reliability``)."""
+
+    models: tuple[str, ...]
+    """The f studied, in order: "synthetic" or an image model of ``settings``."""
+    settings: FrozenDict
+    """Model name -> (K, N): K inputs per batch, coded for N workers."""
+    train: FrozenDict | None = None
+    """Overrides of the image models' default ``TrainConfig``; None keeps them."""
+    stragglers: tuple[str, ...] = ("exact", "bernoulli")
+    S_fraction: float = 0.2
+    p: float = 0.2
+    """Random straggler models: "exact" (S = round(S_fraction N) workers at random) and/or
+    "bernoulli" (each worker independently with probability p)."""
+    worst: tuple[str, ...]
+    """Models that also get the worst case: on each evaluation batch the S stragglers that
+    ``letcc_jax.worst_stragglers`` finds worst for LeTCC, scored with the "exact"
+    calibration (it has no rounds of its own to calibrate on)."""
+    batches: int
+    trials: int
+    """``batches`` calibration batches of K inputs and as many disjoint evaluation batches;
+    ``trials`` straggler draws on each (the worst case: one round per evaluation batch)."""
+    lam_dec: float = 0.0
+    """LeTCC's lam_dec: 0 interpolates the survivors, right for a noiseless f."""
+    levels: tuple[float, ...] = (0.8, 0.95)
+    """Nominal coverage levels of the intervals."""
+    flagged: float = 0.1
+    """The share of inputs, worst by realised RMSE, that the predicted std should flag."""
+    bins: int = 10
+    """Equal-count bins of entries by predicted std in the reliability diagram."""
+    worst_restarts: int = 0
+    worst_max_rounds: int = 20
+    """Random starts and swap rounds of each search of ``worst_stragglers`` (exhaustive
+    where C(N, S) <= 20,000)."""
+    seed: int
+    """Seeds the data split, the synthetic inputs and every draw."""
+    name: str = ""
+    untrained: bool = False
+    """Set per run by the command line: the config's name, and whether the image models keep
+    their random initial weights (a fast stand-in for tests)."""
+
+    def __post_init__(self):
+        missing = [m for m in self.models if m not in self.settings]
+        if missing or not self.models:
+            raise ValueError(f"models must name some of {list(self.settings)}, got "
+                             f"{self.models}.")
+        if not all(N > K >= 2 for K, N in self.settings.values()):
+            raise ValueError(f"settings must be (K, N) with N > K >= 2, got {self.settings}.")
+        if not set(self.stragglers) <= {"exact", "bernoulli"} or not self.stragglers:
+            raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
+                             f"{self.stragglers}.")
+        if not set(self.worst) <= set(self.settings):
+            raise ValueError(f"worst names models without settings: {self.worst}.")
+        if self.worst and "exact" not in self.stragglers:
+            raise ValueError("the worst case is scored with the 'exact' calibration: keep "
+                             "'exact' in stragglers.")
+        if not all(0 < q < 1 for q in self.levels) or not 0 < self.flagged < 1:
+            raise ValueError(f"levels and flagged must lie in (0, 1), got {self.levels} and "
+                             f"{self.flagged}.")
+
+
+_RELIABILITY_MODELS = ("synthetic", "lenet5", "repvgg", "vit")
+
+RELIABILITY = {
+    # The image models at K = 20, N = 30 (Table 1's low-redundancy setting, the ordering
+    # study's K = 20 at N/K = 1.5), the synthetic f at its usual K = 8 (N = 16: its worst
+    # case is enumerated, exact). One compiled program per model runs every round.
+    "cpu": ReliabilityConfig(
+        models=_RELIABILITY_MODELS,
+        settings=FrozenDict(synthetic=(8, 16), lenet5=(20, 30), repvgg=(20, 30),
+                            vit=(20, 30)),
+        worst=_RELIABILITY_MODELS,
+        batches=64,
+        trials=64,
+        worst_max_rounds=10,
+        seed=0,
+    ),
+    # Compiled programs, not sizes, take a smoke run's time: one per model runs its rounds
+    # (about 6 s each); the worst case's search would add 4 s per model and Bernoulli
+    # stragglers 0.5 s, so the smoke run has exact stragglers only. Many small batches: the
+    # check of the calibrated coverage counts batches, not entries.
+    "smoke": ReliabilityConfig(
+        models=("lenet5", "synthetic"),
+        settings=FrozenDict(synthetic=(4, 8), lenet5=(4, 8)),
+        stragglers=("exact",),
+        worst=(),
+        batches=12,
+        trials=8,
+        seed=0,
+    ),
+}
