@@ -28,6 +28,7 @@ loss does.
     python -m experiments.table1                  # cpu config (Fashion-MNIST), minutes
     python -m experiments.table1 --config paper   # MNIST / CIFAR-10 / CIFAR-100 files needed
     python -m experiments.table1 --smoke          # seconds
+    python -m experiments.table1 --worst-case lenet5 repvgg vit   # every model's worst case
 """
 
 from __future__ import annotations
@@ -327,27 +328,33 @@ def plot_worst(rows, out):
 
     settings = list(dict.fromkeys((r["model"], r["N"], r["K"], r["S"]) for r in worst))
     names = [s for s in WORST_SCHEMES if s != "lcc" and any(r["scheme"] == s for r in worst)]
-    fig, ax = plt.subplots(figsize=(1.6 * len(settings) + 2, 4.2))
+    models = list(dict.fromkeys(m for m, *_ in settings))  # one row of panels per model
+    most = max(sum(m == model for m, *_ in settings) for model in models)
+    fig, axes = plt.subplots(len(models), 1, figsize=(1.6 * most + 2, 3.4 * len(models) + 0.8),
+                             sharey=True, squeeze=False)
     width = 0.8 / len(names)
-    for j, name in enumerate(names):
-        color = f"C{j}"
-        for i, setting in enumerate(settings):
-            r = next(r for r in worst if (r["model"], r["N"], r["K"], r["S"]) == setting
-                     and r["scheme"] == name)
-            x = i - 0.4 + (j + 0.5) * width
-            random = r["random_root_mean_mse_batch0"]
-            ax.plot([x, x], [random, r["worst_rmse"]], color=color, lw=1.2)
-            ax.plot(x, random, "o", mfc="white", color=color, ms=5)
-            ax.plot(x, r["worst_rmse"], "o" if r["worst_exact"] else "^", color=color, ms=5,
-                    label=NAMES[name] if i == 0 else None)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(settings)))
-    ax.set_xticklabels([f"{m}\nN={N} K={K} S={S}" for m, N, K, S in settings], fontsize=8)
-    ax.set_ylabel("root of the MSE (logits)")
-    ax.set_title("Random stragglers (hollow: √E[MSE] over the draws) against the worst S "
-                 "(filled; ▲: search, a lower bound)", fontsize=9)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(names), loc="lower left")
+    for ax, model in zip(axes[:, 0], models):
+        own = [s for s in settings if s[0] == model]
+        for j, name in enumerate(names):
+            color = f"C{j}"
+            for i, setting in enumerate(own):
+                r = next(r for r in worst if (r["model"], r["N"], r["K"], r["S"]) == setting
+                         and r["scheme"] == name)
+                x = i - 0.4 + (j + 0.5) * width
+                random = r["random_root_mean_mse_batch0"]
+                ax.plot([x, x], [random, r["worst_rmse"]], color=color, lw=1.2)
+                ax.plot(x, random, "o", mfc="white", color=color, ms=5)
+                ax.plot(x, r["worst_rmse"], "o" if r["worst_exact"] else "^", color=color,
+                        ms=5, label=NAMES[name] if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(own)))
+        ax.set_xticklabels([f"N={N} K={K} S={S}" for _, N, K, S in own], fontsize=8)
+        ax.set_xlim(-0.5, most - 0.5)
+        ax.set_ylabel(f"{model}: root of the MSE", fontsize=9)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    axes[0, 0].set_title("Random stragglers (hollow: √E[MSE] over the draws) against the worst "
+                         "S (filled; ▲: search, a lower bound)", fontsize=9)
+    axes[0, 0].legend(fontsize=8, ncol=len(names), loc="lower left")
     fig.tight_layout()
     path = out / "table1_worst_case.png"
     fig.savefig(path, dpi=120)
@@ -382,6 +389,7 @@ def main(argv=None):
     """The command line (``--help``); returns the rows."""
     return experiment_main(
         argv, __name__, TABLE1,
+        restrict={"--worst-case": ("worst_case", ["lenet5", "repvgg", "vit"])},
         untrained_help="randomly initialised models (no training, no cache): for tests")
 
 

@@ -450,7 +450,7 @@ def posterior_rounds(
     Returns:
       ``(posterior, truth)``: a ``Posterior`` whose fields have leading axes (T,), or
       (C, T) with batches (``estimate`` and ``std`` (T, K, m), ``scale`` (T, m), ``power``
-      (T, K)), each after the sweep grid's axes (*grid, ...), and f(X) broadcast to the
+      (T, K)), each after the sweep grid's axes ``(*grid, ...)``, and f(X) broadcast to the
       estimates' shape.
 
     Raises:

@@ -85,8 +85,9 @@ def _scores(scheme, Y, truth, masks):
 
 
 class _Scorer:
-    """Scores survivor masks (B, n) of the n workers that exist in batches padded to a power
-    of two between 64 and ``batch`` (a few compilations at most), counting the masks
+    """Scores survivor masks (B, n) of the n workers that exist in batches of ``batch``, the
+    last padded (one compiled program per scheme and shape: a wasted few microseconds per
+    padded mask cost less than compiling a program per batch width), counting the masks
     scored. A padded scheme's padding workers (n to N) are added as stragglers."""
 
     def __init__(self, scheme, Y, truth, batch: int):
@@ -98,9 +99,7 @@ class _Scorer:
         for start in range(0, len(masks), self.batch):
             chunk = masks[start:start + self.batch]
             size = len(chunk)
-            # a power of two from 64 on: at most five compiled programs per scheme and shape
-            width = min(self.batch, max(64, 1 << max(0, size - 1).bit_length()))
-            padded = np.concatenate([chunk, np.repeat(chunk[:1], width - size, axis=0)])
+            padded = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - size, axis=0)])
             padded = np.pad(padded, ((0, 0), (0, self.padding)))  # the padding never answers
             out.append(np.asarray(_scores(*self.args, jnp.asarray(padded)))[:size])
         self.count += len(masks)
