@@ -21,6 +21,13 @@ LAM_DEC_GRID_FINE = tuple(float(v) for v in np.concatenate([[0.0], np.logspace(-
 Setting = tuple[int, int, int]
 
 
+def _check_random_stragglers(stragglers) -> None:
+    """A config's random straggler models: "exact" (S workers) and/or "bernoulli"."""
+    if not set(stragglers) <= {"exact", "bernoulli"} or not stragglers:
+        raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
+                         f"{stragglers}.")
+
+
 class FrozenDict(dict):
     """A dict that cannot change and hashes by its items, so that a config holding one stays
     immutable and hashable; ``dataclasses.asdict`` and ``json`` still see a plain dict, which
@@ -542,9 +549,7 @@ class StructuredConfig:
             raise ValueError(f"unknown families {unknown}; choose from {STRUCTURED_FAMILIES}.")
         if not all(r >= 1 for r in self.ratios):
             raise ValueError(f"ratios N/K must be >= 1 (replication), got {self.ratios}.")
-        if not set(self.stragglers) <= {"exact", "bernoulli"} or not self.stragglers:
-            raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
-                             f"{self.stragglers}.")
+        _check_random_stragglers(self.stragglers)
         if not set(self.worst_K) <= set(self.K):
             raise ValueError(f"worst_K {self.worst_K} must be among K {self.K}.")
         if self.worst_K and "exact" not in self.stragglers:
@@ -776,9 +781,7 @@ class OrderingConfig:
         if self.nodes_model and "nearest_neighbour" not in self.orders:
             raise ValueError("the node comparison uses the nearest_neighbour order: keep it "
                              "in orders.")
-        if not set(self.stragglers) <= {"exact", "bernoulli"} or not self.stragglers:
-            raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
-                             f"{self.stragglers}.")
+        _check_random_stragglers(self.stragglers)
         if (self.worst or self.nodes_model) and "exact" not in self.stragglers:
             raise ValueError("worst and the node comparison need 'exact' stragglers (the "
                              "worst case keeps the lam_dec chosen for S random stragglers).")
@@ -878,9 +881,7 @@ class ReliabilityConfig:
                              f"{self.models}.")
         if not all(N > K >= 2 for K, N in self.settings.values()):
             raise ValueError(f"settings must be (K, N) with N > K >= 2, got {self.settings}.")
-        if not set(self.stragglers) <= {"exact", "bernoulli"} or not self.stragglers:
-            raise ValueError(f"stragglers must name 'exact' and/or 'bernoulli', got "
-                             f"{self.stragglers}.")
+        _check_random_stragglers(self.stragglers)
         if not set(self.worst) <= set(self.settings):
             raise ValueError(f"worst names models without settings: {self.worst}.")
         if self.worst and "exact" not in self.stragglers:

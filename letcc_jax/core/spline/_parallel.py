@@ -74,20 +74,23 @@ def _padded_rows(h, w, a, F):
     return W, c, e, jnp.pad(w, (0, pad))
 
 
-def _interval_factors(w, W, c, e, w_end, W_right=None):
+def _interval_factors(w, W, c, e, w_end, W_right=None, transform: bool = True):
     """Level 0: every interval's rows on (x_i, x_{i+1}) = (g_i, s_i, g_{i+1}, s_{i+1}),
     triangularised: shape (F, 4, 4), and the orthogonal transformation that did it, Q^T
-    (F, 4, 4). Knot i's observation and the interval's two bending rows; the last interval
-    also holds the last knot's observation (weight ``w_end``, zero on the other
-    intervals). ``W_right``: the bending row's coefficient on g_{i+1} where it is not -W
-    (a known value's column removed, ``state_covariances``)."""
+    (F, 4, 4), None unless ``transform``. Knot i's observation and the interval's two
+    bending rows; the last interval also holds the last knot's observation (weight
+    ``w_end``, zero on the other intervals). ``W_right``: the bending row's coefficient on
+    g_{i+1} where it is not -W (a known value's column removed,
+    ``state_covariances_parallel``)."""
     z = jnp.zeros_like(w)
     W_right = -W if W_right is None else W_right
     coef = [(w, z, z, z), (W, c, W_right, c), (z, -e, z, e), (z, z, w_end, z)]
     eye = jnp.broadcast_to(jnp.eye(4, dtype=w.dtype), w.shape + (4, 4))
+    if not transform:
+        eye = eye[..., :0]
     rows = [jnp.concatenate([jnp.stack(k, -1), eye[:, i]], -1) for i, k in enumerate(coef)]
     rows = jnp.stack(qr_stacked(rows, [{0}, {0, 1, 2, 3}, {1, 3}, {2}], 4), -2)
-    return rows[..., :4], rows[..., 4:]
+    return rows[..., :4], rows[..., 4:] if transform else None
 
 
 def _level(factor, transform: bool = True):
@@ -251,11 +254,6 @@ def sris_parallel(
     return X[:n, 0], X[:n, 1]
 
 
-def _mm(A, B):
-    """Batched products of 2 x 2 matrices (P, 2, 2), written out (see ``_apply``)."""
-    return jnp.sum(A[..., :, :, None] * B[..., None, :, :], axis=-2)
-
-
 def _t(A):
     return jnp.swapaxes(A, -1, -2)
 
@@ -278,29 +276,14 @@ def _covariance_level(back, S, C):
     i00, i11 = safe_inv(t00), safe_inv(t11)
     zero = jnp.zeros_like(i00)
     Ti = jnp.stack([jnp.stack([i00, -t01 * i00 * i11], -1), jnp.stack([zero, i11], -1)], -2)
-    ML, MR = _mm(Ti, back[:, :, 2:4]), _mm(Ti, back[:, :, 4:6])
+    ML, MR = _apply(Ti, back[:, :, 2:4]), _apply(Ti, back[:, :, 4:6])
     SL, SR = S[:-1], S[1:]
-    oL = -(_mm(ML, SL) + _mm(MR, _t(C)))
-    oR = -(_mm(ML, C) + _mm(MR, SR))
-    Soo = _mm(Ti, _t(Ti)) - _mm(oL, _t(ML)) - _mm(oR, _t(MR))
+    oL = -(_apply(ML, SL) + _apply(MR, _t(C)))
+    oR = -(_apply(ML, C) + _apply(MR, SR))
+    Soo = _apply(Ti, _t(Ti)) - _apply(oL, _t(ML)) - _apply(oR, _t(MR))
     Soo = 0.5 * (Soo + _t(Soo))
     S = jnp.concatenate([_interleave(SL, Soo), S[-1:]])
     return S, _interleave(_t(oL), oR)
-
-
-def _triangular_inverse(T):
-    """The inverse of an upper-triangular 4 x 4 ``T``, by back substitution (``safe_inv``
-    on its diagonal, as the solves above)."""
-    d = safe_inv(jnp.diagonal(T))
-    U = T * d[:, None]  # unit diagonal: T = D U
-    cols = []
-    for j in range(4):
-        x = [None] * 4
-        for i in reversed(range(4)):
-            rhs = jnp.asarray(1.0 if i == j else 0.0, T.dtype)
-            x[i] = rhs - sum((U[i, k] * x[k] for k in range(i + 1, 4)), jnp.zeros((), T.dtype))
-        cols.append(jnp.stack(x))
-    return jnp.stack(cols, 1) * d[None, :]  # U^-1 D^-1
 
 
 def state_covariances_parallel(
@@ -326,12 +309,13 @@ def state_covariances_parallel(
     W, c, e, w = _padded_rows(h, w, unit, F)
     free = (~jnp.pad(pin, (0, F + 1 - n))).astype(dtype)
     w_end = jnp.where(jnp.arange(F) == F - 1, w[F], 0.0)
-    factor, _ = _interval_factors(w[:F], W * free[:F], c, e, w_end, -W * free[1:])
+    factor, _ = _interval_factors(w[:F], W * free[:F], c, e, w_end, -W * free[1:],
+                                  transform=False)
     backs = []
     for _ in range(depth):
         factor, back, _ = _level(factor, transform=False)
         backs.append(back)
-    Ti = _triangular_inverse(factor[0])
+    Ti = _solve_top(factor[0], jnp.eye(4, dtype=dtype)).reshape(4, 4)  # T^-1
     top = Ti @ Ti.T  # the first and the last knot
     S = jnp.stack([top[:2, :2], top[2:, 2:]])
     C = top[None, :2, 2:]
