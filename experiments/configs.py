@@ -81,6 +81,9 @@ class Table1Config:
     """Settings of one K whose N are within this ratio of the smallest of their run are
     simulated padded to the largest N (``Scheme.pad_workers``): one compiled program per
     scheme and run, the same numbers, every N of it at the cost of the largest."""
+    tune_bucket_ratio: float = 2.6
+    """The same for tuning (``letcc_jax.tune`` takes padded schemes): one compiled tuning
+    step per run. A tuning step costs about N, so its runs are kept tighter."""
     name: str = ""
     untrained: bool = False
     """Set per run by the command line: the config's name, and whether the models keep their

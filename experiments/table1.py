@@ -144,7 +144,8 @@ def flat(images) -> jnp.ndarray:
 
 
 def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
-                worst_case: bool = False, padded_to: int | None = None):
+                worst_case: bool = False, padded_to: int | None = None,
+                tune_padded_to: int | None = None):
     """All schemes at one (N, K, S), each with the (m,) ``fallback`` for lost inputs: rows
     with pooled metrics (replication's exact, :func:`exact_replication`) and LeTCC's chosen
     lam_dec. With ``worst_case``, LeTCC tuned by ``letcc_jax.tune`` joins them, and every
@@ -152,8 +153,8 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
 
     With ``padded_to``, the simulated schemes are padded to that many workers
     (``Scheme.pad_workers``): settings padded to one N share their compiled programs, and
-    every number is the unpadded scheme's (its straggler draws included). Tuning and
-    replication's exact loss take the unpadded scheme."""
+    every number is the unpadded scheme's (its straggler draws included). Tuning pads to
+    ``tune_padded_to`` (the same), and replication's exact loss takes the unpadded scheme."""
     stragglers = lc.ExactStragglers(S)
     k_cal, k_eval = jax.random.split(key)
     X_cal = flat(split.x_cal[:K])
@@ -168,17 +169,19 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
     schemes = {"letcc": search.scheme,
                **{n: pad(lc.make_scheme(n, K, N, fallback=fallback)) for n in SCHEMES[1:]}}
     if worst_case:
-        tuned = lc.tune(f, letcc, X_cal, jax.random.fold_in(k_cal, 1),
+        tuned = lc.tune(f, padder(tune_padded_to)(letcc), X_cal, jax.random.fold_in(k_cal, 1),
                         stragglers=stragglers, steps=config.tune_steps,
                         trials=config.cal_trials, progress=False)
         schemes["letcc_tuned"] = pad(tuned.scheme)
         # Bounded decoders: the calibration images' outputs give the prior around the
         # fallback (their spread) and the clipping range; every scheme keeps one fallback.
-        outputs = jax.vmap(f)(flat(split.x_cal))
-        for name, options in (("letcc_bounded", {}), ("letcc_clipped", {"shrink": False,
-                                                                          "clip": True})):
-            bounded = lc.BoundedLeTCC.from_outputs(search.scheme, outputs, **options)
-            schemes[name] = bounded.replace(fallback=fallback)
+        # The shrinking one does not clip (low, high = -inf, inf) and the clipping one does
+        # not shrink (prior_std = inf): one pytree structure, so they share their programs.
+        both = lc.BoundedLeTCC.from_outputs(search.scheme, outputs=jax.vmap(f)(
+            flat(split.x_cal)), clip=True).replace(fallback=fallback)
+        unbounded = jnp.full_like(both.low, jnp.inf)
+        schemes["letcc_bounded"] = both.replace(low=-unbounded, high=unbounded)
+        schemes["letcc_clipped"] = both.replace(prior_std=unbounded)
     X = jnp.stack([flat(split.x_eval[b * K:(b + 1) * K]) for b in range(config.batches)])
     labels = jnp.asarray(split.y_eval[:config.batches * K].reshape(config.batches, K))
     rows = []
@@ -236,6 +239,7 @@ def run(config: Table1Config, progress=True):
     # every dataset first: a missing file fails before any model is trained
     datasets = {name: load_data(name) for name in dict.fromkeys(config.models.values())}
     padded = padding(config.settings, config.bucket_ratio)
+    tune_padded = padding(config.settings, config.tune_bucket_ratio)
     # the settings of one padded N run one after the other (their programs shared); the
     # rows come back in the config's order
     order = sorted(config.settings, key=lambda s: (s[1], padded[s] or s[0], s[0]))
@@ -255,7 +259,7 @@ def run(config: Table1Config, progress=True):
         start = time.perf_counter()
         setting = run_setting(f, split, N, K, S, config, jax.random.fold_in(key, N * 1000 + K),
                               fallback, worst_case=model in config.worst_case,
-                              padded_to=padded[N, K, S])
+                              padded_to=padded[N, K, S], tune_padded_to=tune_padded[N, K, S])
         if ends_group(shared, i):
             jax.clear_caches()
         seconds = round(time.perf_counter() - start, 2)

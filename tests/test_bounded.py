@@ -128,7 +128,9 @@ def test_from_outputs_reads_mean_spread_and_range():
     ({}, "give prior_std"),
     ({"prior_std": np.ones(2)}, "give fallback"),
     ({"fallback": np.zeros(2), "prior_std": -np.ones(2)}, "positive"),
-    ({"fallback": np.zeros(2), "prior_std": np.array([1.0, np.inf])}, "positive and finite"),
+    ({"fallback": np.zeros(2), "prior_std": np.array([1.0, np.nan])}, "positive"),
+    ({"low": np.array([np.inf, 0.0]), "high": np.ones(2) * np.inf}, "finite or -inf"),
+    ({"low": np.zeros(2), "high": -np.ones(2) * np.inf}, "finite or inf"),
     ({"low": np.zeros(2)}, "both low and high"),
     ({"low": np.ones(2), "high": np.zeros(2)}, "must not exceed"),
     ({"fallback": np.zeros(2), "prior_std": 1.0}, r"\(m,\) array"),
@@ -190,3 +192,27 @@ def test_rounds_run_the_bounded_decoder():
     result = lc.monte_carlo(f, bounded, jnp.asarray(X), key, trials=64,
                             stragglers=lc.ExactStragglers(6))
     assert np.all(np.isfinite(np.asarray(result.mse)))
+
+
+def test_infinite_bounds_are_none_and_share_one_program(dtype):
+    """prior_std = inf and low/high = -+inf give exactly the decode of None there, with every
+    leaf present: a shrunk and a clipped scheme built that way compile one program."""
+    plain, _, Y, truth, masks = _case(dtype, seed=5)
+    mean, spread = truth.mean(0), truth.std(0)
+    low, high = truth.min(0), truth.max(0)
+    inf = np.full(2, np.inf)
+    shrunk = lc.BoundedLeTCC.from_letcc(plain, fallback=mean, prior_std=spread)
+    clipped = lc.BoundedLeTCC.from_letcc(plain, fallback=mean, low=low, high=high)
+    shrunk_inf = lc.BoundedLeTCC.from_letcc(plain, fallback=mean, prior_std=spread, low=-inf,
+                                            high=inf)
+    clipped_inf = lc.BoundedLeTCC.from_letcc(plain, fallback=mean, prior_std=inf, low=low,
+                                             high=high)
+    assert jax.tree.structure(shrunk_inf) == jax.tree.structure(clipped_inf)
+    for alive in masks:
+        np.testing.assert_array_equal(np.asarray(shrunk_inf.decode(Y, alive)),
+                                      np.asarray(shrunk.decode(Y, alive)))
+        np.testing.assert_array_equal(np.asarray(clipped_inf.decode(Y, alive)),
+                                      np.asarray(clipped.decode(Y, alive)))
+    with compilations() as count:
+        clipped_inf.decode(Y, masks[0])
+    assert count() == 0

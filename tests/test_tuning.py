@@ -281,6 +281,29 @@ def test_tuning_only_the_decoder_lambda_keeps_everything_else():
     assert 0 < float(result.initial.lam_dec) < 1e-6
 
 
+def test_a_padded_scheme_tunes_as_its_unpadded_self():
+    """Padding (Scheme.pad_workers) changes no draw, gradient or Adam step: the padded run
+    follows the unpadded one to round-off (a few steps: Adam divides by the gradients' size,
+    so round-off in near-zero gradients grows along a long run), and its padding still
+    repeats the last worker (nodes and residual rows)."""
+    options = dict(learn=lc.LEARNABLE, steps=4, validate_every=1)
+    plain = tune(lc.letcc(K, N), **options)
+    padded = tune(lc.letcc(K, N).pad_workers(N + 5), **options)
+    got, want = padded.scheme, plain.scheme
+    assert got.N == N + 5 and int(got.workers) == N and padded.best_step == plain.best_step
+    np.testing.assert_allclose(padded.validation, plain.validation, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(padded.loss, plain.loss, rtol=1e-10, atol=0)
+    for name in ("alpha", "lam_enc", "lam_dec"):
+        np.testing.assert_allclose(np.asarray(getattr(got, name)),
+                                   np.asarray(getattr(want, name)), rtol=1e-10, atol=0)
+    beta, R = np.asarray(got.beta), np.asarray(got.residual)
+    np.testing.assert_allclose(beta[:N], np.asarray(want.beta), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(R[:N], np.asarray(want.residual), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(beta[N:], np.full(5, beta[N - 1]))
+    np.testing.assert_array_equal(R[N:], np.tile(R[N - 1], (5, 1)))
+    assert beta[N - 1] == 1.0 and np.all(np.diff(beta[:N]) > 0)
+
+
 def test_select_lambda_on_batches_minimises_the_expected_loss():
     X, key = calibration(seed=4, batches=2), jax.random.key(3)
     grid = (0.0, 1e-4, 1e-2)

@@ -600,7 +600,7 @@ class Scheme(check.Checked):
 
     def check_unpadded(self, caller: str) -> None:
         """Raise unless all N workers exist (``workers`` is None): for the calls that do
-        not take padding (tuning, GCV, the adversary search, exact losses, calibration,
+        not take padding (GCV, the adversary search, exact losses, calibration,
         real workers).
 
         Args:
@@ -612,7 +612,7 @@ class Scheme(check.Checked):
         if self.workers is not None:
             raise ValueError(f"{caller} takes a scheme whose N workers all exist; this {self.name} "
                              "scheme is padded (workers set by pad_workers or stack_schemes, "
-                             "for monte_carlo, expected_loss, select_lambda and "
+                             "for monte_carlo, expected_loss, select_lambda, tune and "
                              "worst_stragglers). Pass the unpadded scheme.")
 
     def present(self, mask: Bool[Array, " N"]) -> Bool[Array, " N"]:
@@ -1098,10 +1098,15 @@ class BoundedLeTCC(LeTCC):
     ``bounded_letcc`` or ``BoundedLeTCC.from_letcc``.
 
     Attributes:
-      prior_std (jax.Array | None): (m,) positive finite spread of the outputs around
-        ``fallback``, or None (no shrinking). ``(*batch, m)`` in a sweep.
-      low (jax.Array | None): (m,) lower bound of the estimates, or None.
-      high (jax.Array | None): (m,) upper bound, or None; both or neither.
+      prior_std (jax.Array | None): (m,) positive spread of the outputs around
+        ``fallback``, or None (no shrinking); an entry of ``inf`` leaves its column
+        unshrunk. ``(*batch, m)`` in a sweep.
+      low (jax.Array | None): (m,) lower bound of the estimates, or None; ``-inf`` leaves
+        a column unclipped from below.
+      high (jax.Array | None): (m,) upper bound, or None; both or neither; ``inf`` leaves
+        a column unclipped from above. Infinite entries give the same numbers as None and
+        keep every leaf present: shrunk and clipped schemes built that way share one pytree
+        structure, so one compiled program serves both.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1132,14 +1137,15 @@ class BoundedLeTCC(LeTCC):
         if (self.low is None) != (self.high is None):
             raise ValueError(f"{self.name}: give both low and high, or neither.")
         values = {}
-        for field, rule, ok in (("prior_std", "positive and finite", lambda v: v > 0),
-                                ("low", "finite", lambda v: np.isfinite(v)),
-                                ("high", "finite", lambda v: np.isfinite(v))):
+        for field, rule, ok in (("prior_std", "positive (inf: no shrinking)", lambda v: v > 0),
+                                ("low", "finite or -inf", lambda v: v < np.inf),
+                                ("high", "finite or inf", lambda v: v > -np.inf)):
             if getattr(self, field) is None:
                 continue
             name = f"{self.name}: {field}"
-            check.check_parameter(getattr(self, field), name, rule, ok)
             values[field] = check.concrete_parameter(getattr(self, field), name)
+            if values[field] is not None and not np.all(ok(values[field])):
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, field)!r}.")
             if values[field] is not None and values[field].ndim < 1:
                 raise ValueError(f"{name} must be an (m,) array, one value per output "
                                  f"column, got shape {values[field].shape}.")
@@ -1227,7 +1233,10 @@ class BoundedLeTCC(LeTCC):
             known = jnp.isfinite(std)
             ratio = jnp.where(known, std, 0.0) / spread  # w = 1 / (1 + ratio^2), no overflow
             w = jnp.where(known, 1.0 / (1.0 + ratio * ratio), 0.0)
-            estimate = jnp.where(known, mean + w * (estimate - mean), mean)
+            # w == 1 (an infinite prior_std, or a negligible std) keeps LeTCC's estimate
+            # exactly rather than mean + (estimate - mean).
+            estimate = jnp.where(known, jnp.where(w < 1.0, mean + w * (estimate - mean),
+                                                  estimate), mean)
             # sqrt(w) std = spread r / sqrt(1 + r^2): the form that cannot overflow per side
             wide = ratio > 1.0
             inv = 1.0 / jnp.where(wide, ratio, 1.0)
@@ -1614,8 +1623,10 @@ def bounded_letcc(K: int, N: int, *, fallback: Float[Array, " m"] | None = None,
       K: number of data points, an int >= 2.
       N: number of workers, an int >= 2.
       fallback: (m,) prior mean, finite; required with ``prior_std``.
-      prior_std: (m,) positive, finite spread of the outputs around it; None: no shrinking.
-      low, high: (m,) finite clipping range, ``low <= high``; None: no clipping.
+      prior_std: (m,) positive spread of the outputs around it; None (or ``inf``
+        entries): no shrinking.
+      low, high: (m,) clipping range, ``low <= high``; None (or ``-inf``/``inf``
+        entries): no clipping.
       **options: ``letcc``'s keyword options (``lam_dec``, ``points``, ``order``, ...).
 
     Returns:
@@ -1623,7 +1634,8 @@ def bounded_letcc(K: int, N: int, *, fallback: Float[Array, " m"] | None = None,
 
     Raises:
       ValueError: neither ``prior_std`` nor ``low``/``high``; ``prior_std`` without
-        ``fallback``; values not finite or not positive; only one of ``low``, ``high``.
+        ``fallback``; NaN, a ``prior_std`` <= 0, ``low = inf`` or ``high = -inf``; only
+        one of ``low``, ``high``.
       TypeError: as ``letcc``.
 
     Example:

@@ -147,6 +147,38 @@ def _check_nodes(values, pin_ends):
         )
 
 
+def _padded_logits(nodes, pin_ends: bool, count: int | None):
+    """``node_logits`` of the first ``count`` nodes (all when None), embedded in the logits of
+    all of them: the gaps beyond ``count`` are masked by ``_padded_nodes`` (0 here)."""
+    if count is None:
+        return node_logits(nodes, pin_ends)
+    size = nodes.shape[0] + (-1 if pin_ends else 1)
+    own = node_logits(nodes[:count], pin_ends)
+    full = jnp.zeros(size, own.dtype)
+    if pin_ends:
+        return full.at[:count - 1].set(own)
+    return full.at[:count].set(own[:-1]).at[-1].set(own[-1])
+
+
+def _padded_nodes(logits, pin_ends: bool, count):
+    """``ordered_nodes`` of a padded scheme's nodes (traced, unchecked): the first ``count``
+    (a traced int; None: all) from their gaps, every node beyond them equal to the last,
+    as ``Scheme.pad_workers`` pads. The masked gaps get no gradient."""
+    if count is not None:
+        i = jnp.arange(logits.shape[0], dtype=jnp.result_type(count))
+        active = (i < count - 1) if pin_ends else (i < count) | (i == logits.shape[0] - 1)
+        logits = jnp.where(active, logits, -jnp.inf)
+    inner = -1.0 + 2.0 * jnp.cumsum(jax.nn.softmax(logits))[:-1]
+    if not pin_ends:
+        return inner
+    one = jnp.ones((1,), inner.dtype)
+    nodes = jnp.concatenate([-one, inner, one])
+    if count is not None:  # the last node is +1 exactly, as unpadded (not a rounded sum)
+        nodes = jnp.where(jnp.arange(nodes.shape[0], dtype=jnp.result_type(count)) < count - 1,
+                          nodes, one)
+    return nodes
+
+
 def _negligible_lambda(nodes) -> float:
     """A mean-form lambda that changes a smoothing spline on ``nodes`` by ~1e-3 relative.
 
@@ -178,12 +210,14 @@ def _init_params(scheme: ResidualLeTCC, learn: tuple, spec: _Spec) -> dict:
     """Unconstrained starting values; the ones not learned are placeholders of the right
     shape (the step's shapes must not depend on ``learn``)."""
     dtype = scheme.alpha.dtype
+    count = None if scheme.workers is None else int(scheme.workers)
     params = {"residual": scheme.residual}
-    for name, nodes, pin in (("alpha", scheme.alpha, spec.pin_alpha_ends),
-                             ("beta", scheme.beta, spec.pin_beta_ends)):
+    for name, nodes, pin, n in (("alpha", scheme.alpha, spec.pin_alpha_ends, None),
+                                ("beta", scheme.beta, spec.pin_beta_ends, count)):
         size = nodes.shape[0] + (-1 if pin else 1)
-        params[name] = node_logits(nodes, pin) if name in learn else jnp.zeros(size, dtype)
-    for name, nodes in (("lam_enc", scheme.alpha), ("lam_dec", scheme.beta)):
+        params[name] = (_padded_logits(nodes, pin, n) if name in learn
+                        else jnp.zeros(size, dtype))
+    for name, nodes in (("lam_enc", scheme.alpha), ("lam_dec", scheme.beta[:count])):
         lam = max(float(getattr(scheme, name)), _negligible_lambda(nodes))
         params[name] = jnp.log(jnp.asarray(lam, dtype))
     return params
@@ -192,12 +226,16 @@ def _init_params(scheme: ResidualLeTCC, learn: tuple, spec: _Spec) -> dict:
 def _scheme(template: ResidualLeTCC, params: dict, train: dict, spec: _Spec) -> ResidualLeTCC:
     """``template`` with every field flagged in ``train`` replaced by its value under
     ``params``; the other fields keep the template's values exactly (and get no gradient)."""
+    residual = params["residual"]
+    if template.workers is not None:  # padded workers repeat the last one's row
+        rows = jnp.arange(residual.shape[0], dtype=template.workers.dtype) < template.workers
+        residual = jnp.where(rows[:, None], residual, residual[template.workers - 1])
     values = {
-        "alpha": ordered_nodes(params["alpha"], spec.pin_alpha_ends),
-        "beta": ordered_nodes(params["beta"], spec.pin_beta_ends),
+        "alpha": _padded_nodes(params["alpha"], spec.pin_alpha_ends, None),
+        "beta": _padded_nodes(params["beta"], spec.pin_beta_ends, template.workers),
         "lam_enc": jnp.exp(params["lam_enc"]),
         "lam_dec": jnp.exp(params["lam_dec"]),
-        "residual": params["residual"],
+        "residual": residual,
     }
     return template.replace(**{name: jnp.where(train[name], value, getattr(template, name))
                                for name, value in values.items()})
@@ -220,7 +258,11 @@ def _optimizer(spec: _Spec):
 def _objective(params, train, template, X, key, scale, f, trials, stragglers, faults, spec):
     scheme = _scheme(template, params, train, spec)
     loss = _rounds.expected_loss(f, scheme, X, key, stragglers, faults, trials=trials) / scale
-    return loss + spec.residual_l2 * jnp.sum(scheme.residual**2)
+    residual = scheme.residual
+    if scheme.workers is not None:  # the existing workers' rows only, not the padding's
+        rows = jnp.arange(residual.shape[0], dtype=scheme.workers.dtype) < scheme.workers
+        residual = jnp.where(rows[:, None], residual, jnp.zeros((), residual.dtype))
+    return loss + spec.residual_l2 * jnp.sum(residual**2)
 
 
 @functools.partial(jax.jit, static_argnames=("f", "trials", "spec"))
@@ -306,7 +348,9 @@ def tune(
 
     Args:
       f: one input (d,) -> one output (m,), differentiable in its input; hashable.
-      scheme: the starting LeTCC scheme (e.g. the result of ``select_lambda``).
+      scheme: the starting LeTCC scheme (e.g. the result of ``select_lambda``). A padded
+        scheme (``Scheme.pad_workers``) is tuned as its unpadded self, its padding kept:
+        settings of different N padded to one N share one compiled step.
       X_cal: calibration inputs, (K, d) or C batches (C, K, d).
       key: PRNG key; the training patterns and the validation patterns come from
         different sub-keys.
@@ -356,7 +400,6 @@ def tune(
     """
     if not isinstance(scheme, LeTCC):
         raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
-    scheme.check_unpadded("tune")
     if not check.is_concrete(*jax.tree.leaves((scheme, X_cal, key))):
         raise TypeError("tune runs eagerly (an optimisation loop in Python); call it outside "
                         "jax.jit / jax.vmap / jax.grad.")
