@@ -20,11 +20,11 @@ from letcc_jax.zoo.models import make_model, pure_apply
 
 __all__ = ["METRICS", "SCHEMES", "batched_inputs", "buckets", "calibration_mean",
            "ends_group", "expected_longest_run", "fit_slope", "letcc_over_N", "load_data",
-           "model_function", "padded_sizes", "padder", "pool", "random_network",
+           "model_function", "padded_sizes", "padder", "pool", "positive", "random_network",
            "random_tanh_network", "replication_loss_probability", "synthetic", "tanh_network"]
 
 #: The schemes compared in Table 1 and the demo, in column order.
-SCHEMES = ["letcc", "bacc", "lcc", "uncoded"]
+SCHEMES = ["letcc", "bspline", "bacc", "lcc", "uncoded"]
 
 
 def load_data(name: str):
@@ -238,9 +238,17 @@ def ends_group(groups: list, i: int) -> bool:
     return group is None or group[-1] is None or i + 1 == len(groups) or groups[i + 1] != group
 
 
-def letcc_over_N(K: int, Ns, fallback, lam_dec_grid):
-    """LeTCC at every N of ``Ns`` (B,) (``lc.stack_schemes``, padded to the largest) with the
-    (m,) ``fallback``, swept over the lam_dec grid (G,): leading axes (B, G)."""
-    stacked = lc.stack_schemes([lc.letcc(K, N, fallback=fallback) for N in Ns])
+def letcc_over_N(K: int, Ns, fallback, lam_dec_grid, factory=None):
+    """LeTCC (or the scheme ``factory(K, N, fallback=...)`` makes, with a scalar lam_dec) at
+    every N of ``Ns`` (B,) (``lc.stack_schemes``, padded to the largest) with the (m,)
+    ``fallback``, swept over the lam_dec grid (G,): leading axes (B, G)."""
+    factory = lc.letcc if factory is None else factory
+    stacked = lc.stack_schemes([factory(K, N, fallback=fallback) for N in Ns])
     stacked = jax.tree.map(lambda v: v[:, None], stacked)   # (B, 1), beside the grid's (G,)
     return stacked.replace(lam_dec=jnp.asarray(lam_dec_grid, jnp.float32))
+
+
+def positive(grid) -> tuple[float, ...]:
+    """The positive values of a lambda grid: the grid of a scheme whose penalty must be > 0
+    (``lc.bspline``)."""
+    return tuple(float(v) for v in grid if v > 0)

@@ -50,8 +50,8 @@ SYNTHETIC_SETTINGS = [(20, 5, 4), (50, 10, 10), (100, 20, 20), (200, 50, 40)]
 
 
 def synthetic_table(settings, trials, seed, out):
-    """The loss E[MSE] (and its root) of the four schemes on f = a random tanh network
-    R^8 -> R^4 (lambdas 0), each with f's mean output on K calibration inputs as the
+    """The loss E[MSE] (and its root) of the schemes on f = a random tanh network
+    R^8 -> R^4 (LeTCC's lambdas 0, the B-spline's 1e-6 and K basis functions), each with f's mean output on K calibration inputs as the
     fallback for a lost input; replication's loss and chance of losing an input exact."""
     key_net, key_data, key_mc = jax.random.split(jax.random.PRNGKey(seed), 3)
     f = random_tanh_network(key_net)

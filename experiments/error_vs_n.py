@@ -55,9 +55,14 @@ from experiments._common import (
     expected_longest_run,
     fit_slope,
     letcc_over_N,
+    positive,
 )
 from experiments._io import experiment_main, write_results
 from experiments.configs import ERROR_VS_N, ErrorVsNConfig
+
+NAMES = {"letcc": "LeTCC", "bspline": "B-spline", "bacc": "BACC"}
+#: Marker and line style of each scheme's curves.
+STYLES = {"letcc": ("o", "-"), "bspline": ("^", (0, (1, 1))), "bacc": ("s", "--")}
 
 #: LeTCC's bound G^a N^b as (a, b), G the straggler gap: S, or the longest straggler run.
 RATES = {"noiseless": (3.0, -3.0), "noisy": (1.6, -0.6)}
@@ -87,32 +92,37 @@ def inputs(name, config: ErrorVsNConfig):
 
 
 def run_regimes(f, X_cal, X_eval, Ns, S, sigmas, fallback, config: ErrorVsNConfig, key):
-    """Both schemes at every N of ``Ns`` (B,) (padded to the largest), every straggler
+    """The schemes at every N of ``Ns`` (B,) (padded to the largest), every straggler
     count of ``S`` (R, B) and every sigma (n,), each with the (m,) ``fallback`` for lost
-    inputs: (best, letcc, bacc) with ``best`` (R, n, B) the index of LeTCC's lam_dec on the
-    grid and per-trial MSE (R, n, B, batches, trials). N and the counts are sweeps: one
-    compiled program per scheme for the whole bucket."""
+    inputs: ``{scheme: (best, mse)}`` with ``best`` (R, n, B) the index of the scheme's
+    lam_dec on its grid (None for BACC) and per-trial MSE (R, n, B, batches, trials). N and
+    the counts are sweeps: one compiled program per scheme for the whole bucket. LeTCC and
+    B-splines choose lam_dec on X_cal (B-splines on the grid's positive values)."""
     k_cal, k_eval = jax.random.split(key)
     S = jnp.asarray(S)
-    swept = letcc_over_N(config.K, Ns, fallback, config.lam_dec_grid)
+    out = {}
+    for name, factory, grid in (("letcc", lc.letcc, config.lam_dec_grid),
+                                ("bspline", lc.bspline, positive(config.lam_dec_grid))):
+        swept = letcc_over_N(config.K, Ns, fallback, grid, factory)
 
-    def letcc(X, key):  # (R, n, B, G, batches, trials); the same shapes, so one program
-        return np.asarray(lc.monte_carlo(
-            f, swept, X, key, trials=config.trials,
-            stragglers=lc.ExactStragglers(S[:, None, :, None]),
-            faults=[lc.GaussianNoise(sigmas[:, None, None])]).mse, np.float64)
+        def mse(X, key):  # (R, n, B, G, batches, trials); the same shapes, so one program
+            return np.asarray(lc.monte_carlo(
+                f, swept, X, key, trials=config.trials,
+                stragglers=lc.ExactStragglers(S[:, None, :, None]),
+                faults=[lc.GaussianNoise(sigmas[:, None, None])]).mse, np.float64)
 
-    best = np.nanargmin(letcc(X_cal, k_cal).mean(axis=(-2, -1)), axis=-1)
-    R, n, B = best.shape
-    index = np.ix_(np.arange(R), np.arange(n), np.arange(B))
-    chosen = letcc(X_eval, k_eval)[index + (best,)]
-    # LeTCC's evaluation key: both schemes see the same straggler patterns and noise draws
+        best = np.nanargmin(mse(X_cal, k_cal).mean(axis=(-2, -1)), axis=-1)
+        R, n, B = best.shape
+        index = np.ix_(np.arange(R), np.arange(n), np.arange(B))
+        out[name] = (best, mse(X_eval, k_eval)[index + (best,)])
+    # the same evaluation key: every scheme sees the same straggler patterns and noise draws
     bacc = lc.monte_carlo(f, lc.stack_schemes([lc.bacc(config.K, N, fallback=fallback)
                                                for N in Ns]),
                           X_eval, k_eval, trials=config.trials,
                           stragglers=lc.ExactStragglers(S[:, None, :]),
                           faults=[lc.GaussianNoise(sigmas[:, None])])
-    return best, chosen, np.asarray(bacc.mse, np.float64)
+    out["bacc"] = (None, np.asarray(bacc.mse, np.float64))
+    return out
 
 
 def run(config: ErrorVsNConfig, progress=True):
@@ -136,8 +146,9 @@ def run(config: ErrorVsNConfig, progress=True):
         regimes = {N: {"S_fraction": min(int(round(config.S_fraction * N)), N - 4),
                        "S_fixed": min(config.S_fixed, N - 4)} for N in Ns}
         S = np.array([[regimes[N][r] for N in Ns] for r in ("S_fraction", "S_fixed")])
-        best, letcc, bacc = run_regimes(f, X_cal, X_eval, Ns, S, sigmas, fallback, config,
-                                        jax.random.fold_in(key, Ns[0]))
+        results = run_regimes(f, X_cal, X_eval, Ns, S, sigmas, fallback, config,
+                              jax.random.fold_in(key, Ns[0]))
+        grids = {"letcc": config.lam_dec_grid, "bspline": positive(config.lam_dec_grid)}
         first = len(rows)
         for b, N in enumerate(Ns):
             for at, (regime, count) in enumerate(regimes[N].items()):
@@ -148,13 +159,11 @@ def run(config: ErrorVsNConfig, progress=True):
                               "gap": theory_gap(regime, count, longest), "rel_sigma": rel,
                               "sigma": float(sigmas[i]), "trials": config.trials,
                               "batches": config.batches}
-                    rows.append({**common, "scheme": "letcc",
-                                 "lam_dec": config.lam_dec_grid[best[at, i, b]],
-                                 "mse_mean": float(letcc[at, i, b].mean()),
-                                 "mse_std": float(letcc[at, i, b].std())})
-                    rows.append({**common, "scheme": "bacc", "lam_dec": None,
-                                 "mse_mean": float(bacc[at, i, b].mean()),
-                                 "mse_std": float(bacc[at, i, b].std())})
+                    for scheme, (best, mse) in results.items():
+                        lam = None if best is None else grids[scheme][best[at, i, b]]
+                        rows.append({**common, "scheme": scheme, "lam_dec": lam,
+                                     "mse_mean": float(mse[at, i, b].mean()),
+                                     "mse_std": float(mse[at, i, b].std())})
         seconds = round(time.perf_counter() - start, 2)
         for r in rows[first:]:
             r["bucket"], r["seconds_for_bucket"] = list(Ns), seconds
@@ -183,7 +192,7 @@ def slopes(rows) -> list[dict]:
 
 def curve_label(scheme: str, rel_sigma: float, N, mse) -> str:
     """Legend entry of one curve, with its fitted slope: 'LeTCC σ/rms=0 (slope -3.0)'."""
-    name = {"letcc": "LeTCC", "bacc": "BACC"}[scheme]
+    name = NAMES[scheme]
     return f"{name} σ/rms={rel_sigma:g} (slope {fit_slope(N, mse):.1f})"
 
 
@@ -202,9 +211,9 @@ def plot(rows, out) -> list:
             for (f_, reg, scheme, rel), (N, mse, _) in data.items():
                 if (f_, reg) != (fn, regime):
                     continue
-                ax.loglog(N, mse, marker="o" if scheme == "letcc" else "s",
+                marker, line = STYLES[scheme]
+                ax.loglog(N, mse, marker=marker, linestyle=line, ms=3,
                           color=plt.cm.viridis(sigmas.index(rel) / max(len(sigmas), 2)),
-                          linestyle="-" if scheme == "letcc" else "--", ms=3,
                           label=curve_label(scheme, rel, N, mse))
             # Each rate through LeTCC's curve of its noise (the noisy one: the largest sigma)
             # at the middle N: the bounds' constants are unknown, only their shapes are given.
@@ -242,7 +251,7 @@ def report(rows, config: ErrorVsNConfig, seconds, out):
           "expected longest straggler run at S = fraction of N):")
     for s in fitted:
         theory = "" if s["theory_slope"] is None else f" (theory {s['theory_slope']:+.2f})"
-        print(f"  {s['function']:>9} {s['regime']:>10} {s['scheme']:>5} "
+        print(f"  {s['function']:>9} {s['regime']:>10} {s['scheme']:>7} "
               f"σ/rms={s['rel_sigma']:<6g} slope {s['slope']:+.2f}{theory}")
     write_results(out, config, rows, seconds=seconds, slopes=fitted)
     paths = plot(rows, out)

@@ -35,11 +35,14 @@ from .core._schemes import (
     Uncoded,
     bacc,
     bounded_letcc,
+    field,
     lcc,
     letcc,
     make_scheme,
+    register_scheme,
     residual_letcc,
     stack_schemes,
+    sweep_axes,
     uncoded,
 )
 from .core._smoothing import smoothing_spline
@@ -66,8 +69,21 @@ from .sim._models import (
     StragglerModel,
 )
 from .sim._order import order_inputs, path_length, path_nodes
-from .sim._tuning import LEARNABLE, TuningResult, node_logits, ordered_nodes, tune
+from .sim._tuning import (
+    LEARNABLE,
+    Tuner,
+    TunerState,
+    TuningResult,
+    node_logits,
+    ordered_nodes,
+    tunable,
+    tune,
+    tuner,
+)
 from .sim._worst import WorstCase, worst_stragglers
+from .bspline import BSpline, bspline, bspline_basis  # on the public API above: last
+
+register_scheme("bspline", bspline)
 
 try:
     __version__ = version("letcc_jax")
@@ -78,6 +94,7 @@ __all__ = [
     "AdversarialAttack",
     "Adversaries",
     "BACC",
+    "BSpline",
     "BarycentricScheme",
     "BernoulliStragglers",
     "BoundedLeTCC",
@@ -101,11 +118,15 @@ __all__ = [
     "SCHEMES",
     "Scheme",
     "StragglerModel",
+    "Tuner",
+    "TunerState",
     "TuningResult",
     "Uncoded",
     "WorstCase",
     "bacc",
     "bounded_letcc",
+    "bspline",
+    "bspline_basis",
     "calibrate",
     "chebyshev_first",
     "chebyshev_second",
@@ -113,6 +134,7 @@ __all__ = [
     "coverage",
     "equispaced",
     "expected_loss",
+    "field",
     "gcv",
     "lcc",
     "letcc",
@@ -125,6 +147,7 @@ __all__ = [
     "path_length",
     "path_nodes",
     "posterior_rounds",
+    "register_scheme",
     "relacc",
     "replication_loss",
     "residual_letcc",
@@ -132,7 +155,10 @@ __all__ = [
     "select_lambda",
     "smoothing_spline",
     "stack_schemes",
+    "sweep_axes",
+    "tunable",
     "tune",
+    "tuner",
     "uncoded",
     "worst_adversaries",
     "worst_stragglers",

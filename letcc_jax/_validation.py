@@ -140,8 +140,13 @@ def check_parameter(value, name: str, rule: str, ok) -> None:
     values = concrete_parameter(value, name)
     if values is None:
         return
-    if not (np.all(np.isfinite(values)) and np.all(ok(values))):
-        raise ValueError(f"{name} must be {rule}, got {value!r}.")
+    good = np.isfinite(values) & np.asarray(ok(values), bool)
+    if not np.all(good):
+        if values.size <= 8:
+            raise ValueError(f"{name} must be {rule}, got {value!r}.")
+        bad = tuple(int(i) for i in np.argwhere(~good)[0])
+        raise ValueError(f"{name} must be {rule}, got {values[bad]} at index {bad} (of an "
+                         f"array of shape {values.shape}).")
 
 
 def check_real(value, name: str, rule: str, ok) -> float:

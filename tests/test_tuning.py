@@ -177,8 +177,12 @@ def test_expected_loss_is_the_monte_carlo_mean_over_batches():
     np.testing.assert_allclose(float(single), expected, rtol=1e-12, atol=0)
 
 
-SPEC = tuning._Spec(pin_alpha_ends=False, pin_beta_ends=True, learning_rate=0.02,
-                    lambda_learning_rate=0.1, residual_learning_rate=3e-3, residual_l2=1e-3)
+SPEC = tuning._Spec(
+    kinds=(("alpha", "nodes"), ("beta", "nodes"), ("lam_enc", "log"), ("lam_dec", "log"),
+           ("residual", "real")),
+    rates=(("alpha", 0.02), ("beta", 0.02), ("lam_enc", 0.1), ("lam_dec", 0.1),
+           ("residual", 3e-3)),
+    pin_alpha_ends=False, pin_beta_ends=True, residual_l2=1e-3)
 
 
 def objective_and_grad():
@@ -318,8 +322,12 @@ def test_select_lambda_on_batches_minimises_the_expected_loss():
 
 def test_errors_at_the_boundary():
     scheme = lc.letcc(K, N)
-    with pytest.raises(TypeError, match="LeTCC"):
-        lc.tune(f, lc.bacc(K, N), calibration(), jax.random.key(0))
+    with pytest.raises(TypeError, match="tune tunes a scheme"):
+        lc.tune(f, "letcc", calibration(), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"tunable leaves \('alpha', 'beta'\), got \('lam_dec',\)"):
+        tune(lc.bacc(K, N), learn=("lam_dec",))
+    with pytest.raises(ValueError, match="learning_rates names \\['nope'\\]"):
+        tune(scheme, learning_rates={"nope": 0.1})
     with pytest.raises(ValueError, match="learn must name"):
         tune(scheme, learn=("nodes",))
     with pytest.raises(ValueError, match="learn must name"):
@@ -346,6 +354,56 @@ def test_errors_at_the_boundary():
         tune(inside, learn=("beta",))
     with pytest.raises(ValueError, match="trials must be a positive int"):
         lc.expected_loss(f, scheme, calibration(), jax.random.key(0), trials=0)
+
+
+def test_tune_tunes_any_scheme_through_its_declared_leaves():
+    """A B-spline scheme (written on the public API): its nodes and both penalties (positive
+    leaves, optimised as logs) are learned, and the calibration loss falls."""
+    start = lc.bspline(K, N, n_basis=6, lam_enc=1e-4, lam_dec=1e-4)
+    assert lc.tunable(start) == ("alpha", "beta", "lam_enc", "lam_dec")
+    result = tune(start, steps=30)
+    assert type(result.scheme) is lc.BSpline and result.best_step > 0
+    assert np.min(result.validation) < 0.8 * result.validation[0]
+    for name in ("alpha", "beta", "lam_enc", "lam_dec"):
+        assert not np.array_equal(np.asarray(getattr(result.scheme, name)),
+                                  np.asarray(getattr(start, name))), name
+    assert float(result.scheme.lam_dec) > 0 and np.all(np.diff(result.scheme.beta) > 0)
+    # one leaf only, at its own rate
+    only = tune(start, learn=("lam_dec",), steps=5, learning_rates={"lam_dec": 0.5})
+    np.testing.assert_array_equal(np.asarray(only.scheme.beta), np.asarray(start.beta))
+
+
+def test_tuner_is_tunes_step_as_a_pure_function():
+    """tuner's init/step, jitted and scanned, take tune's steps: the same training losses
+    for the same keys (tune divides by its starting loss, the tuner by ``scale``)."""
+    scheme, key, steps = lc.letcc(K, N), jax.random.key(11), 4
+    result = tune(scheme, steps=steps, validate_every=steps)
+    t = lc.tuner(f, scheme, stragglers=STRAGGLERS, faults=FAULTS, trials=TRIALS,
+                 scale=float(result.validation[0]))
+    k_train = jax.random.split(key)[0]
+    keys = jnp.stack([jax.random.fold_in(k_train, i) for i in range(1, steps + 1)])
+    step = jax.jit(t.step)
+    state, losses = jax.lax.scan(lambda s, k: step(s, calibration(), k), t.init(), keys)
+    np.testing.assert_allclose(np.asarray(losses), result.loss, rtol=1e-9)
+    tuned = t.scheme(state)
+    assert type(tuned) is lc.LeTCC
+    with pytest.raises(ValueError, match="scale must be finite and > 0"):
+        lc.tuner(f, scheme, scale=0.0)
+
+
+def test_select_lambda_searches_any_scheme_with_lambdas():
+    X, key = calibration(seed=5, batches=2), jax.random.key(4)
+    options = dict(trials=TRIALS, stragglers=STRAGGLERS, faults=FAULTS)
+    start = lc.bspline(K, N, n_basis=6)
+    search = lc.select_lambda(f, start, X, key, lam_dec_grid=(1e-8, 1e-4, 1e-1), **options)
+    expected = [float(lc.expected_loss(f, start.replace(lam_dec=lam), X, key, **options))
+                for lam in (1e-8, 1e-4, 1e-1)]
+    np.testing.assert_allclose(search.mse[0], expected, rtol=1e-12, atol=0)
+    assert float(search.scheme.lam_enc) == float(start.lam_enc)  # kept by default
+    with pytest.raises(ValueError, match="lam_dec must be finite and > 0"):
+        lc.select_lambda(f, start, X, key, lam_dec_grid=(0.0, 1e-4), **options)
+    with pytest.raises(TypeError, match="lam_enc and lam_dec, which BACC does not have"):
+        lc.select_lambda(f, lc.bacc(K, N), X, key, **options)
 
 
 # ------------------------------------------------------------------ the experiment

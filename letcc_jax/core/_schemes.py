@@ -32,6 +32,8 @@ import dataclasses
 import functools
 import inspect
 import math
+import re
+import typing
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -51,17 +53,117 @@ from ._points import PointsSpec, resolve_points
 __all__ = ["Scheme", "LeTCC", "Posterior", "ResidualLeTCC", "BoundedLeTCC", "BarycentricScheme",
            "BACC", "LCC", "Uncoded", "letcc", "residual_letcc", "bounded_letcc", "bacc", "lcc",
            "uncoded", "make_scheme", "stack_schemes", "SCHEMES", "usable", "existing",
-           "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS"]
+           "decode_masks", "decoder_matrix", "BLOCK_ELEMENTS", "field", "sweep_axes", "CONSTRAINTS",
+           "register_scheme"]
 
 
-def _leaf(ndim: int = 0, per_worker: bool = False, **kw):
-    """A data field whose unbatched value has ``ndim`` dimensions; ``per_worker``: its first
-    unbatched axis is the workers' (``stack_schemes`` pads it to the largest N)."""
-    return dataclasses.field(metadata={"ndim": ndim, "per_worker": per_worker}, **kw)
+#: The value rules a scheme's field can declare (``field(constraint=...)``): each is checked
+#: when a scheme is built (on concrete values), and ``tune`` optimises such a leaf in an
+#: unconstrained form (identity, or the log for the positive rules).
+CONSTRAINTS = {
+    "real": ("finite", lambda v: np.isfinite(v)),
+    "nonnegative": ("finite and >= 0", lambda v: np.isfinite(v) & (v >= 0)),
+    "positive": ("finite and > 0", lambda v: np.isfinite(v) & (v > 0)),
+}
+
+_MARK = "letcc_jax"  # field metadata written by ``field``, read at class creation
 
 
-def _static(**kw):
-    return dataclasses.field(metadata={"static": True}, **kw)
+def field(*, ndim: int | None = None, static: bool = False, decoder: bool = False,
+          per_worker: bool = False, constraint: str | None = "real",
+          default=dataclasses.MISSING, kw_only=dataclasses.MISSING) -> dataclasses.Field:
+    """Declare a field of a ``Scheme`` subclass: an array leaf or a static setting.
+
+    Every field a subclass adds must be declared with ``field`` (a plain annotation is an
+    error at class creation that names the field), so that the library knows how to trace,
+    sweep, pad, check and tune it.
+
+    Args:
+      ndim: for an array leaf, the number of dimensions of its unswept value (0 for a
+        scalar such as a smoothing parameter, 1 for a vector of nodes or per-column
+        values, 2 for a matrix). A value with more dimensions is a sweep over the extra
+        leading axes (see ``monte_carlo``). Required unless ``static``.
+      static: a static setting instead of a leaf: hashable (a string, an int, a bool), part
+        of the compiled program's key, never differentiated or swept.
+      decoder: only the decoder reads this leaf, so sweeping it reuses the coded inputs
+        (collected in the class's ``decoder_fields``).
+      per_worker: the leaf's first unswept axis runs over the N workers (``pad_workers`` and
+        ``stack_schemes`` pad it by repeating the last worker's entry).
+      constraint: the rule its values follow, checked when the scheme is built: ``"real"``
+        (finite, the default), ``"nonnegative"``, ``"positive"``, or None (no automatic
+        check: the class's ``check_values`` checks it).
+      default, kw_only: as for ``dataclasses.field``. A leaf that may be absent takes
+        ``default=None``.
+
+    Returns:
+      A ``dataclasses.Field`` carrying the declaration.
+
+    Raises:
+      ValueError: an unknown ``constraint``; ``static`` with ``decoder``, ``per_worker`` or
+        ``ndim``.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> class Shrunk(lc.BACC):                        # BACC whose estimates shrink
+      ...     shrink: float = lc.field(ndim=0, decoder=True, constraint="nonnegative",
+      ...                              default=0.0, kw_only=True)
+      ...     def apply_decoder(self, Y, alive):
+      ...         return super().apply_decoder(Y, alive) / (1.0 + self.shrink)
+      >>> scheme = Shrunk(lc.bacc(4, 10).alpha, lc.bacc(4, 10).beta, shrink=1.0)
+      >>> scheme.name, scheme.decoder_fields
+      ('shrunk', ('shrink',))
+    """
+    if constraint is not None and constraint not in CONSTRAINTS:
+        raise ValueError(f"field: constraint must be one of {sorted(CONSTRAINTS)} or None, got "
+                         f"{constraint!r}.")
+    if static and (decoder or per_worker or ndim is not None):
+        raise ValueError("field: a static field is a setting, not an array: it takes no ndim, "
+                         "decoder or per_worker.")
+    metadata = {_MARK: True, "static": bool(static)}
+    if not static:
+        metadata.update(ndim=ndim, per_worker=bool(per_worker), decoder=bool(decoder),
+                        constraint=constraint)
+    return dataclasses.field(default=default, kw_only=kw_only, metadata=metadata)
+
+
+def _is_classvar(annotation) -> bool:
+    if isinstance(annotation, str):
+        return re.match(r"^\s*(typing\.)?ClassVar\b", annotation) is not None
+    return annotation is ClassVar or typing.get_origin(annotation) is ClassVar
+
+
+def _declare(cls) -> None:
+    """Make the ``Scheme`` subclass ``cls`` a frozen dataclass and a pytree, from its fields'
+    declarations (``field``); raise a TypeError naming any field not declared."""
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if _is_classvar(annotation):
+            continue
+        value = cls.__dict__.get(name, dataclasses.MISSING)
+        if not (isinstance(value, dataclasses.Field) and value.metadata.get(_MARK)):
+            raise TypeError(
+                f"{where}: the field {name!r} is not declared. Declare an array the scheme "
+                f"computes with as {name}: ... = letcc_jax.field(ndim=...) (its unswept "
+                f"number of dimensions), or a hashable setting as letcc_jax.field(static="
+                f"True); a constant that is no field is a ClassVar.")
+        if not value.metadata["static"]:
+            ndim = value.metadata["ndim"]
+            if not (isinstance(ndim, int) and not isinstance(ndim, bool) and ndim >= 0):
+                raise TypeError(f"{where}: the field {name!r} needs ndim, the number of "
+                                f"dimensions of its unswept value (an int >= 0), got "
+                                f"{ndim!r}: letcc_jax.field(ndim=...).")
+    dataclasses.dataclass(frozen=True, eq=False)(cls)
+    fields = dataclasses.fields(cls)
+    declared = tuple(f.name for f in fields if f.metadata.get("decoder", False))
+    explicit = cls.__dict__.get("decoder_fields", ())
+    names = tuple(dict.fromkeys(tuple(explicit) + declared))
+    unknown = [n for n in names if n not in {f.name for f in fields}]
+    if unknown:
+        raise TypeError(f"{where}: decoder_fields names {unknown}, which are no fields.")
+    cls.decoder_fields = names
+    if "name" not in cls.__dict__:
+        cls.name = cls.__name__.lower()
+    pytree_dataclass(cls)
 
 
 def _check_nodes(values, name: str, strict: bool):
@@ -151,16 +253,57 @@ class Scheme(check.Checked):
       [False, False, False, False]
     """
 
-    alpha: Float[Array, "*batch K"] = _leaf(1)
-    beta: Float[Array, "*batch N"] = _leaf(1, per_worker=True)
-    order: Int[Array, "*batch K"] | None = _leaf(1, default=None, kw_only=True)
-    fallback: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
-    workers: Int[Array, "*batch"] | None = _leaf(0, default=None, kw_only=True)
+    alpha: Float[Array, "*batch K"] = field(ndim=1, constraint=None)
+    beta: Float[Array, "*batch N"] = field(ndim=1, per_worker=True, constraint=None)
+    order: Int[Array, "*batch K"] | None = field(ndim=1, constraint=None, default=None,
+                                                 kw_only=True)
+    fallback: Float[Array, "*batch m"] | None = field(ndim=1, constraint=None, default=None,
+                                                      kw_only=True)
+    workers: Int[Array, "*batch"] | None = field(ndim=0, constraint=None, default=None,
+                                                 kw_only=True)
 
     name: ClassVar[str] = "scheme"
     #: The names of the leaves only the decoder reads (besides ``fallback``, which every
-    #: scheme's decoder alone reads); sweeping them reuses the coded inputs.
+    #: scheme's decoder alone reads); sweeping them reuses the coded inputs. Collected from
+    #: the fields declared with ``field(decoder=True)``.
     decoder_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # Every subclass is a frozen dataclass and a pytree whose structure holds its class
+        # (``letcc_jax._pytree``), built from its fields' declarations (``field``).
+        super().__init_subclass__(**kwargs)
+        _declare(cls)
+
+    def __post_init__(self):
+        self._check_fields()
+        super().__post_init__()
+
+    def validate(self):
+        """Check every concrete value (once per object); returns the object."""
+        if not self.__dict__.get("_validated", False):
+            self._check_fields()
+        return super().validate()
+
+    def _check_fields(self) -> None:
+        """The declared rules of every leaf (``field``): its rank, on tracers too (a
+        ``jax.vmap`` that maps an axis the leaf does not sweep leaves it too few), and its
+        ``constraint`` on concrete values."""
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value is None or spec.metadata.get("static", False):
+                continue
+            ndim, shape = spec.metadata.get("ndim", 0), np.shape(value)
+            if len(shape) < ndim:
+                where = (" Inside jax.vmap this means an axis was mapped that it does not "
+                         "sweep: map a swept scheme with in_axes=letcc_jax.sweep_axes(scheme), "
+                         "which maps the sweep axes only."
+                         if isinstance(value, jax.core.Tracer) else "")
+                raise ValueError(f"{self.name}: {spec.name} must have at least {ndim} "
+                                 f"dimension(s) (more: a sweep), got shape {shape}.{where}")
+            constraint = spec.metadata.get("constraint")
+            if constraint is not None:
+                rule, ok = CONSTRAINTS[constraint]
+                check.check_parameter(value, f"{self.name}: {spec.name}", rule, ok)
 
     def check_values(self) -> None:
         for field, strict, size in (("alpha", True, "K"), ("beta", False, "N")):
@@ -656,18 +799,68 @@ class Scheme(check.Checked):
 
     def _require_unswept(self, method: str):
         self.validate()
-        lead = self._leading_axes()
-        if lead:
-            grid = lead[0] if len(set(lead)) == 1 else sorted(set(lead))
+        swept = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value is not None and not spec.metadata.get("static", False):
+                if np.ndim(value) > spec.metadata.get("ndim", 0):
+                    swept[spec.name] = (np.shape(value), spec.metadata.get("ndim", 0))
+        if swept:
+            what = ", ".join(f"{name} of shape {shape} (unswept: {ndim} dimension(s))"
+                             for name, (shape, ndim) in swept.items())
             raise ValueError(
-                f"{method}: this {self.name} scheme is a sweep (parameters with leading axes "
-                f"{grid}); pass the sweep to monte_carlo / expected_loss, or map over the "
-                f"values yourself, e.g. jax.vmap(lambda lam: scheme.replace(lam_dec=lam)."
-                f"{method}(...))(lams)."
+                f"{method}: this {self.name} scheme is a sweep: {what}. Pass the sweep to "
+                f"monte_carlo / expected_loss, or map {method} over it with jax.vmap(lambda "
+                f"s: s.{method}(...), in_axes=(letcc_jax.sweep_axes(scheme),))(scheme). (A "
+                f"field declared with too small an ndim reads as a sweep too: "
+                f"letcc_jax.field(ndim=...).)"
             )
 
     def _nodes(self, dtype):
         return self.alpha.astype(dtype), self.beta.astype(dtype)
+
+
+def sweep_axes(tree):
+    """``jax.vmap``'s ``in_axes`` for mapping over the first sweep axis of swept schemes (or
+    any dataclass pytree that declares its leaves' ranks, such as the straggler and fault
+    models): 0 for every leaf that has the sweep's leading axes, None for the others.
+
+    ``jax.vmap(fn)(swept)`` maps every leaf along axis 0, the unswept ones too (the nodes,
+    a scalar lambda), which JAX refuses (a rank error, or inconsistent sizes) or, worse,
+    maps a node axis of matching size. Nest one ``vmap`` per axis for a grid of several.
+
+    Args:
+      tree: a scheme, a model, or a pytree of them and other values (those get None).
+
+    Returns:
+      A pytree of ``tree``'s structure, with 0 or None for each of its leaves.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> sweep = lc.letcc(4, 10).replace(lam_dec=jnp.array([0.0, 1e-3, 1e-1]))
+      >>> Y = jnp.sin(3 * sweep.beta)[:, None]
+      >>> decode = jax.vmap(lambda s: s.decode(Y), in_axes=(lc.sweep_axes(sweep),))
+      >>> decode(sweep).shape                              # one decode per lambda
+      (3, 4, 1)
+    """
+    def declares(node) -> bool:  # a dataclass pytree (a leaf's rank: its "ndim", else 0)
+        return dataclasses.is_dataclass(node) and not isinstance(node, type) and not (
+            jax.tree_util.treedef_is_leaf(jax.tree.structure(node)))
+
+    def axes(node):
+        if not declares(node):
+            return None
+        fields = [f for f in dataclasses.fields(node)
+                  if f.init and not f.metadata.get("static", False)]
+        leads = [np.shape(getattr(node, f.name))[:max(0, np.ndim(getattr(node, f.name))
+                                                      - f.metadata.get("ndim", 0))]
+                 for f in fields if getattr(node, f.name) is not None]
+        rank = max((len(lead) for lead in leads), default=0)
+        values = [None if rank == 0 or len(lead) < rank else 0 for lead in leads]
+        return jax.tree.unflatten(jax.tree.structure(node), values)
+
+    return jax.tree.map(axes, tree, is_leaf=declares)
 
 
 def _dtype(leaf, dtype) -> np.dtype:
@@ -860,8 +1053,6 @@ class Posterior:
     power: Float[Array, " K"]
 
 
-@pytree_dataclass
-@dataclasses.dataclass(frozen=True, eq=False)
 class LeTCC(Scheme):
     """Learning-theoretic coded computing: natural cubic smoothing splines both ways.
 
@@ -889,18 +1080,15 @@ class LeTCC(Scheme):
       (2,)
     """
 
-    lam_enc: Float[Array, "*batch"] = _leaf(0, default=0.0)
-    lam_dec: Float[Array, "*batch"] = _leaf(0, default=0.0)
-    solver: str = _static(default="auto")
+    lam_enc: Float[Array, "*batch"] = field(ndim=0, constraint="nonnegative", default=0.0)
+    lam_dec: Float[Array, "*batch"] = field(ndim=0, constraint="nonnegative", decoder=True,
+                                            default=0.0)
+    solver: str = field(static=True, default="auto")
 
     name: ClassVar[str] = "letcc"
-    decoder_fields: ClassVar[tuple[str, ...]] = ("lam_dec",)
 
     def check_values(self) -> None:
         super().check_values()
-        for name in ("lam_enc", "lam_dec"):
-            check.check_parameter(getattr(self, name), f"{self.name}: {name}",
-                                  "finite and >= 0", lambda v: v >= 0)
         if self.solver not in _spline.METHODS:
             raise ValueError(f"{self.name}: solver must be one of {_spline.METHODS}, "
                              f"got {self.solver!r}.")
@@ -1010,8 +1198,6 @@ class LeTCC(Scheme):
         return Posterior(estimate, std, tau, power), used, recovered
 
 
-@pytree_dataclass
-@dataclasses.dataclass(frozen=True, eq=False)
 class ResidualLeTCC(LeTCC):
     """LeTCC whose encoder matrix carries a learned residual: encode(X) = (E + R) X.
 
@@ -1030,7 +1216,7 @@ class ResidualLeTCC(LeTCC):
       (True, (10, 4), 0.0)
     """
 
-    residual: Float[Array, "*batch N K"] = _leaf(2, per_worker=True, default=None)
+    residual: Float[Array, "*batch N K"] = field(ndim=2, per_worker=True, default=None)
 
     name: ClassVar[str] = "letcc+residual"
 
@@ -1073,8 +1259,6 @@ class ResidualLeTCC(LeTCC):
         return super().apply_encoder(X) + self.residual.astype(X.dtype) @ X
 
 
-@pytree_dataclass
-@dataclasses.dataclass(frozen=True, eq=False)
 class BoundedLeTCC(LeTCC):
     """LeTCC whose estimates cannot run away across a gap of stragglers.
 
@@ -1105,8 +1289,10 @@ class BoundedLeTCC(LeTCC):
         a column unclipped from below.
       high (jax.Array | None): (m,) upper bound, or None; both or neither; ``inf`` leaves
         a column unclipped from above. Infinite entries give the same numbers as None and
-        keep every leaf present: shrunk and clipped schemes built that way share one pytree
-        structure, so one compiled program serves both.
+        keep every leaf present: one pytree structure, so one compiled program serves
+        shrunk and clipped schemes (or a sweep over ``prior_std`` that includes ``inf``).
+        That program computes the posterior variances, which the program of a scheme with
+        ``prior_std=None`` leaves out: clipping alone is about 3x cheaper in its own.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1119,12 +1305,14 @@ class BoundedLeTCC(LeTCC):
       True
     """
 
-    prior_std: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
-    low: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
-    high: Float[Array, "*batch m"] | None = _leaf(1, default=None, kw_only=True)
+    prior_std: Float[Array, "*batch m"] | None = field(ndim=1, decoder=True, constraint=None,
+                                                       default=None, kw_only=True)
+    low: Float[Array, "*batch m"] | None = field(ndim=1, decoder=True, constraint=None,
+                                                 default=None, kw_only=True)
+    high: Float[Array, "*batch m"] | None = field(ndim=1, decoder=True, constraint=None,
+                                                  default=None, kw_only=True)
 
     name: ClassVar[str] = "letcc+bounded"
-    decoder_fields: ClassVar[tuple[str, ...]] = ("lam_dec", "prior_std", "low", "high")
 
     def check_values(self) -> None:
         super().check_values()
@@ -1289,8 +1477,6 @@ class BarycentricScheme(Scheme):
         return bary.interpolation_matrix(beta, w, alpha) @ Y
 
 
-@pytree_dataclass
-@dataclasses.dataclass(frozen=True, eq=False)
 class BACC(BarycentricScheme):
     """Berrut approximated coded computing: Berrut's rational interpolant both ways.
 
@@ -1311,8 +1497,6 @@ class BACC(BarycentricScheme):
         return bary.berrut_weights(mask, nodes.dtype)
 
 
-@pytree_dataclass
-@dataclasses.dataclass(frozen=True, eq=False)
 class LCC(BarycentricScheme):
     """Lagrange coded computing over the reals: the interpolating polynomial both ways.
 
@@ -1338,7 +1522,7 @@ class LCC(BarycentricScheme):
       True
     """
 
-    degree: int = _static(default=1)
+    degree: int = field(static=True, default=1)
 
     name: ClassVar[str] = "lcc"
 
@@ -1361,8 +1545,6 @@ class LCC(BarycentricScheme):
         return bary.lagrange_weights(nodes, mask)
 
 
-@pytree_dataclass
-@dataclasses.dataclass(frozen=True, eq=False)
 class Uncoded(Scheme):
     """Replication: worker n computes the input at node n mod K.
 
@@ -1386,7 +1568,7 @@ class Uncoded(Scheme):
       [0.0, 1.0, 2.0, 3.0]
     """
 
-    combine: str = _static(default="mean")
+    combine: str = field(static=True, default="mean")
 
     name: ClassVar[str] = "uncoded"
 
@@ -1766,6 +1948,37 @@ def uncoded(K: int, N: int, *, combine: str = "mean", order: Int[Array, " K"] | 
 #: Every scheme by name: ``make_scheme(name, K, N, **options)`` calls the factory.
 SCHEMES = {"letcc": letcc, "letcc+residual": residual_letcc, "bacc": bacc, "lcc": lcc,
            "uncoded": uncoded}
+
+
+def register_scheme(name: str, factory: Callable[..., Scheme], *,
+                    replace: bool = False) -> None:
+    """Make ``make_scheme(name, K, N, **options)`` call ``factory(K, N, **options)``: a
+    user-defined scheme by name, e.g. in a config or an experiment's list of schemes.
+
+    Args:
+      name: the scheme's name, a non-empty string.
+      factory: a callable ``(K, N, **options) -> Scheme``.
+      replace: allow replacing a name already registered.
+
+    Raises:
+      TypeError: ``name`` not a non-empty string, ``factory`` not callable.
+      ValueError: ``name`` is taken and ``replace`` is False.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> lc.register_scheme("wide_bspline", lambda K, N, **o: lc.bspline(K, N, n_basis=2 * K, **o))
+      >>> lc.make_scheme("wide_bspline", 4, 10).n_basis
+      8
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_scheme: name must be a non-empty string, got {name!r}.")
+    if not callable(factory):
+        raise TypeError(f"register_scheme: factory must be callable (K, N, **options) -> "
+                        f"Scheme, got {factory!r}.")
+    if name in SCHEMES and not replace and SCHEMES[name] is not factory:
+        raise ValueError(f"register_scheme: {name!r} is registered already; pass replace=True "
+                         "to replace it.")
+    SCHEMES[name] = factory
 
 
 def make_scheme(name: str, K: int, N: int, **options) -> Scheme:

@@ -3,6 +3,7 @@ generalised cross-validation (GCV) for the decoder on one round of worker output
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -73,7 +74,7 @@ def select_lambda(
     X_cal: Float[Array, "C K d"],
     key: jax.Array,
     *,
-    lam_enc_grid: Sequence[float] = (0.0,),
+    lam_enc_grid: Sequence[float] | None = None,
     lam_dec_grid: Sequence[float] = DEFAULT_LAMBDA_GRID,
     trials: int = 100,
     stragglers: StragglerModel = NoStragglers(),
@@ -91,12 +92,15 @@ def select_lambda(
 
     Args:
       f: one input (d,) -> one output (m,), as in ``monte_carlo`` (hashable).
-      scheme: the ``LeTCC`` scheme whose lambdas are searched (unswept; padded by
-        ``Scheme.pad_workers`` or not).
+      scheme: the scheme whose lambdas are searched: any scheme with the scalar leaves
+        ``lam_enc`` and ``lam_dec`` (LeTCC, ``bspline``, a scheme of your own), unswept,
+        padded by ``Scheme.pad_workers`` or not. The grids must follow their fields' rules
+        (``bspline``'s lambdas are positive: leave 0 out).
       X_cal: (K, d) or (C, K, d) float calibration inputs, finite; f must be finite on
         them.
       key: PRNG key of the straggler patterns and fault draws.
-      lam_enc_grid: encoder lambdas to try, finite and >= 0 (default: 0 only).
+      lam_enc_grid: encoder lambdas to try, finite and >= 0 (default: the scheme's own
+        ``lam_enc`` only).
       lam_dec_grid: decoder lambdas to try, finite and >= 0 (default
         ``DEFAULT_LAMBDA_GRID``).
       trials: straggler patterns per batch and pair.
@@ -108,7 +112,8 @@ def select_lambda(
       every pair.
 
     Raises:
-      TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation;
+      TypeError: ``scheme`` has no ``lam_enc`` and ``lam_dec``; called under a JAX
+        transformation;
         f, the models or the key of the wrong type (as ``monte_carlo``).
       ValueError: a grid that is empty, not finite or negative; ``trials`` not a positive
         int; a swept scheme; X_cal not (K, d) or (C, K, d), or not finite; f not finite
@@ -128,9 +133,15 @@ def select_lambda(
       >>> bool(np.isclose(search.scheme.lam_dec, search.lam_dec[j]))  # the best pair
       True
     """
-    if not isinstance(scheme, LeTCC):
-        raise TypeError(f"select_lambda tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    names = {f.name for f in dataclasses.fields(scheme)} if dataclasses.is_dataclass(
+        scheme) else set()
+    if not {"lam_enc", "lam_dec"} <= names:
+        raise TypeError(f"select_lambda searches the scalar leaves lam_enc and lam_dec, which "
+                        f"{type(scheme).__name__} does not have; sweep a field of your own "
+                        "with scheme.replace(name=grid) through lc.expected_loss.")
     _require_eager("select_lambda", scheme, X_cal, key)
+    if lam_enc_grid is None:
+        lam_enc_grid = np.asarray(scheme.lam_enc, np.float64).reshape(1)
     trials = check.check_positive_int(trials, "trials")
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
                             batches=True)
@@ -193,7 +204,8 @@ def gcv(
       reported in Y's units, underflow to 0 or overflow to inf.
 
     Raises:
-      TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation; Y
+      TypeError: ``scheme`` has no ``lam_enc`` and ``lam_dec``; called under a JAX
+        transformation; Y
         complex or not numeric; ``alive`` not boolean.
       ValueError: Y not (N, m); ``alive`` not (N,); fewer than 4 valid results; a grid
         that is empty, negative, not finite or contains 0; a swept ``beta``; scores that

@@ -31,7 +31,6 @@ the nodes and lambdas.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -42,13 +41,14 @@ from jaxtyping import Array, Float
 
 from .. import _validation as check
 from . import _rounds
-from ..core._schemes import LeTCC, ResidualLeTCC
+from ..core._schemes import LeTCC, ResidualLeTCC, Scheme
 from ._evaluate import check_round, check_truth
 from ._models import FaultModel, NoStragglers, StragglerModel
 
-__all__ = ["LEARNABLE", "TuningResult", "node_logits", "ordered_nodes", "tune"]
+__all__ = ["LEARNABLE", "Tuner", "TunerState", "TuningResult", "node_logits", "ordered_nodes",
+           "tunable", "tune", "tuner"]
 
-#: What ``tune`` can learn.
+#: What ``tune`` can learn of a LeTCC scheme (``tunable`` gives any scheme's).
 LEARNABLE = ("alpha", "beta", "lam_enc", "lam_dec", "residual")
 
 
@@ -192,51 +192,103 @@ def _negligible_lambda(nodes) -> float:
 # ------------------------------------------------------------------ tuning
 
 
+def tunable(scheme: Scheme) -> tuple[str, ...]:
+    """The leaves of ``scheme`` that ``tune`` can learn: the nodes ``alpha`` and ``beta``,
+    every float leaf declared with a ``constraint`` (``letcc_jax.field``: LeTCC's and
+    ``bspline``'s lambdas, a weight of your own scheme), and for LeTCC its learned encoder
+    ``"residual"`` (``ResidualLeTCC``).
+
+    Args:
+      scheme: any scheme.
+
+    Returns:
+      The names, in field order.
+
+    Example:
+      >>> import letcc_jax as lc
+      >>> lc.tunable(lc.letcc(4, 10)), lc.tunable(lc.bacc(4, 10))
+      (('alpha', 'beta', 'lam_enc', 'lam_dec', 'residual'), ('alpha', 'beta'))
+    """
+    names = []
+    for spec in dataclasses.fields(scheme):
+        value = getattr(scheme, spec.name)
+        if spec.metadata.get("static", False) or value is None and spec.name != "residual":
+            continue
+        if spec.name in ("alpha", "beta") or (
+                spec.metadata.get("constraint") is not None
+                and jnp.issubdtype(jnp.result_type(value), jnp.floating)):
+            names.append(spec.name)
+    if isinstance(scheme, LeTCC) and "residual" not in names:
+        names.append("residual")
+    return tuple(names)
+
+
+def _kind(template: Scheme, name: str) -> str:
+    """How a leaf is optimised: "nodes" (ordered logits), "log" (a positive or nonnegative
+    leaf) or "real" (as it is)."""
+    if name in ("alpha", "beta"):
+        return "nodes"
+    constraint = template.__dataclass_fields__[name].metadata.get("constraint")
+    return "log" if constraint in ("positive", "nonnegative") else "real"
+
+
 @dataclasses.dataclass(frozen=True)
 class _Spec:
     """How the parameters map to a scheme and how they are optimised (hashable: a static
     argument of the jitted step). What is learned is data (``train``), so every choice of
     ``learn`` shares one compiled step."""
 
+    kinds: tuple[tuple[str, str], ...]
+    rates: tuple[tuple[str, float], ...]
     pin_alpha_ends: bool
     pin_beta_ends: bool
-    learning_rate: float
-    lambda_learning_rate: float
-    residual_learning_rate: float
     residual_l2: float
 
 
-def _init_params(scheme: ResidualLeTCC, learn: tuple, spec: _Spec) -> dict:
+def _init_params(scheme: Scheme, learn: tuple, spec: _Spec) -> dict:
     """Unconstrained starting values; the ones not learned are placeholders of the right
     shape (the step's shapes must not depend on ``learn``)."""
     dtype = scheme.alpha.dtype
     count = None if scheme.workers is None else int(scheme.workers)
-    params = {"residual": scheme.residual}
-    for name, nodes, pin, n in (("alpha", scheme.alpha, spec.pin_alpha_ends, None),
-                                ("beta", scheme.beta, spec.pin_beta_ends, count)):
-        size = nodes.shape[0] + (-1 if pin else 1)
-        params[name] = (_padded_logits(nodes, pin, n) if name in learn
-                        else jnp.zeros(size, dtype))
-    for name, nodes in (("lam_enc", scheme.alpha), ("lam_dec", scheme.beta[:count])):
-        lam = max(float(getattr(scheme, name)), _negligible_lambda(nodes))
-        params[name] = jnp.log(jnp.asarray(lam, dtype))
+    params = {}
+    for name, kind in spec.kinds:
+        value = getattr(scheme, name)
+        if kind == "nodes":
+            pin, n = ((spec.pin_alpha_ends, None) if name == "alpha"
+                      else (spec.pin_beta_ends, count))
+            size = value.shape[0] + (-1 if pin else 1)
+            params[name] = (_padded_logits(value, pin, n) if name in learn
+                            else jnp.zeros(size, dtype))
+        elif kind == "log":
+            value = np.asarray(value, np.float64)
+            if isinstance(scheme, LeTCC) and name in ("lam_enc", "lam_dec"):
+                nodes = scheme.alpha if name == "lam_enc" else scheme.beta[:count]
+                floor = _negligible_lambda(nodes)  # where it does not change the fit yet
+            else:
+                floor = float(np.sqrt(np.finfo(dtype).eps))
+            params[name] = jnp.log(jnp.asarray(np.maximum(value, floor),
+                                               jnp.result_type(getattr(scheme, name))))
+        else:
+            params[name] = jnp.asarray(value)
     return params
 
 
-def _scheme(template: ResidualLeTCC, params: dict, train: dict, spec: _Spec) -> ResidualLeTCC:
+def _scheme(template: Scheme, params: dict, train: dict, spec: _Spec) -> Scheme:
     """``template`` with every field flagged in ``train`` replaced by its value under
     ``params``; the other fields keep the template's values exactly (and get no gradient)."""
-    residual = params["residual"]
-    if template.workers is not None:  # padded workers repeat the last one's row
-        rows = jnp.arange(residual.shape[0], dtype=template.workers.dtype) < template.workers
-        residual = jnp.where(rows[:, None], residual, residual[template.workers - 1])
-    values = {
-        "alpha": _padded_nodes(params["alpha"], spec.pin_alpha_ends, None),
-        "beta": _padded_nodes(params["beta"], spec.pin_beta_ends, template.workers),
-        "lam_enc": jnp.exp(params["lam_enc"]),
-        "lam_dec": jnp.exp(params["lam_dec"]),
-        "residual": residual,
-    }
+    values = {}
+    for name, kind in spec.kinds:
+        value = params[name]
+        if kind == "nodes":
+            pin = spec.pin_alpha_ends if name == "alpha" else spec.pin_beta_ends
+            value = _padded_nodes(value, pin, None if name == "alpha" else template.workers)
+        elif kind == "log":
+            value = jnp.exp(value)
+        elif name == "residual" and template.workers is not None:
+            # padded workers repeat the last one's row
+            rows = jnp.arange(value.shape[0], dtype=template.workers.dtype) < template.workers
+            value = jnp.where(rows[:, None], value, value[template.workers - 1])
+        values[name] = value
     return template.replace(**{name: jnp.where(train[name], value, getattr(template, name))
                                for name, value in values.items()})
 
@@ -248,16 +300,15 @@ def _optimizer(spec: _Spec):
         raise ImportError(
             "letcc_jax.tune needs optax: pip install optax (or letcc_jax[models])."
         ) from exc
-    rates = {"alpha": spec.learning_rate, "beta": spec.learning_rate,
-             "lam_enc": spec.lambda_learning_rate, "lam_dec": spec.lambda_learning_rate,
-             "residual": spec.residual_learning_rate}
-    return optax.multi_transform({name: optax.adam(rate) for name, rate in rates.items()},
-                                 {name: name for name in rates})
+    return optax.multi_transform({name: optax.adam(rate) for name, rate in spec.rates},
+                                 {name: name for name, _ in spec.rates})
 
 
 def _objective(params, train, template, X, key, scale, f, trials, stragglers, faults, spec):
     scheme = _scheme(template, params, train, spec)
     loss = _rounds.expected_loss(f, scheme, X, key, stragglers, faults, trials=trials) / scale
+    if not isinstance(scheme, ResidualLeTCC):
+        return loss
     residual = scheme.residual
     if scheme.workers is not None:  # the existing workers' rows only, not the padding's
         rows = jnp.arange(residual.shape[0], dtype=scheme.workers.dtype) < scheme.workers
@@ -265,21 +316,185 @@ def _objective(params, train, template, X, key, scale, f, trials, stragglers, fa
     return loss + spec.residual_l2 * jnp.sum(residual**2)
 
 
-@functools.partial(jax.jit, static_argnames=("f", "trials", "spec"))
-def _step(params, opt_state, train, template, X, key, scale, f, trials, stragglers, faults,
-          spec):
-    loss, grads = jax.value_and_grad(_objective)(params, train, template, X, key, scale, f,
-                                                 trials, stragglers, faults, spec)
+def _update(state, X, key, scale, f, trials, stragglers, faults, spec):
+    loss, grads = jax.value_and_grad(_objective)(state.params, state.train, state.template, X,
+                                                 key, scale, f, trials, stragglers, faults,
+                                                 spec)
     # optax's Adam raises a Python float to the int32 step count, which strict dtype
     # promotion rejects.
     with jax.numpy_dtype_promotion("standard"):
-        updates, opt_state = _optimizer(spec).update(grads, opt_state, params)
-    return jax.tree.map(jnp.add, params, updates), opt_state, loss
+        updates, opt_state = _optimizer(spec).update(grads, state.opt_state, state.params)
+    params = jax.tree.map(jnp.add, state.params, updates)
+    return state._replace(params=params, opt_state=opt_state), loss
 
 
-def _plain(scheme: ResidualLeTCC) -> LeTCC:
+_step = jax.jit(_update, static_argnames=("f", "trials", "spec"))
+
+
+def _plain(scheme: Scheme) -> Scheme:
+    """A tuned ResidualLeTCC without a learned residual, back as the LeTCC it started as."""
+    if type(scheme) is not ResidualLeTCC:
+        return scheme
     return LeTCC(**{field.name: getattr(scheme, field.name)
                     for field in dataclasses.fields(LeTCC)})
+
+
+class TunerState(NamedTuple):
+    """The state of a ``Tuner``: a pytree (so a step runs under ``jit`` and ``lax.scan``).
+
+    Attributes:
+      params: the unconstrained parameters, one entry per tunable leaf.
+      opt_state: optax's Adam state.
+      template: the scheme the parameters are mapped into.
+      train: per tunable leaf, a boolean scalar: whether it is learned.
+    """
+
+    params: dict
+    opt_state: object
+    template: Scheme
+    train: dict
+
+
+class Tuner(NamedTuple):
+    """Tuning as a pure ``init``/``step`` pair (optax's style), from ``tuner``.
+
+    Attributes:
+      init: ``() -> TunerState``, the starting state.
+      step: ``(state, X, key) -> (state, loss)``: one Adam step on the Monte Carlo loss of
+        fresh straggler patterns drawn from ``key``, on the calibration inputs X (K, d) or
+        (C, K, d); the loss is relative to the tuner's ``scale``. Pure: jit it, scan it.
+      scheme: ``(state) -> Scheme``, the scheme the state holds.
+    """
+
+    init: Callable[[], TunerState]
+    step: Callable
+    scheme: Callable[[TunerState], Scheme]
+
+
+def _setup(scheme, learn, trials, learning_rate, lambda_learning_rate, residual_learning_rate,
+           learning_rates, residual_l2, pin_alpha_ends, pin_beta_ends):
+    """Check ``tuner``'s arguments: ``(template, learn, spec, train, keep_residual)``."""
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"tune tunes a scheme (letcc_jax.Scheme), got {type(scheme).__name__}.")
+    scheme.validate()
+    if _rounds.batch_shape(scheme):
+        raise ValueError("tune tunes one scheme in one setting; this scheme is a sweep.")
+    names = tunable(scheme)
+    letcc = isinstance(scheme, LeTCC)
+    if learn is None:
+        learn = ("alpha", "beta", "lam_enc", "lam_dec") if letcc else names
+    try:
+        learn = tuple(dict.fromkeys((learn,) if isinstance(learn, str) else learn))
+    except TypeError:
+        raise ValueError(f"learn must name some of {names}, got {learn!r}.") from None
+    unknown = [name for name in learn if name not in names]
+    if unknown or not learn:
+        raise ValueError(f"learn must name some of this {scheme.name} scheme's tunable leaves "
+                         f"{names}, got {learn!r} (a leaf is tunable when it is a node or "
+                         "declared with a constraint: letcc_jax.field(constraint=...)).")
+    rates = {} if learning_rates is None else dict(learning_rates)
+    for value, name in ((learning_rate, "learning_rate"),
+                        (lambda_learning_rate, "lambda_learning_rate"),
+                        (residual_learning_rate, "residual_learning_rate"),
+                        *((v, f"learning_rates[{k!r}]") for k, v in rates.items())):
+        check.check_real(value, name, "finite and > 0", lambda v: v > 0)
+    bad = [k for k in rates if k not in names]
+    if bad:
+        raise ValueError(f"learning_rates names {bad}, which are not tunable leaves {names}.")
+    check.check_real(residual_l2, "residual_l2", "finite and >= 0", lambda v: v >= 0)
+    check.check_positive_int(trials, "trials")
+    # LeTCC is tuned as a ResidualLeTCC (a zero, frozen residual unless learned)
+    template = (ResidualLeTCC.from_letcc(scheme) if letcc and not isinstance(
+        scheme, ResidualLeTCC) else scheme)
+    kinds = tuple((name, _kind(template, name)) for name in names)
+    default = {"nodes": learning_rate, "log": lambda_learning_rate, "real": learning_rate}
+    spec = _Spec(kinds,
+                 tuple((name, float(rates.get(name, residual_learning_rate if name == "residual"
+                                                   else default[kind])))
+                       for name, kind in kinds),
+                 bool(pin_alpha_ends), bool(pin_beta_ends), float(residual_l2))
+    keep_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)
+    train = {name: jnp.asarray(name in learn) for name in names}
+    return template, learn, spec, train, keep_residual
+
+
+def tuner(
+    f: Callable,
+    scheme: Scheme,
+    *,
+    stragglers: StragglerModel = NoStragglers(),
+    faults: Sequence[FaultModel] = (),
+    learn: Sequence[str] | None = None,
+    trials: int = 32,
+    scale: float = 1.0,
+    learning_rate: float = 0.02,
+    lambda_learning_rate: float = 0.1,
+    residual_learning_rate: float = 3e-3,
+    learning_rates: dict | None = None,
+    residual_l2: float = 1e-3,
+    pin_alpha_ends: bool = False,
+    pin_beta_ends: bool = True,
+) -> Tuner:
+    """The optimisation of ``tune`` as a pure ``init``/``step`` pair, for your own loop
+    (``jit``, ``lax.scan``, your own validation or schedule). The arguments are ``tune``'s.
+
+    Parametrisation: nodes as ordered logits (``ordered_nodes``), positive and nonnegative
+    leaves as their log, other float leaves as they are; Adam per leaf, at
+    ``learning_rate`` (nodes and plain leaves), ``lambda_learning_rate`` (log leaves),
+    ``residual_learning_rate`` (LeTCC's residual), or the rate ``learning_rates`` names.
+
+    Args:
+      f: one input (d,) -> one output (m,), differentiable; hashable.
+      scheme: the starting scheme (any type; unswept; padded or not). LeTCC is tuned as a
+        ``ResidualLeTCC`` whose residual is frozen at zero unless learned.
+      stragglers, faults: the setting the loss is measured in.
+      learn: names from ``tunable(scheme)``; default LeTCC's ``("alpha", "beta", "lam_enc",
+        "lam_dec")``, or every tunable leaf of another scheme.
+      trials: straggler patterns per batch and step.
+      scale: the loss is divided by it (``tune`` passes the starting loss).
+      learning_rate, lambda_learning_rate, residual_learning_rate: Adam's rates.
+      learning_rates: per leaf name, a rate that replaces the default one.
+      residual_l2: the ridge penalty on LeTCC's residual.
+      pin_alpha_ends, pin_beta_ends: keep the first and last node at -1 and +1.
+
+    Returns:
+      A ``Tuner``.
+
+    Raises:
+      TypeError, ValueError: as ``tune`` (the arguments checked here are those that do not
+        need f or the data).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> X = jnp.linspace(-1, 1, 8).reshape(4, 2)
+      >>> t = lc.tuner(jnp.tanh, lc.bspline(4, 10), stragglers=lc.ExactStragglers(2),
+      ...              trials=4, learn=("lam_dec",))
+      >>> step = jax.jit(t.step)
+      >>> state, losses = jax.lax.scan(lambda s, k: step(s, X, k), t.init(),
+      ...                              jax.random.split(jax.random.key(0), 3))
+      >>> losses.shape, type(t.scheme(state)).__name__
+      ((3,), 'BSpline')
+    """
+    setup = _setup(scheme, learn, trials, learning_rate, lambda_learning_rate,
+                   residual_learning_rate, learning_rates, residual_l2, pin_alpha_ends,
+                   pin_beta_ends)
+    check.check_real(scale, "scale", "finite and > 0", lambda v: v > 0)
+    template, learn, spec, train, keep_residual = setup
+
+    def init() -> TunerState:
+        params = _init_params(template, learn, spec)
+        return TunerState(params, _optimizer(spec).init(params), template, train)
+
+    def step(state: TunerState, X, key):
+        return _update(state, X, key, jnp.asarray(scale, X.dtype), f, int(trials), stragglers,
+                       tuple(faults), spec)
+
+    def scheme_of(state: TunerState) -> Scheme:
+        tuned = _scheme(state.template, state.params, state.train, spec)
+        return tuned if keep_residual else _plain(tuned)
+
+    return Tuner(init, step, scheme_of)
 
 
 class TuningResult(NamedTuple):
@@ -318,13 +533,13 @@ class TuningResult(NamedTuple):
 
 def tune(
     f: Callable,
-    scheme: LeTCC,
+    scheme: Scheme,
     X_cal: Float[Array, "C K d"],
     key: jax.Array,
     *,
     stragglers: StragglerModel = NoStragglers(),
     faults: Sequence[FaultModel] = (),
-    learn: Sequence[str] = ("alpha", "beta", "lam_enc", "lam_dec"),
+    learn: Sequence[str] | None = None,
     steps: int = 200,
     trials: int = 32,
     validation_trials: int = 128,
@@ -332,12 +547,13 @@ def tune(
     learning_rate: float = 0.02,
     lambda_learning_rate: float = 0.1,
     residual_learning_rate: float = 3e-3,
+    learning_rates: dict | None = None,
     residual_l2: float = 1e-3,
     pin_alpha_ends: bool = False,
     pin_beta_ends: bool = True,
     progress: bool = True,
 ) -> TuningResult:
-    """Tune a LeTCC scheme by Adam on the Monte Carlo loss over a calibration set.
+    """Tune a scheme by Adam on the Monte Carlo loss over a calibration set.
 
     Each step draws ``trials`` fresh straggler patterns (and fault draws) per calibration
     batch and follows the gradient of the mean loss, relative to the starting loss (so the
@@ -348,7 +564,8 @@ def tune(
 
     Args:
       f: one input (d,) -> one output (m,), differentiable in its input; hashable.
-      scheme: the starting LeTCC scheme (e.g. the result of ``select_lambda``). A padded
+      scheme: the starting scheme, of any type (e.g. the result of ``select_lambda``): its
+        nodes and its float leaves with a declared constraint (``tunable``). A padded
         scheme (``Scheme.pad_workers``) is tuned as its unpadded self, its padding kept:
         settings of different N padded to one N share one compiled step.
       X_cal: calibration inputs, (K, d) or C batches (C, K, d).
@@ -356,15 +573,19 @@ def tune(
         different sub-keys.
       stragglers: straggler model, e.g. ``ExactStragglers(S)``.
       faults: output fault models, e.g. ``(GaussianNoise(sigma),)``.
-      learn: any of ``LEARNABLE``; ``"residual"`` turns the scheme into a
-        ``ResidualLeTCC`` (zero residual at the start).
+      learn: names from ``tunable(scheme)``; default LeTCC's ``("alpha", "beta", "lam_enc",
+        "lam_dec")`` (``LEARNABLE`` adds ``"residual"``, which turns it into a
+        ``ResidualLeTCC`` with a zero residual at the start), or every tunable leaf of
+        another scheme.
       steps: optimiser steps.
       trials: straggler patterns per batch per step.
       validation_trials: patterns of the fixed validation set.
       validate_every: steps between validations.
       learning_rate: Adam's rate for the node logits.
-      lambda_learning_rate: Adam's rate for log lambda.
+      lambda_learning_rate: Adam's rate for log lambda (every positive or nonnegative
+        leaf, optimised as its log).
       residual_learning_rate: Adam's rate for the residual.
+      learning_rates: per leaf name, a rate that replaces the default one.
       residual_l2: weight of the ridge penalty ||R||_F^2 on the residual.
       pin_alpha_ends, pin_beta_ends: keep the first and last node at -1 and +1 (see the
         module docstring for why beta's are pinned by default).
@@ -376,10 +597,10 @@ def tune(
       history.
 
     Raises:
-      TypeError: ``scheme`` is not a LeTCC scheme; called under a JAX transformation; a
+      TypeError: ``scheme`` is not a scheme; called under a JAX transformation; a
         learning rate or ``residual_l2`` that is not a real number; f, the models or the
         key of the wrong type (as ``monte_carlo``).
-      ValueError: ``learn`` empty or naming something outside ``LEARNABLE``; ``steps``,
+      ValueError: ``learn`` empty or naming something outside ``tunable(scheme)``; ``steps``,
         ``trials``, ``validation_trials`` or ``validate_every`` not a positive int; a
         learning rate <= 0 or ``residual_l2`` < 0 (or not finite); X_cal not (K, d) or
         (C, K, d), or not finite; f not finite on X_cal; a swept scheme or swept models;
@@ -398,49 +619,33 @@ def tune(
       >>> bool(result.validation.min() <= result.validation[0])  # never worse than the start
       True
     """
-    if not isinstance(scheme, LeTCC):
-        raise TypeError(f"tune tunes a LeTCC scheme, got {type(scheme).__name__}.")
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"tune tunes a scheme (letcc_jax.Scheme), got {type(scheme).__name__}.")
     if not check.is_concrete(*jax.tree.leaves((scheme, X_cal, key))):
         raise TypeError("tune runs eagerly (an optimisation loop in Python); call it outside "
-                        "jax.jit / jax.vmap / jax.grad.")
-    try:
-        learn = tuple(dict.fromkeys((learn,) if isinstance(learn, str) else learn))
-    except TypeError:
-        raise ValueError(f"learn must name some of {LEARNABLE}, got {learn!r}.") from None
-    unknown = [name for name in learn if name not in LEARNABLE]
-    if unknown or not learn:
-        raise ValueError(f"learn must name some of {LEARNABLE}, got {learn!r}.")
-    for value, name in ((steps, "steps"), (trials, "trials"),
-                        (validation_trials, "validation_trials"),
+                        "jax.jit / jax.vmap / jax.grad, or loop over letcc_jax.tuner's step.")
+    for value, name in ((steps, "steps"), (validation_trials, "validation_trials"),
                         (validate_every, "validate_every")):
         check.check_positive_int(value, name)
-    for value, name in ((learning_rate, "learning_rate"),
-                        (lambda_learning_rate, "lambda_learning_rate"),
-                        (residual_learning_rate, "residual_learning_rate")):
-        check.check_real(value, name, "finite and > 0", lambda v: v > 0)
-    check.check_real(residual_l2, "residual_l2", "finite and >= 0", lambda v: v >= 0)
+    template, learn, spec, train, keep_residual = _setup(
+        scheme, learn, trials, learning_rate, lambda_learning_rate, residual_learning_rate,
+        learning_rates, residual_l2, pin_alpha_ends, pin_beta_ends)
     X, faults = check_round(f, scheme, X_cal, stragglers, faults, key, name="X_cal",
                             batches=True)
     if _rounds.batch_shape((scheme, stragglers, faults)):
         raise ValueError("tune tunes one scheme in one setting; its arguments are a sweep.")
-    with_residual = "residual" in learn or isinstance(scheme, ResidualLeTCC)
-    # Tuning always runs on a ResidualLeTCC (zero, frozen residual unless learned).
-    template = scheme if isinstance(scheme, ResidualLeTCC) else ResidualLeTCC.from_letcc(scheme)
-    spec = _Spec(bool(pin_alpha_ends), bool(pin_beta_ends), float(learning_rate),
-                 float(lambda_learning_rate), float(residual_learning_rate),
-                 float(residual_l2))
     params = _init_params(template, learn, spec)
-    train = {name: jnp.asarray(name in learn) for name in LEARNABLE}
+    state = TunerState(params, _optimizer(spec).init(params), template, train)
     k_train, k_val = jax.random.split(key)
 
-    def validate(p):
-        candidate = _scheme(template, p, train, spec)
-        candidate = candidate if with_residual else _plain(candidate)
+    def validate(state):
+        candidate = _scheme(state.template, state.params, state.train, spec)
+        candidate = candidate if keep_residual else _plain(candidate)
         loss, finite = _rounds.expected_loss_compiled(
             f, candidate, X, k_val, stragglers, faults, trials=validation_trials)
         return candidate, float(loss), finite
 
-    best, best_loss, finite = validate(params)
+    best, best_loss, finite = validate(state)
     check_truth(finite, X, "X_cal")
     if not np.isfinite(best_loss):
         raise ValueError(
@@ -450,15 +655,13 @@ def tune(
     initial = best
     scale = jnp.asarray(best_loss if best_loss > 0 else 1.0, X.dtype)
     val_steps, val_losses, losses, best_step = [0], [best_loss], [], 0
-    opt_state = _optimizer(spec).init(params)
     bar = _progress_bar(steps) if progress else None
     for step in range(1, steps + 1):
-        params, opt_state, loss = _step(params, opt_state, train, template, X,
-                                         jax.random.fold_in(k_train, step), scale, f, trials,
-                                         stragglers, faults, spec)
+        state, loss = _step(state, X, jax.random.fold_in(k_train, step), scale, f, trials,
+                            stragglers, faults, spec)
         losses.append(float(loss))
         if step % validate_every == 0 or step == steps:
-            candidate, value, _ = validate(params)
+            candidate, value, _ = validate(state)
             val_steps.append(step)
             val_losses.append(value)
             if value < best_loss:

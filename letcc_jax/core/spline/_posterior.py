@@ -138,8 +138,8 @@ def scale(
     normal = jnp.concatenate([W * bend, zero]) - jnp.concatenate([zero, W * bend])
     stiff = jnp.concatenate([W * W, zero[:, :1]]) + jnp.concatenate([zero[:, :1], W * W])
     near = (a * stiff < 1.0)[:, 0]  # where the normal equations round less
-    residual_a = jnp.where(near[:, None], normal * jnp.sqrt(a),
-                           (y - g) / jnp.sqrt(jnp.where(a > 0, a, 1.0)))
+    root_a = jnp.sqrt(jnp.where(a > 0, a, 1.0))  # a = 0 masked below (a finite gradient)
+    residual_a = jnp.where(near[:, None], normal * root_a, (y - g) / root_a)
     rss_a = jnp.where(a > 0, jnp.sum(jnp.where(alive[:, None], residual_a ** 2, 0.0), axis=0), 0.0)
     dof = jnp.sum(alive.astype(jnp.int32)) - 2
     return jnp.where(dof > 0, (rss_a + energy) / jnp.maximum(dof, 1).astype(dtype), jnp.inf)
