@@ -42,16 +42,6 @@ __all__ = ["CHECKS", "check_scheme"]
 CHECKS = ("pytree", "shapes", "erasure", "compile_once", "jit", "vmap", "grad", "linear",
           "recovery", "order", "padding", "sweep")
 
-_COMPILES: list[str] = []
-
-
-def _record(event, seconds, **_):
-    if "backend_compile" in event:
-        _COMPILES.append(event)
-
-
-jax.monitoring.register_event_duration_secs_listener(_record)
-
 #: Relative tolerance of two computations of the same decode (against the largest value).
 _RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
 
@@ -191,11 +181,20 @@ class _Case:
     def compile_once(self, dtypes):
         _, Y = self._data(dtypes[0])
         self.scheme.decode(Y, self.masks[0])
-        start = len(_COMPILES)
-        for alive in self.masks[1:]:
-            self.scheme.decode(Y, alive)
-        if len(_COMPILES) > start:
-            self._fail("compile_once", f"{len(_COMPILES) - start} compilations for "
+        compiles = []
+
+        def record(event, seconds, **_):
+            if "backend_compile" in event:
+                compiles.append(event)
+
+        jax.monitoring.register_event_duration_secs_listener(record)
+        try:
+            for alive in self.masks[1:]:
+                self.scheme.decode(Y, alive)
+        finally:
+            jax.monitoring.unregister_event_duration_listener(record)
+        if compiles:
+            self._fail("compile_once", f"{len(compiles)} compilations for "
                                        f"{len(self.masks) - 1} new straggler patterns")
 
     def jit(self, dtypes):

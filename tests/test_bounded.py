@@ -133,7 +133,7 @@ def test_from_outputs_reads_mean_spread_and_range():
     ({"low": np.zeros(2), "high": -np.ones(2) * np.inf}, "finite or inf"),
     ({"low": np.zeros(2)}, "both low and high"),
     ({"low": np.ones(2), "high": np.zeros(2)}, "must not exceed"),
-    ({"fallback": np.zeros(2), "prior_std": 1.0}, r"prior_std must have at least 1 dim"),
+    ({"fallback": np.zeros(2), "prior_std": 1.0}, r"\(m,\) array"),
 ])
 def test_bad_bounds_are_clear_errors(options, match):
     with pytest.raises(ValueError, match=match):

@@ -134,7 +134,8 @@ def test_non_finite_rows_are_erasures(scheme, bad, dtype, jit_decode):
 
 def test_too_few_survivors_raise_saying_how_many(scheme):
     Y = jnp.ones((N, M))
-    need = {"letcc": 2, "letcc+residual": 2, "bacc": 2, "lcc": K, "uncoded": K}[scheme.name]
+    need = {"letcc": 2, "letcc+residual": 2, "bspline": 2, "bacc": 2, "lcc": K,
+            "uncoded": K}[scheme.name]
     assert scheme.min_survivors == need
     alive = np.zeros(N, bool)
     if scheme.name == "uncoded":

@@ -315,7 +315,8 @@ def test_monte_carlo_labels(labels):
 
 def test_select_lambda_validation():
     X, key = jnp.ones((K, 2)), jax.random.key(0)
-    with pytest.raises(TypeError, match="select_lambda tunes a LeTCC scheme, got BACC"):
+    with pytest.raises(TypeError, match="select_lambda searches the scalar leaves lam_enc and "
+                                        "lam_dec, which BACC"):
         lc.select_lambda(f, lc.bacc(K, N), X, key)
     for grid in ([], [0.1, -1.0], [np.nan], [np.inf]):
         with pytest.raises(ValueError, match="lam_dec_grid must be a non-empty sequence"):

@@ -22,7 +22,7 @@ def test_demo_smoke(tmp_path, capfd):
     # covers their LeNet-5 paths and Table 1's output files
     demo.main(["--smoke", "--untrained", "--out", str(tmp_path)])
     printed = capfd.readouterr().out  # the experiments run in subprocesses
-    assert "| model | N | K | survivors N−S | LeTCC | BACC | LCC | uncoded |" in printed
+    assert "| model | N | K | survivors N−S | LeTCC | B-spline | BACC | LCC | uncoded |" in printed
     assert "slope" in printed and "demo:" in printed
 
     out = tmp_path / "demo" / "table1"
@@ -94,7 +94,7 @@ def test_demo_stops_when_an_experiment_fails(tmp_path, monkeypatch):
 
 def test_demo_synthetic_smoke(tmp_path, capsys):
     demo.main(["--synthetic", "--smoke", "--out", str(tmp_path)])
-    assert "| N | K | S | letcc | bacc | lcc | uncoded |" in capsys.readouterr().out
+    assert "| N | K | S | letcc | bspline | bacc | lcc | uncoded |" in capsys.readouterr().out
     out = tmp_path / "demo" / "synthetic"
     assert len(json.loads((out / "results.json").read_text())["rows"]) == len(table1.SCHEMES)
     assert (out / "table.md").read_text().count("\n") == 3

@@ -257,14 +257,15 @@ def test_error_vs_n_smoke(tmp_path, caplog):
         rows, fitted = error_vs_n.main(["--smoke", "--functions", "synthetic",
                                         "--out", str(tmp_path)])
     # one bucket of N (10 and 20, padded to 20): LeTCC's calibration and evaluation share one
-    # program, BACC has another
-    compiled = sum("compilation of jit(monte_carlo_compiled)" in r.getMessage() for r in caplog.records)
-    assert compiled == 2 and {r["N"] for r in rows} == {10, 20}
+    # program, the B-spline's another, BACC has a third
+    compiled = sum("compilation of jit(monte_carlo_compiled)" in r.getMessage()
+                   for r in caplog.records)
+    assert compiled == 3 and {r["N"] for r in rows} == {10, 20}
     out = tmp_path / "error_vs_n"
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["functions"] == ["synthetic"]
     assert (out / "error_vs_n_synthetic.png").stat().st_size > 0
-    expected = len(config["N"]) * 2 * len(config["rel_sigmas"]) * 2
+    expected = len(config["N"]) * 2 * len(config["rel_sigmas"]) * 3
     assert len(rows) == expected
     assert all(r["batches"] == config["batches"] for r in rows)
     with (out / "results.csv").open() as fh:
@@ -274,8 +275,10 @@ def test_error_vs_n_smoke(tmp_path, caplog):
         assert np.isfinite(r["mse_mean"]) and r["mse_mean"] >= 0
         assert (r["sigma"] > 0) == (r["rel_sigma"] > 0)
         assert 0 < r["S"] < r["N"]
-        if r["scheme"] == "letcc":
+        if r["scheme"] in ("letcc", "bspline"):
             assert r["lam_dec"] in config["lam_dec_grid"]
+        if r["scheme"] == "bspline":
+            assert r["lam_dec"] > 0
 
 
 def test_theory_rates_follow_the_papers_derivation():

@@ -535,7 +535,7 @@ def test_lambda_search_and_tuning_right_answer_or_clear_error(data):
             corruption, [0.0, 1e-4, 1e-1])
         args = dict(lam_dec_grid=grid, trials={"trials": 0}.get(corruption, 4),
                     stragglers=lc.ExactStragglers(2), faults=[lc.GaussianNoise(0.05)])
-        named = {"scheme": "LeTCC", "grid_negative": "lam_dec_grid",
+        named = {"scheme": "lam_enc and lam_dec", "grid_negative": "lam_dec_grid",
                  "grid_empty": "lam_dec_grid", "grid_string": "lam_dec_grid",
                  "trials": "trials", "X_cal": "X_cal", "X_cal_empty": "X_cal",
                  "key": "key"}.get(corruption)
@@ -553,7 +553,7 @@ def test_lambda_search_and_tuning_right_answer_or_clear_error(data):
             lc.gcv, lc.bacc(K_MC, N_MC) if corruption == "scheme" else scheme,
             {"X_cal": Y[:-1], "X_cal_empty": Y[:, :0]}.get(corruption, Y), None, grid)
     else:
-        named = {"scheme": "LeTCC", "trials": "trials", "X_cal": "X_cal",
+        named = {"scheme": "tunable leaves", "trials": "trials", "X_cal": "X_cal",
                  "X_cal_empty": "X_cal", "key": "key", "steps": "steps", "learn": "learn",
                  "learning_rate": "learning_rate"}.get(corruption)
         if named is None:  # a valid tuning run is covered by test_tuning; only errors here

@@ -142,7 +142,6 @@ def test_calls_that_take_no_padding_say_so():
     calls = {
         "worst_adversaries": lambda: lc.worst_adversaries(f, padded, X, 1, 1.0),
         "gcv": lambda: lc.gcv(padded, Y),
-        "tune": lambda: lc.tune(f, padded, X[None], jax.random.key(0)),
         "posterior_rounds": lambda: lc.posterior_rounds(f, padded, X, jax.random.key(0),
                                                      stragglers=lc.ExactStragglers(1)),
     }

@@ -28,6 +28,7 @@ module, so an eager call costs one cached dispatch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -275,23 +276,39 @@ class Scheme(check.Checked):
         _declare(cls)
 
     def __post_init__(self):
+        self._check_fields(traced=True)
+        self.check_values()
         self._check_fields()
-        super().__post_init__()
+        object.__setattr__(self, "_validated", True)
 
     def validate(self):
         """Check every concrete value (once per object); returns the object."""
         if not self.__dict__.get("_validated", False):
+            self._check_fields(traced=True)
+            self.check_values()
             self._check_fields()
-        return super().validate()
+            object.__setattr__(self, "_validated", True)
+        return self
 
-    def _check_fields(self) -> None:
-        """The declared rules of every leaf (``field``): its rank, on tracers too (a
-        ``jax.vmap`` that maps an axis the leaf does not sweep leaves it too few), and its
-        ``constraint`` on concrete values."""
+    def _check_fields(self, traced: bool = False) -> None:
+        """The declared rules of every leaf (``field``): its rank, and its ``constraint`` on
+        concrete values. With ``traced``, the ranks of the traced leaves only, before any
+        other check reads a shape: a ``jax.vmap`` that maps an axis a leaf does not sweep
+        leaves it too few."""
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if value is None or spec.metadata.get("static", False):
+            if spec.metadata.get("static", False):
                 continue
+            if traced and not isinstance(value, jax.core.Tracer):
+                continue
+            if value is None:
+                if spec.default is None:  # an optional leaf, absent
+                    continue
+                raise TypeError(f"{self.name}: {spec.name} must be a real number or array, "
+                                f"got None.")
+            if not isinstance(value, (jax.Array, jax.core.Tracer, np.ndarray, np.generic,
+                                      int, float)):
+                continue  # not an array: the constraint's type check below says so
             ndim, shape = spec.metadata.get("ndim", 0), np.shape(value)
             if len(shape) < ndim:
                 where = (" Inside jax.vmap this means an axis was mapped that it does not "
@@ -300,8 +317,12 @@ class Scheme(check.Checked):
                          if isinstance(value, jax.core.Tracer) else "")
                 raise ValueError(f"{self.name}: {spec.name} must have at least {ndim} "
                                  f"dimension(s) (more: a sweep), got shape {shape}.{where}")
+        if traced:
+            return
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
             constraint = spec.metadata.get("constraint")
-            if constraint is not None:
+            if value is not None and constraint is not None:
                 rule, ok = CONSTRAINTS[constraint]
                 check.check_parameter(value, f"{self.name}: {spec.name}", rule, ok)
 
@@ -390,7 +411,14 @@ class Scheme(check.Checked):
                 shape = np.shape(value)
                 base = shape[len(shape) - field.metadata.get("ndim", 0):]
                 changes[field.name] = jnp.zeros(base, jnp.result_type(value))
-        return dataclasses.replace(self, **changes) if changes else self
+        if not changes:
+            return self
+        # placeholders, not parameters: set without the constructor's checks (a zero where
+        # a field's rule says positive), as JAX rebuilds pytrees
+        view = copy.copy(self)
+        for name, value in changes.items():
+            object.__setattr__(view, name, value)
+        return view
 
     # ----------------------------------------------------------------- public API
     def encode(self, X: Float[Array, "K d"]) -> Float[Array, "N d"]:
@@ -809,7 +837,7 @@ class Scheme(check.Checked):
             what = ", ".join(f"{name} of shape {shape} (unswept: {ndim} dimension(s))"
                              for name, (shape, ndim) in swept.items())
             raise ValueError(
-                f"{method}: this {self.name} scheme is a sweep: {what}. Pass the sweep to "
+                f"{method}: this {self.name} scheme is a sweep ({what}). Pass the sweep to "
                 f"monte_carlo / expected_loss, or map {method} over it with jax.vmap(lambda "
                 f"s: s.{method}(...), in_axes=(letcc_jax.sweep_axes(scheme),))(scheme). (A "
                 f"field declared with too small an ndim reads as a sweep too: "

@@ -347,6 +347,13 @@ class TunerState(NamedTuple):
       opt_state: optax's Adam state.
       template: the scheme the parameters are mapped into.
       train: per tunable leaf, a boolean scalar: whether it is learned.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> state = lc.tuner(jnp.tanh, lc.bacc(4, 10)).init()
+      >>> sorted(state.params), type(state.template).__name__
+      (['alpha', 'beta'], 'BACC')
     """
 
     params: dict
@@ -364,6 +371,14 @@ class Tuner(NamedTuple):
         fresh straggler patterns drawn from ``key``, on the calibration inputs X (K, d) or
         (C, K, d); the loss is relative to the tuner's ``scale``. Pure: jit it, scan it.
       scheme: ``(state) -> Scheme``, the scheme the state holds.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import letcc_jax as lc
+      >>> t = lc.tuner(jnp.tanh, lc.letcc(4, 10), trials=2)
+      >>> state, loss = t.step(t.init(), jnp.ones((4, 2)), jax.random.key(0))
+      >>> type(t.scheme(state)).__name__, loss.shape
+      ('LeTCC', ())
     """
 
     init: Callable[[], TunerState]
@@ -487,6 +502,8 @@ def tuner(
         return TunerState(params, _optimizer(spec).init(params), template, train)
 
     def step(state: TunerState, X, key):
+        X = jnp.asarray(X)
+        X = X[None] if X.ndim == 2 else X  # one batch
         return _update(state, X, key, jnp.asarray(scale, X.dtype), f, int(trials), stragglers,
                        tuple(faults), spec)
 
