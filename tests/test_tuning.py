@@ -373,6 +373,17 @@ def test_tune_tunes_any_scheme_through_its_declared_leaves():
     np.testing.assert_array_equal(np.asarray(only.scheme.beta), np.asarray(start.beta))
 
 
+def test_a_small_positive_leaf_starts_where_it_is(dtype):
+    """Only a zero needs a starting value for its log: a float32 B-spline penalty of 1e-8
+    starts at 1e-8, not at a floor above it."""
+    scheme = lc.bspline(K, N, lam_enc=1e-8, lam_dec=1e-9)
+    scheme = scheme.replace(alpha=scheme.alpha.astype(dtype), beta=scheme.beta.astype(dtype),
+                            lam_enc=jnp.asarray(1e-8, dtype), lam_dec=jnp.asarray(1e-9, dtype))
+    t = lc.tuner(f, scheme)
+    np.testing.assert_allclose(np.asarray(t.scheme(t.init()).lam_enc), 1e-8, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(t.scheme(t.init()).lam_dec), 1e-9, rtol=1e-5)
+
+
 def test_tuner_is_tunes_step_as_a_pure_function():
     """tuner's init/step, jitted and scanned, take tune's steps: the same training losses
     for the same keys (tune divides by its starting loss, the tuner by ``scale``)."""

@@ -261,13 +261,16 @@ def _init_params(scheme: Scheme, learn: tuple, spec: _Spec) -> dict:
                             else jnp.zeros(size, dtype))
         elif kind == "log":
             value = np.asarray(value, np.float64)
+            # a log cannot start at 0: a zero starts where it does not change the fit yet
             if isinstance(scheme, LeTCC) and name in ("lam_enc", "lam_dec"):
                 nodes = scheme.alpha if name == "lam_enc" else scheme.beta[:count]
-                floor = _negligible_lambda(nodes)  # where it does not change the fit yet
+                floor = _negligible_lambda(nodes)
             else:
                 floor = float(np.sqrt(np.finfo(dtype).eps))
-            params[name] = jnp.log(jnp.asarray(np.maximum(value, floor),
-                                               jnp.result_type(getattr(scheme, name))))
+            value = np.where(value > 0, value, floor) if not (
+                isinstance(scheme, LeTCC) and name in ("lam_enc", "lam_dec")) else np.maximum(
+                value, floor)
+            params[name] = jnp.log(jnp.asarray(value, jnp.result_type(getattr(scheme, name))))
         else:
             params[name] = jnp.asarray(value)
     return params
