@@ -41,7 +41,7 @@ from jaxtyping import Array, Float
 
 from .. import _validation as check
 from . import _rounds
-from ..core._schemes import LeTCC, ResidualLeTCC, Scheme
+from ..core._schemes import LeTCC, ResidualLeTCC, Scheme, existing
 from ._evaluate import check_round, check_truth
 from ._models import FaultModel, NoStragglers, StragglerModel
 
@@ -86,11 +86,7 @@ def ordered_nodes(logits: Float[Array, " G"], pin_ends: bool = False) -> Float[A
         raise ValueError(f"logits must be 1-D with at least {1 if pin_ends else 3} entries "
                          f"(n - 1 with pinned ends, n + 1 free), got shape {logits.shape}.")
     check.check_finite(logits, "logits")
-    inner = -1.0 + 2.0 * jnp.cumsum(jax.nn.softmax(logits))[:-1]
-    if not pin_ends:
-        return inner
-    one = jnp.ones((1,), inner.dtype)
-    return jnp.concatenate([-one, inner, one])
+    return _padded_nodes(logits, pin_ends, None)
 
 
 def node_logits(nodes: Float[Array, " n"], pin_ends: bool = False) -> Float[Array, " G"]:
@@ -264,12 +260,9 @@ def _init_params(scheme: Scheme, learn: tuple, spec: _Spec) -> dict:
             # a log cannot start at 0: a zero starts where it does not change the fit yet
             if isinstance(scheme, LeTCC) and name in ("lam_enc", "lam_dec"):
                 nodes = scheme.alpha if name == "lam_enc" else scheme.beta[:count]
-                floor = _negligible_lambda(nodes)
+                value = np.maximum(value, _negligible_lambda(nodes))
             else:
-                floor = float(np.sqrt(np.finfo(dtype).eps))
-            value = np.where(value > 0, value, floor) if not (
-                isinstance(scheme, LeTCC) and name in ("lam_enc", "lam_dec")) else np.maximum(
-                value, floor)
+                value = np.where(value > 0, value, float(np.sqrt(np.finfo(dtype).eps)))
             params[name] = jnp.log(jnp.asarray(value, jnp.result_type(getattr(scheme, name))))
         else:
             params[name] = jnp.asarray(value)
@@ -289,7 +282,7 @@ def _scheme(template: Scheme, params: dict, train: dict, spec: _Spec) -> Scheme:
             value = jnp.exp(value)
         elif name == "residual" and template.workers is not None:
             # padded workers repeat the last one's row
-            rows = jnp.arange(value.shape[0], dtype=template.workers.dtype) < template.workers
+            rows = existing(jnp.ones(value.shape[0], bool), template.workers)
             value = jnp.where(rows[:, None], value, value[template.workers - 1])
         values[name] = value
     return template.replace(**{name: jnp.where(train[name], value, getattr(template, name))
@@ -314,7 +307,7 @@ def _objective(params, train, template, X, key, scale, f, trials, stragglers, fa
         return loss
     residual = scheme.residual
     if scheme.workers is not None:  # the existing workers' rows only, not the padding's
-        rows = jnp.arange(residual.shape[0], dtype=scheme.workers.dtype) < scheme.workers
+        rows = existing(jnp.ones(residual.shape[0], bool), scheme.workers)
         residual = jnp.where(rows[:, None], residual, jnp.zeros((), residual.dtype))
     return loss + spec.residual_l2 * jnp.sum(residual**2)
 
