@@ -276,10 +276,7 @@ class Scheme(check.Checked):
         _declare(cls)
 
     def __post_init__(self):
-        self._check_fields(traced=True)
-        self.check_values()
-        self._check_fields()
-        object.__setattr__(self, "_validated", True)
+        self.validate()
 
     def validate(self):
         """Check every concrete value (once per object); returns the object."""
