@@ -171,7 +171,9 @@ def run_setting(f, split, N, K, S, config: Table1Config, key, fallback,
     )
     letcc = letcc.replace(lam_dec=jnp.asarray(search.scheme.lam_dec))
     bspline = lc.select_lambda(
-        f, pad(lc.bspline(K, N, fallback=fallback)), X_cal, k_cal,
+        # one basis size per padded N (a static field), so that its settings share programs
+        f, pad(lc.bspline(K, N, n_basis=lc.bspline(K, padded_to or N).n_basis,
+                          fallback=fallback)), X_cal, k_cal,
         lam_dec_grid=positive(config.lam_dec_grid), trials=config.cal_trials,
         stragglers=stragglers,
     ).scheme
