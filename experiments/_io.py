@@ -6,6 +6,7 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import fnmatch
 import json
 import os
 import platform
@@ -17,9 +18,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-__all__ = ["checked_output_dir", "configure_jax", "environment", "experiment_main", "lost_note",
-           "markdown_table", "output_dir", "parse_experiment_args", "print_config", "write_csv",
-           "write_json", "write_results"]
+__all__ = ["OUTPUTS", "checked_output_dir", "configure_jax", "environment", "experiment_main",
+           "lost_note", "markdown_table", "output_dir", "parse_experiment_args", "print_config",
+           "write_csv", "write_json", "write_results"]
 
 
 def configure_jax() -> None:
@@ -59,13 +60,55 @@ def environment() -> dict:
     }
 
 
-def output_dir(name: str, root: str | Path = "results") -> Path:
-    """``root/name``, created, once a probe file has been written to it and removed, so that a
-    run stops at its start, not after its work, when its results could not be written.
+_RESULTS = ("results.json", "results.csv")  # what write_results writes
+
+#: The files each experiment writes in its folder (``fnmatch`` patterns, for the figures
+#: named after a function or model), by the folder's name: :func:`output_dir` checks that
+#: every one of them can be written before the experiment runs. "synthetic" is the demo's
+#: ``--synthetic`` table; "demo" itself writes only into its experiments' folders.
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "adversarial": (*_RESULTS, "adversarial_vs_n.png"),
+    "demo": (),
+    "error_vs_n": (*_RESULTS, "error_vs_n_*.png"),
+    "latency": (*_RESULTS, "table.md", "latency_frontier.png"),
+    "ordering": (*_RESULTS, "table.md", "ordering_*.png"),
+    "probabilistic": (*_RESULTS, "table.md", "probabilistic_*.png"),
+    "regime_map": ("results.json", "table.md", "regime_map.png"),
+    "regimes": (*_RESULTS, "table.md", "regimes_*.png"),
+    "reliability": (*_RESULTS, "table.md", "reliability.png"),
+    "structured": (*_RESULTS, "table.md", "structured_*.png"),
+    "synthetic": ("results.json", "table.md"),
+    "table1": (*_RESULTS, "table.md", "table1_worst_case.png"),
+    "tuning": (*_RESULTS, "table.md", "tuning.png"),
+}
+
+
+def _unwritable(folder: Path, patterns) -> str | None:
+    """Why an existing entry of ``folder`` that matches one of ``patterns`` cannot be
+    overwritten by a file (a folder, a broken link, no write permission), or None."""
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
+                continue
+            path = folder / entry.name
+            if path.is_dir():
+                return f"{path} is a folder, not a file; move it away"
+            if not path.exists():
+                return f"{path} is a broken symbolic link; remove it"
+            if not os.access(path, os.W_OK):
+                return f"{path} is not writable; change its permissions or remove it"
+    return None
+
+
+def output_dir(name: str, root: str | Path = "results", outputs=None) -> Path:
+    """``root/name``, created, once a probe file has been written to it and removed and none
+    of the files written there (``outputs``, default :data:`OUTPUTS` of the first part of
+    ``name``) is a folder or otherwise unwritable, so that a run stops at its start, not
+    after its work, when its results could not be written.
 
     Raises:
-        OSError: the folder cannot be created or written; the message names ``--out`` and
-            the folder.
+        OSError: the folder cannot be created or written, or a file the experiment writes
+            cannot; the message names ``--out`` and the path.
     """
     path = Path(root) / name
     try:
@@ -75,16 +118,21 @@ def output_dir(name: str, root: str | Path = "results") -> Path:
     except OSError as exc:
         raise OSError(f"--out {root}: cannot write results to {path} ({exc.strerror or exc}); "
                       "choose a writable folder") from exc
+    problem = _unwritable(path, OUTPUTS[Path(name).parts[0]] if outputs is None else outputs)
+    if problem:
+        raise OSError(f"--out {root}: cannot write results to {path}: {problem}, or choose "
+                      "another --out")
     return path
 
 
-def checked_output_dir(parser: argparse.ArgumentParser, name: str, root: str) -> Path:
+def checked_output_dir(parser: argparse.ArgumentParser, name: str, root: str,
+                       outputs=None) -> Path:
     """:func:`output_dir` for a command line: an unusable ``--out`` is a usage error (exit
     status 2, with the message) before anything runs."""
     if not root:
         parser.error("--out must name a folder, got an empty string")
     try:
-        return output_dir(name, root)
+        return output_dir(name, root, outputs)
     except OSError as exc:
         parser.error(str(exc))
 

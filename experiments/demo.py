@@ -42,8 +42,8 @@ from experiments._common import (
     random_tanh_network,
     replication_loss_probability,
 )
-from experiments._io import (checked_output_dir, configure_jax, environment, lost_note,
-                             markdown_table, write_json)
+from experiments._io import (OUTPUTS, checked_output_dir, configure_jax, environment,
+                             lost_note, markdown_table, write_json)
 from experiments.configs import TABLE1
 
 SYNTHETIC_SETTINGS = [(20, 5, 4), (50, 10, 10), (100, 20, 20), (200, 50, 40)]
@@ -135,10 +135,13 @@ def main(argv=None):
     if args.synthetic:
         settings = SYNTHETIC_SETTINGS[:1] if args.smoke else SYNTHETIC_SETTINGS
         synthetic_table(settings, 20 if args.smoke else 500, 0,
-                        checked_output_dir(parser, "synthetic", out))
+                        checked_output_dir(parser, "demo/synthetic", args.out,
+                                           OUTPUTS["synthetic"]))
         return
 
     name = "smoke" if args.smoke else "demo"
+    for experiment in ("table1", "error_vs_n"):  # their files too, before training
+        checked_output_dir(parser, f"demo/{experiment}", args.out, OUTPUTS[experiment])
     # Trained here, with a progress bar, so that both experiments load it from the cache.
     if not args.untrained:
         model_function("lenet5", load_data("fashion_mnist"), progress=True,

@@ -506,3 +506,78 @@ def test_cifar_batches_without_images_are_refused(tmp_path):
     with pytest.raises(data.DataFileError, match="holds no images") as info:
         data.load_cifar10(tmp_path)
     assert str(tmp_path / "data_batch_3") in str(info.value)
+
+
+# ----------------------------------------------------------------- where the files are read
+@pytest.fixture
+def system_copy(tmp_path, monkeypatch):
+    """A complete Fashion-MNIST set in a stand-in for the Debian package's folder."""
+    folder = tmp_path / "system"
+    write_idx_set(folder, fake_idx_set(np.random.default_rng(20), n_train=2, n_test=2))
+    monkeypatch.setattr(data, "_FASHION_MNIST",
+                        dataclasses.replace(data._FASHION_MNIST, system_dirs=(str(folder),)))
+    return folder
+
+
+@pytest.mark.parametrize("subdir", ["fashion_mnist", "fashion-mnist"])
+def test_fashion_mnist_is_read_from_the_folder_the_docs_name(tmp_path, system_copy, subdir):
+    arrays = fake_idx_set(np.random.default_rng(21))
+    write_idx_set(tmp_path / "data_root" / subdir, arrays)
+    ds = data.load_fashion_mnist()
+    np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
+    assert "$LETCC_DATA/fashion_mnist" in data.load_fashion_mnist.__doc__
+
+
+def test_dataset_folders_are_the_dataset_names():
+    sources = {"fashion_mnist": data._FASHION_MNIST, "mnist": data._MNIST,
+               "cifar10": data._CIFAR10, "cifar100": data._CIFAR100}
+    assert set(sources) | {"mnist_subset"} == set(data.DATASETS)
+    for name, source in sources.items():
+        assert source.subdirs[0] == name  # where $LETCC_DATA/<dataset> says, and downloads go
+        assert f"$LETCC_DATA/{name}" in data.DATASETS[name].__doc__
+
+
+@pytest.mark.parametrize("where", ["data_root", "data_dir"])
+def test_a_partial_set_is_an_error_not_a_fallback(tmp_path, monkeypatch, system_copy, where):
+    folder = tmp_path / ("data_root/fashion_mnist" if where == "data_root" else "mine")
+    arrays = fake_idx_set(np.random.default_rng(22))
+    del arrays["t10k-labels-idx1-ubyte"]
+    write_idx_set(folder, arrays)
+    requested = serve(monkeypatch, {})  # a download would be attempted, and fail the test
+    with pytest.raises(data.DataFileError, match="only some of the Fashion-MNIST") as info:
+        data.load_fashion_mnist(folder if where == "data_dir" else None)
+    assert str(folder) in str(info.value) and "missing: t10k-labels-idx1-ubyte" in str(info.value)
+    assert not requested
+
+
+def test_a_damaged_file_is_named_not_passed_over(tmp_path, system_copy):
+    folder = tmp_path / "data_root" / "fashion_mnist"
+    write_idx_set(folder, fake_idx_set(np.random.default_rng(23)))
+    (folder / "t10k-images-idx3-ubyte").write_bytes(VALID_IDX[:-3])
+    with pytest.raises(data.DataFileError, match="truncated") as info:
+        data.load_fashion_mnist()
+    assert str(folder / "t10k-images-idx3-ubyte") in str(info.value)
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_an_interrupted_download_is_completed_only_if_its_files_check(tmp_path, monkeypatch,
+                                                                       damaged):
+    arrays = fake_idx_set(np.random.default_rng(24))
+    files = {f"{name}.gz": gzip.compress(idx_bytes(a), mtime=0) for name, a in arrays.items()}
+    md5 = {name: hashlib.md5(payload).hexdigest() for name, payload in files.items()}
+    monkeypatch.setattr(data, "_MNIST", dataclasses.replace(data._MNIST, downloads=md5))
+    folder = tmp_path / "data_root" / "mnist"
+    folder.mkdir(parents=True)
+    left = ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    for name in left:
+        payload = files[name]
+        (folder / name).write_bytes(payload[:-1] + bytes([payload[-1] ^ 1]) if damaged
+                                    else payload)
+    requested = serve(monkeypatch, files)
+    if damaged:
+        with pytest.raises(data.DataFileError, match="only some of the MNIST"):
+            data.load_mnist()
+        assert not requested
+    else:
+        np.testing.assert_array_equal(data.load_mnist().y_test, arrays["t10k-labels-idx1-ubyte"])
+        assert sorted(url.rsplit("/", 1)[1] for url in requested) == sorted(set(files) - set(left))

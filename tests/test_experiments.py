@@ -6,11 +6,13 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import fnmatch
 import importlib
 import itertools
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -392,6 +394,70 @@ def test_demo_checks_out_before_training(tmp_path, monkeypatch, capsys, flags):
         assert f"--out {out}: cannot write results to {out / 'demo'}" in capsys.readouterr().err
 
 
+#: Every command line, the folder under --out it writes to at --smoke, and its OUTPUTS entry
+#: (the demo's experiments write into <--out>/demo/<experiment>).
+CLIS = [(name, name, name) for name in ("adversarial", "error_vs_n", "ordering", "probabilistic",
+                                        "regimes", "reliability", "structured", "table1",
+                                        "tuning")]
+CLIS += [("latency", "latency/smoke", "latency"), ("regime_map", "regime_map", "regime_map"),
+         ("demo", "demo/table1", "table1"), ("demo", "demo/error_vs_n", "error_vs_n"),
+         ("demo", "demo/synthetic", "synthetic")]
+
+
+def _written_names(module) -> set[str]:
+    """The file names an experiment's source spells out, its f-strings' fields as "*"."""
+    names = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "*" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if re.fullmatch(r"[\w*.-]+\.(png|pdf|svg|json|csv|md|npz|npy|txt)", text):
+            names.add(text)
+    if any(isinstance(n, ast.Name) and n.id == "write_results"
+           for n in ast.walk(ast.parse(Path(module.__file__).read_text()))):
+        names |= {"results.json", "results.csv"}
+    return names
+
+
+def test_outputs_name_every_file_an_experiment_writes():
+    from experiments._io import OUTPUTS
+
+    folder = Path(error_vs_n.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")} - {"configs"}
+    assert modules == {name for name, _, _ in CLIS}
+    for name in modules:
+        patterns = OUTPUTS["synthetic" if name == "demo" else name]
+        named = _written_names(importlib.import_module(f"experiments.{name}"))
+        for written in named - {"goog.npz"}:  # structured reads matplotlib's sample data
+            assert any(fnmatch.fnmatchcase(written, p) for p in patterns), (name, written)
+
+
+@pytest.mark.parametrize("name, folder, outputs", CLIS, ids=[c[1] for c in CLIS])
+def test_every_output_is_checked_before_the_run(tmp_path, monkeypatch, capsys, name, folder,
+                                                outputs):
+    from experiments._io import OUTPUTS
+
+    module = _experiment(name, monkeypatch) if name not in ("demo", "regime_map") else (
+        importlib.import_module(f"experiments.{name}"))
+    for step in ("model_function", "run_experiment", "synthetic_table", "load_rows"):
+        if hasattr(module, step):
+            monkeypatch.setattr(module, step, _never_runs)
+    flags = [] if name == "regime_map" else ["--smoke", "--untrained"]
+    flags += ["--synthetic"] if outputs == "synthetic" else []
+    for pattern in OUTPUTS[outputs]:
+        taken = tmp_path / folder / pattern.replace("*", "lenet5")
+        taken.mkdir(parents=True)
+        with pytest.raises(SystemExit) as info:
+            module.main([*flags, "--out", str(tmp_path)])
+        assert info.value.code == 2
+        assert f"--out {tmp_path}: cannot write results to {tmp_path / folder}: {taken} is a " \
+               "folder, not a file" in capsys.readouterr().err
+        taken.rmdir()
+
+
 def test_output_dir_probe_leaves_no_file(tmp_path):
     from experiments._io import output_dir
 
@@ -495,3 +561,12 @@ def test_padded_sizes_and_the_ends_of_groups():
                                                          500: None}
     groups = [("a", 20, 60), ("a", 20, 60), ("a", 20, None), ("b", 20, 60), None]
     assert [ends_group(groups, i) for i in range(5)] == [False, True, True, True, True]
+
+
+def test_output_dir_names_a_broken_link_among_the_outputs(tmp_path):
+    from experiments._io import output_dir
+
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "tuning.png").symlink_to(tmp_path / "gone" / "tuning.png")
+    with pytest.raises(OSError, match="tuning.png is a broken symbolic link"):
+        output_dir("tuning", tmp_path)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, serialization
 
 from letcc_jax.zoo import models, train
 from letcc_jax.zoo.data import Dataset
@@ -215,6 +215,45 @@ def test_load_checkpoint_rejects_other_architecture(tmp_path):
     train.save_checkpoint(models.make_model("lenet5", (16, 16, 1), 3), path)
     with pytest.raises(ValueError, match="constructor arguments"):
         train.load_checkpoint(models.make_model("lenet5", (16, 16, 1), 4), path)
+
+
+def _write_state(path, model, change):
+    """Saves ``model``'s state with ``change`` applied to every leaf, as save_checkpoint would."""
+    pure = jax.tree.map(lambda v: change(np.asarray(v)), nnx.to_pure_dict(nnx.state(model)))
+    path.write_bytes(serialization.msgpack_serialize(pure))
+
+
+@pytest.mark.parametrize("change, found", [
+    (lambda v: v.astype(np.int32), r"found int32 \(5, 5, 1, 6\)"),
+    (lambda v: v.astype(np.float64), r"found float64 \(5, 5, 1, 6\)"),
+    (lambda v: v[..., :1] if v.ndim == 4 else v, r"found float32 \(5, 5, 1, 1\)"),
+], ids=["int32", "float64", "shape"])
+def test_load_checkpoint_checks_every_dtype_and_shape(tmp_path, change, found):
+    model = models.make_model("lenet5", (16, 16, 1), 3)
+    path = tmp_path / "state.msgpack"
+    _write_state(path, model, change)
+    with pytest.raises(ValueError, match=r"\['conv1'\]\['kernel'\]: expected float32 "
+                                         r"\(5, 5, 1, 6\), " + found) as info:
+        train.load_checkpoint(model, path)
+    assert str(path) in str(info.value)
+
+
+def test_load_checkpoint_names_a_truncated_file_or_a_folder(tmp_path):
+    model = models.make_model("lenet5", (16, 16, 1), 3)
+    path = tmp_path / "state.msgpack"
+    train.save_checkpoint(model, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt") as info:
+        train.load_checkpoint(model, path)
+    assert str(path) in str(info.value)
+    path.write_bytes(serialization.msgpack_serialize({"conv1": {"bias": np.zeros(6, "f4")}}))
+    with pytest.raises(ValueError, match=r"\['conv1'\]\['kernel'\] missing"):
+        train.load_checkpoint(model, path)
+    with pytest.raises(ValueError, match="is a directory, not a checkpoint"):
+        train.load_checkpoint(model, tmp_path)
+    path.write_bytes(serialization.msgpack_serialize([1, 2]))
+    with pytest.raises(ValueError, match="holds a list, not the dict of parameters"):
+        train.load_checkpoint(model, path)
 
 
 def test_train_config_is_validated():

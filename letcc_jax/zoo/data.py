@@ -8,9 +8,17 @@ learn any further normalisation in their first layers) and labels as int32.
 Where the files are looked for, in order:
 
 1. ``data_dir`` when given (and nowhere else);
-2. ``$LETCC_DATA/<dataset>`` (default ``~/.cache/letcc_jax/data/<dataset>``);
+2. ``$LETCC_DATA/<dataset>`` (default ``~/.cache/letcc_jax/data/<dataset>``), where
+   ``<dataset>`` is the name :func:`load_dataset` takes: ``fashion_mnist`` (``fashion-mnist``
+   is read too), ``mnist``, ``cifar10`` or ``cifar100``;
 3. system locations: Fashion-MNIST from the Debian package ``dataset-fashion-mnist``
    (``/usr/share/datasets/fashion-mnist``).
+
+The first location holding any of a dataset's files is the one read: a location with some of
+them but not all raises a :class:`DataFileError` that names what is there and what is missing,
+and never falls back to a later location or a download (the one exception: the files an
+interrupted download left in the first location, each checked against its published MD5
+sum, are completed by downloading the rest).
 
 When the files are missing, the loader downloads them into the first location, checking the
 published MD5 sums, but only if ``download=True`` (the default), the environment variable
@@ -77,7 +85,8 @@ class DataFileError(ValueError):
     array shapes); the error that revealed it, if any, is chained as ``__cause__``. Replace
     the file with the original, or delete it so that a loader downloads it again. A CIFAR
     file that would unpickle anything but arrays is refused with a ``DataFileError`` that is
-    also a ``pickle.UnpicklingError``.
+    also a ``pickle.UnpicklingError``. A folder holding some of a dataset's files but not all
+    raises it too, naming the folder and the missing files.
     """
 
 
@@ -386,14 +395,16 @@ def _to_float_images(images: np.ndarray) -> np.ndarray:
 class _Source:
     """Where a dataset's files live and how to fetch them.
 
-    ``files`` are paths inside ``folder`` (which is "" for the IDX sets); a candidate
-    directory may be the parent of ``folder`` or ``folder`` itself. For IDX sets a file may
-    also be present without its ``.gz``. ``downloads`` maps each downloaded file name to its
-    MD5; ``archive`` downloads are tarballs that are extracted into the target directory.
+    ``subdirs`` are the folders under ``$LETCC_DATA`` that are searched, in order; downloads
+    go to the first, the dataset's name. ``files`` are paths inside ``folder`` (which is ""
+    for the IDX sets); a candidate directory may be the parent of ``folder`` or ``folder``
+    itself. For IDX sets a file may also be present without its ``.gz``. ``downloads`` maps
+    each downloaded file name to its MD5; ``archive`` downloads are tarballs that are
+    extracted into the target directory.
     """
 
     title: str
-    subdir: str
+    subdirs: tuple[str, ...]
     folder: str
     files: tuple[str, ...]
     mirrors: tuple[str, ...]
@@ -403,10 +414,8 @@ class _Source:
 
     def resolve(self, directory: Path) -> Path | None:
         """The folder (``directory/folder`` or ``directory``) holding every file, or None."""
-        for folder in (directory / self.folder, directory):
-            if all(self.find(folder, name) is not None for name in self.files):
-                return folder
-        return None
+        folder, _, missing = self.present(directory)
+        return None if missing else folder
 
     def find(self, folder: Path, name: str) -> Path | None:
         """The path of file ``name`` in ``folder`` (``name.gz`` for IDX sets), or None."""
@@ -414,6 +423,17 @@ class _Source:
             if (folder / candidate).is_file():
                 return folder / candidate
         return None
+
+    def present(self, directory: Path) -> tuple[Path, list[Path], list[str]]:
+        """The folder (``directory/folder`` or ``directory``) holding the most of ``files``,
+        the paths of those it holds and the names of those it lacks."""
+        best = None
+        for folder in (directory / self.folder, directory):
+            paths = {name: self.find(folder, name) for name in self.files}
+            found = [path for path in paths.values() if path is not None]
+            if best is None or len(found) > len(best[1]):
+                best = folder, found, [name for name, path in paths.items() if path is None]
+        return best
 
 
 _IDX_FILES = (
@@ -425,7 +445,7 @@ _IDX_FILES = (
 
 _FASHION_MNIST = _Source(
     title="Fashion-MNIST",
-    subdir="fashion-mnist",
+    subdirs=("fashion_mnist", "fashion-mnist"),
     folder="",
     files=_IDX_FILES,
     mirrors=(
@@ -443,7 +463,7 @@ _FASHION_MNIST = _Source(
 
 _MNIST = _Source(
     title="MNIST",
-    subdir="mnist",
+    subdirs=("mnist",),
     folder="",
     files=_IDX_FILES,
     mirrors=(
@@ -460,7 +480,7 @@ _MNIST = _Source(
 
 _CIFAR10 = _Source(
     title="CIFAR-10",
-    subdir="cifar10",
+    subdirs=("cifar10",),
     folder="cifar-10-batches-py",
     files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",),
     mirrors=("https://www.cs.toronto.edu/~kriz/",),
@@ -470,7 +490,7 @@ _CIFAR10 = _Source(
 
 _CIFAR100 = _Source(
     title="CIFAR-100",
-    subdir="cifar100",
+    subdirs=("cifar100",),
     folder="cifar-100-python",
     files=("train", "test"),
     mirrors=("https://www.cs.toronto.edu/~kriz/",),
@@ -551,20 +571,43 @@ def _download(source: _Source, target: Path, mirrors: Sequence[str]) -> Path:
     raise OSError(f"Could not download {source.title}:\n  " + "\n  ".join(errors))
 
 
+def _left_by_download(source: _Source, target: Path, found: Sequence[Path]) -> bool:
+    """Whether the files ``found`` in the download folder ``target`` are what an interrupted
+    download left there: downloaded files whose MD5 sums match (for an archive, the archive
+    itself, from which the files found were extracted)."""
+    left = [target / name for name in source.downloads] if source.archive else found
+    return all(path.parent == target and path.is_file()
+               and _md5(path) == source.downloads.get(path.name) for path in left)
+
+
 def _locate(source: _Source, data_dir: str | os.PathLike | None, download: bool) -> Path:
-    """Returns the folder holding the files of ``source``, downloading them if allowed."""
+    """Returns the folder holding the files of ``source``, downloading them if allowed.
+
+    The first candidate folder holding any of the files is the one used: one that holds only
+    some of them is an error, not a reason to look further (see the module docstring).
+    """
     if not isinstance(download, (bool, np.bool_)):
         raise TypeError(f"download must be True or False, got {download!r}.")
     if data_dir is not None:
         candidates = [_as_path(data_dir, "data_dir")]
     else:
-        candidates = [data_root() / source.subdir, *map(Path, source.system_dirs)]
-    for directory in candidates:
-        folder = source.resolve(directory)
-        if folder is not None:
-            return folder
-
+        candidates = [data_root() / subdir for subdir in source.subdirs]
+        candidates += map(Path, source.system_dirs)
     target = candidates[0]
+    for directory in candidates:
+        folder, found, missing = source.present(directory)
+        if not missing:
+            return folder
+        if found and not (directory == target and _left_by_download(source, target, found)):
+            raise DataFileError(
+                f"{folder} holds only some of the {source.title} files "
+                f"({', '.join(path.name for path in found)}); missing: {', '.join(missing)}. "
+                "Add the missing files, or delete those there: a folder with some of the files "
+                "is neither completed by a download nor passed over for another copy."
+            )
+        if found:
+            break  # an interrupted download into target: complete it
+
     if not download:
         reason = "download=False was passed"
     elif os.environ.get("LETCC_OFFLINE", "0") not in ("", "0"):
@@ -586,7 +629,7 @@ def _locate(source: _Source, data_dir: str | os.PathLike | None, download: bool)
     raise FileNotFoundError(
         f"{source.title} files not found in {' or '.join(map(str, candidates))}. "
         f"Put {names}{gz} in {target / source.folder}, or pass data_dir= a folder holding them, "
-        f"or set LETCC_DATA so that $LETCC_DATA/{source.subdir} holds them. "
+        f"or set LETCC_DATA so that $LETCC_DATA/{source.subdirs[0]} holds them. "
         f"They come from {fetch}. Nothing was downloaded because {reason}."
     )
 
@@ -625,7 +668,8 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *,
                        download: bool = True) -> Dataset:
     """Fashion-MNIST: 60,000 train and 10,000 test 28x28 grey images of 10 clothing classes.
 
-    Reads the original IDX files (``train-images-idx3-ubyte[.gz]`` and friends). Without
+    Reads the original IDX files (``train-images-idx3-ubyte[.gz]`` and friends) from
+    ``data_dir`` or ``$LETCC_DATA/fashion_mnist`` (or ``$LETCC_DATA/fashion-mnist``); without
     ``data_dir`` it also finds the Debian package ``dataset-fashion-mnist``
     (``apt-get install dataset-fashion-mnist``).
 

@@ -321,13 +321,40 @@ def save_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
     os.replace(tmp.name, path)
 
 
+def _leaves(tree) -> dict[str, Any]:
+    """The leaves of a (nested dict) state by their path, e.g. ``['conv1']['kernel']``."""
+    return {jax.tree_util.keystr(path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _describe(leaf) -> str:
+    """``dtype shape`` of an array, or the type of anything else."""
+    if isinstance(leaf, (np.ndarray, jax.Array, np.generic)):
+        return f"{leaf.dtype} {tuple(leaf.shape)}"
+    return f"{type(leaf).__name__} (not an array)"
+
+
 def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> nnx.Module:
     """Loads a checkpoint written by :func:`save_checkpoint` into ``model`` (in place).
 
-    ``model`` must have the architecture the checkpoint was saved from.
+    ``model`` must have the architecture the checkpoint was saved from: every parameter and
+    statistic of the file must have the path, dtype and shape of the model's own.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is a folder, is not a checkpoint (truncated or corrupt), or holds
+            a parameter whose path, dtype or shape differs from the model's; the message names
+            the file and, for a parameter, its path with the expected and found dtype and shape.
     """
     path = Path(path)
-    payload = path.read_bytes()
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a checkpoint; give the path of the file "
+                         "written by save_checkpoint (e.g. <folder>/state.msgpack).")
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"No checkpoint at {path}; save one with save_checkpoint, or "
+                                "check the path.") from exc
     # Decoding damaged bytes fails in many ways (msgpack's ExtraData, ValueError, TypeError).
     try:
         restored = serialization.msgpack_restore(payload)
@@ -336,12 +363,26 @@ def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> nnx.Module:
             f"{path} is not a checkpoint written by save_checkpoint ({type(exc).__name__}: "
             f"{exc}); it is truncated or corrupt, delete it."
         ) from exc
+    if not isinstance(restored, dict):
+        raise ValueError(f"{path} holds a {type(restored).__name__}, not the dict of parameters "
+                         "save_checkpoint writes; it is not a checkpoint, delete it.")
     state = nnx.state(model)
-    shapes = jax.tree.map(np.shape, nnx.to_pure_dict(state))
-    if jax.tree.map(np.shape, restored) != shapes:
+    expected, found = _leaves(nnx.to_pure_dict(state)), _leaves(restored)
+    problems = [f"parameter {key} missing" for key in expected if key not in found]
+    problems += [f"parameter {key} not in the model" for key in found if key not in expected]
+    problems += [
+        f"parameter {key}: expected {_describe(want)}, found {_describe(found[key])}"
+        for key, want in expected.items() if key in found and not (
+            isinstance(found[key], np.ndarray) and found[key].dtype == want.dtype
+            and found[key].shape == want.shape)
+    ]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
+                                           if len(problems) > 5 else "")
         raise ValueError(
-            f"{path} does not hold a {type(model).__name__} of this architecture; build the "
-            "model with the constructor arguments it was trained with, or delete the file."
+            f"{path} does not hold the parameters of this {type(model).__name__} ({shown}); "
+            "build the model with the constructor arguments it was trained with, or delete the "
+            "file (get_trained_model then trains the model again)."
         )
     nnx.replace_by_pure_dict(state, restored)
     nnx.update(model, state)
