@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -194,6 +195,18 @@ def test_unusable_cluster_settings_are_named(kwargs, match):
         ({"address": "tcp://127.0.0.1:1", "connect_timeout": 0}, ValueError, "connect_timeout"),
         ({"n_workers": 1, "processes": False, "bogus_kw": 1, "silence_logs": logging.CRITICAL},
          TypeError, r"bogus_kw.*may be invalid"),
+        ({"address": "tcp://127.0.0.1:1", "n_workers": 3}, ValueError,
+         r"\['n_workers'\] configure the cluster that DaskBackend starts.*leave out address="),
+        ({"address": "tcp://127.0.0.1:1", "processes": False, "threads_per_worker": 2},
+         ValueError, r"\['processes', 'threads_per_worker'\] configure"),
+        ({"address": ""}, ValueError, "address is empty"),
+        ({"connect_timeout": 5.0, "n_workers": 0, "processes": False}, ValueError,
+         "connect_timeout applies only to connecting to a scheduler at address="),
+        ({"n_workers": 0, "processes": "no"}, TypeError, "processes must be True"),
+        ({"n_workers": 0, "processes": False, "seed": "abc"}, TypeError,
+         "seed must be None, an int >= 0 or a numpy.random.Generator, got 'abc'"),
+        ({"n_workers": 0, "processes": False, "seed": 1.5}, TypeError, "seed must be None"),
+        ({"n_workers": 0, "processes": False, "seed": -1}, ValueError, "seed must be an int >= 0"),
     ],
 )
 def test_unusable_backend_arguments_are_named(kwargs, error, match):
@@ -208,6 +221,12 @@ def test_an_invalid_cluster_keyword_in_worker_processes_is_named():
     with pytest.raises(TypeError, match=r"unexpected keyword.*bogus_kw.*may be invalid") as info:
         workers.DaskBackend(n_workers=1, bogus_kw=1, silence_logs=logging.CRITICAL)
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.timeout(60)
+def test_a_borrowed_client_takes_no_cluster_settings(dask):
+    with pytest.raises(ValueError, match=r"\['n_workers'\] configure.*leave out client="):
+        workers.DaskBackend(client=dask.client, n_workers=3)
 
 
 @pytest.mark.timeout(20)
@@ -294,6 +313,38 @@ def test_a_cluster_without_workers_is_a_clear_error():
     np.testing.assert_allclose(result.estimate, ref.estimate, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.timeout(60)
+def test_a_round_that_loses_every_worker_ends():
+    """The cluster's only worker leaves mid-round and none replaces it: a round without a
+    deadline ends worker_timeout later, its unfinished tasks lost, naming the worker."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=1, processes=False, host="127.0.0.1", protocol="tcp://",
+            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        workers.DaskBackend(client=client, worker_timeout=0.5) as backend,
+    ):
+        (address,) = client.nthreads()
+
+        def leave():
+            _until(lambda: any(client.processing().values()))
+            cluster.scale(0)
+
+        leaving = threading.Thread(target=leave)
+        leaving.start()
+        slow = workers.WorkerFaults(delay={n: 20.0 for n in range(N)})  # in flight until then
+        start = time.perf_counter()
+        with pytest.raises(workers.NotEnoughResults, match=rf"lost every worker during the "
+                           rf"round \({address}\).*worker_timeout=0.5 s") as info:
+            backend.run(F, SCHEMES["bacc"], X, faults=slow)
+        assert time.perf_counter() - start < 10
+        leaving.join()
+    assert "lost: no Dask worker was left to run it" in str(info.value)
+
+
 def _until(condition, timeout: float = 30.0) -> bool:
     end = time.monotonic() + timeout
     while not condition():
@@ -301,6 +352,33 @@ def _until(condition, timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def _kill_when_busy(client, pids):
+    """Kill the processes ``pids`` once the cluster has tasks to run."""
+    _until(lambda: any(client.processing().values()))
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(150)
+def test_workers_the_cluster_gave_up_on_are_started_again(dask):
+    """A LocalCluster closes the nanny of a worker whose restart outlasts
+    distributed.deploy.lost-worker-timeout (15 s, which a loaded machine reaches) and never
+    replaces it; the backend starts it again. A timeout of 0 makes every restart too slow."""
+    dask_config = pytest.importorskip("dask.config")
+    pids = dask.client.run(os.getpid)
+    victim = pids[min(pids)]
+    slow = workers.WorkerFaults(delay={n: 1.0 for n in range(N)})
+    with dask_config.set({"distributed.deploy.lost-worker-timeout": "0s"}):
+        killer = threading.Thread(target=_kill_when_busy, args=(dask.client, [victim]))
+        killer.start()
+        result = dask.run(F, SCHEMES["bacc"], X, faults=slow, deadline=90.0)
+        killer.join()
+        dask.client.wait_for_workers(3, timeout=60)
+    assert result.used.all() and result.errors == {}, result.errors
+    assert victim not in dask.client.run(os.getpid).values()
+    assert _until(lambda: all(dask.client.run(_installed).values()))  # the new one holds f
 
 
 @pytest.mark.timeout(120)

@@ -7,6 +7,14 @@ dies and is replaced gets f again, and killed tasks are re-run elsewhere by Dask
 Each worker unpickles f and jit-compiles it on first use. The master gathers results in
 arrival order and decodes as soon as enough valid ones are in, or at the deadline.
 
+While a round runs, the master asks the scheduler for its workers every ``_WATCH_S``
+seconds. A cluster that has had none for ``worker_timeout`` seconds ends the round: the tasks
+still unfinished become erasures. The embedded cluster also gets back the workers it gave up
+on: a ``LocalCluster`` closes the nanny of a worker whose restart takes longer than
+``distributed.deploy.lost-worker-timeout`` (15 s, which a loaded machine reaches) and never
+replaces it, so the backend scales the cluster back to its specified size (``cluster.scale``)
+whenever it finds a worker missing.
+
 f travels as a plugin rather than as scattered data: scattered data that every holder
 lost cannot be recomputed (Dask cancels the tasks that need it), and the active memory
 manager trims broadcast copies back to one, after which the scheduler runs every task
@@ -45,14 +53,20 @@ from distributed import (
     rejoin,
     secede,
 )
+from distributed.core import Status
+from tornado.ioloop import PeriodicCallback
 
-from .._validation import check_real
+from .._validation import check_count, check_real, is_int
 from ._base import Answers, Backend, NotEnoughResults, Round, seconds_or_none
 from ._faults import InjectedFault, TaskFault
 
 __all__ = ["DaskBackend"]
 
 _POLL_S = 0.005  # how often a delayed task checks whether it was cancelled
+_GONE = (Status.closing, Status.closed, Status.failed)  # a worker's end: its delays stop too
+_WATCH_S = 0.1  # how often a round checks that the cluster still has workers
+_RESTORE_S = 0.5  # how often the embedded cluster's size is checked
+_EMBEDDED = ("n_workers", "threads_per_worker", "processes")  # settings of the embedded cluster
 _KERNELS_KEPT = 8  # distinct f's kept installed on the workers at once
 
 
@@ -116,7 +130,7 @@ def _straggle(seconds: float) -> bool:
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         task = worker.state.tasks.get(key)
-        if task is None or task.state == "cancelled":
+        if task is None or task.state == "cancelled" or worker.status in _GONE:
             return False
         time.sleep(min(left, _POLL_S))
     rejoin()
@@ -179,35 +193,45 @@ class DaskBackend(Backend):
 
     A worker process that dies is survived: Dask re-runs its unfinished tasks on the other
     workers (and on its replacement, which gets f when it joins); a task that keeps killing
-    its workers ends as ``KilledWorker`` in ``errors``. Every task that gives no usable
-    result is accounted for in ``errors``, unless the round ended first (enough results, or
-    the deadline).
+    its workers ends as ``KilledWorker`` in ``errors``. A cluster left without any worker
+    for ``worker_timeout`` seconds ends the round: its unfinished tasks are listed in
+    ``errors`` as lost, and the round decodes from what arrived or raises
+    ``NotEnoughResults`` naming the workers that left. The embedded cluster is kept at its
+    size: workers it closed (see the module docstring) are started again. Every task that
+    gives no usable result is accounted for in ``errors``, unless the round ended first
+    (enough results, or the deadline).
 
     Args:
       client: an existing ``distributed.Client`` (synchronous); left open on ``close``.
       address: a scheduler address ("tcp://host:8786") to connect to instead.
-      connect_timeout: seconds to wait for the scheduler at ``address`` before raising
-        ``ConnectionError``.
+      connect_timeout: with ``address`` only: seconds to wait for the scheduler before
+        raising ``ConnectionError`` (default 10).
       n_workers, threads_per_worker, processes: the embedded ``LocalCluster`` made when
-        neither ``client`` nor ``address`` is given. It listens on 127.0.0.1 only, without
-        a dashboard. With ``processes`` (the default) each worker is a separate process,
-        which ``WorkerFaults.kill`` needs, and inherits the master's float64 setting.
-      seed: seeds the dispatch order. Tasks go out in a fresh random order each round, so
-        that when they queue for execution slots, arriving late does not depend on a
-        worker's position: decoders tolerate scattered stragglers far better than a missing
-        end of [-1, 1].
-      worker_timeout: seconds a round waits for the cluster to have a running worker
-        before raising ``NotEnoughResults``; the round's deadline, if sooner, bounds the
-        wait. ``inf`` or None: wait as long as the deadline allows (forever without one).
+        neither ``client`` nor ``address`` is given (default 2, 1 and True). It listens on
+        127.0.0.1 only, without a dashboard. With ``processes`` each worker is a separate
+        process, which ``WorkerFaults.kill`` needs, and inherits the master's float64
+        setting.
+      seed: None, an int >= 0 or a ``numpy.random.Generator``; seeds the dispatch order.
+        Tasks go out in a fresh random order each round, so that when they queue for
+        execution slots, arriving late does not depend on a worker's position: decoders
+        tolerate scattered stragglers far better than a missing end of [-1, 1].
+      worker_timeout: seconds a round waits for a running worker at its start, and while
+        the cluster has no worker during it, before giving up on the cluster (see above; at
+        the start it raises ``NotEnoughResults``); the round's deadline, if sooner, bounds
+        the wait. ``inf`` or None: wait as long as the deadline allows (forever without
+        one).
       **cluster_kwargs: passed on to ``LocalCluster``.
 
     Raises:
-      ValueError: both ``client`` and ``address``; ``cluster_kwargs`` with either of them;
-        an asynchronous client; ``n_workers`` not an int >= 0 or ``threads_per_worker``
-        not an int >= 1; ``connect_timeout`` or ``worker_timeout`` not > 0.
+      ValueError: both ``client`` and ``address``; settings of the embedded cluster
+        (``n_workers``, ``threads_per_worker``, ``processes``, ``cluster_kwargs``) with
+        either of them, or ``connect_timeout`` without ``address``; an asynchronous client;
+        an empty ``address``; ``n_workers`` not an int >= 0 or ``threads_per_worker`` not
+        an int >= 1; ``seed`` < 0; ``connect_timeout`` or ``worker_timeout`` not > 0.
       TypeError: ``client`` not a ``distributed.Client``; ``address`` not a string;
-        ``connect_timeout`` not a real number; ``cluster_kwargs`` that the embedded
-        cluster rejects (the message names them).
+        ``connect_timeout`` not a real number; ``processes`` not a bool; ``seed`` not an
+        int or Generator; ``cluster_kwargs`` that the embedded cluster rejects (the message
+        names them).
       ConnectionError: no scheduler answered at ``address`` within ``connect_timeout``.
 
     Example:
@@ -238,11 +262,11 @@ class DaskBackend(Backend):
         client: Client | None = None,
         *,
         address: str | None = None,
-        connect_timeout: float = 10.0,
-        n_workers: int = 2,
-        threads_per_worker: int = 1,
-        processes: bool = True,
-        seed: int | None = None,
+        connect_timeout: float | None = None,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool | None = None,
+        seed: int | np.random.Generator | None = None,
         worker_timeout: float | None = 30.0,
         **cluster_kwargs,
     ):
@@ -257,22 +281,51 @@ class DaskBackend(Backend):
             raise TypeError(
                 f'address must be a scheduler address string ("tcp://host:8786"), got {address!r}.'
             )
-        connect_timeout = check_real(connect_timeout, "connect_timeout", "finite seconds > 0",
-                                     lambda s: s > 0)
-        if (client is not None or address is not None) and cluster_kwargs:
+        if address is not None and not address.strip():
+            raise ValueError('address is empty; pass a scheduler address ("tcp://host:8786").')
+        embedded = {
+            name: value
+            for name, value in zip(_EMBEDDED, (n_workers, threads_per_worker, processes))
+            if value is not None
+        }
+        if client is not None or address is not None:
+            if passed := sorted(embedded) + sorted(cluster_kwargs):
+                given = "client=" if client is not None else "address="
+                raise ValueError(
+                    f"{passed} configure the cluster that DaskBackend starts itself; with "
+                    f"{given} it uses an existing cluster, which they do not change. Leave them "
+                    "out and size that cluster where it is made (e.g. cluster.scale(n)), or "
+                    f"leave out {given} to have DaskBackend start a cluster."
+                )
+        elif connect_timeout is not None:
             raise ValueError(
-                f"{sorted(cluster_kwargs)} configure the embedded cluster; they do not apply "
-                "to an existing client or scheduler address."
+                "connect_timeout applies only to connecting to a scheduler at address=; leave "
+                "it out, or pass address= as well."
             )
-        for arg, value, low in (("n_workers", n_workers, 0), ("threads_per_worker", threads_per_worker, 1)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{arg} must be an int >= {low}, got {value!r}.")
+        connect_timeout = check_real(10.0 if connect_timeout is None else connect_timeout,
+                                     "connect_timeout", "finite seconds > 0", lambda s: s > 0)
+        n_workers = check_count(2 if n_workers is None else n_workers, "n_workers", 0)
+        threads_per_worker = check_count(
+            1 if threads_per_worker is None else threads_per_worker, "threads_per_worker", 1)
+        if processes is None:
+            processes = True
+        elif not isinstance(processes, (bool, np.bool_)):
+            raise TypeError(
+                f"processes must be True (worker processes) or False (threads in this "
+                f"process), got {processes!r}."
+            )
+        if not (seed is None or is_int(seed) or isinstance(seed, np.random.Generator)):
+            raise TypeError(
+                f"seed must be None, an int >= 0 or a numpy.random.Generator, got {seed!r}."
+            )
+        if is_int(seed) and seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+        self._worker_timeout = seconds_or_none(worker_timeout, "worker_timeout")
         self._closed = False
         self._cluster = None
         self._owns_client = client is None
         self._kernels: collections.OrderedDict = collections.OrderedDict()
         self._rng = np.random.default_rng(seed)
-        self._worker_timeout = seconds_or_none(worker_timeout, "worker_timeout")
         if client is not None:
             if client.asynchronous:
                 raise ValueError("DaskBackend needs a synchronous Client (asynchronous=False).")
@@ -305,7 +358,7 @@ class DaskBackend(Backend):
                 self._cluster = LocalCluster(
                     n_workers=n_workers,
                     threads_per_worker=threads_per_worker,
-                    processes=processes,
+                    processes=bool(processes),
                     **cluster_kwargs,
                 )
             except Exception as exc:
@@ -325,6 +378,8 @@ class DaskBackend(Backend):
                     "arguments that distributed.LocalCluster (or its workers) accept."
                 ) from exc
             self.client = Client(self._cluster, direct_to_workers=True)
+            self._keeper = PeriodicCallback(self._restore, _RESTORE_S * 1000)
+            self._cluster.loop.add_callback(self._keeper.start)
 
     def __enter__(self) -> DaskBackend:
         return self
@@ -340,6 +395,8 @@ class DaskBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        if self._cluster is not None:
+            self._cluster.loop.add_callback(self._keeper.stop)
         try:
             if self._owns_client:
                 self.client.close()  # the cluster's workers, and f with them, go too
@@ -400,6 +457,42 @@ class DaskBackend(Backend):
             shipped.payload = None
         return shipped.name
 
+    def _restore(self):
+        """Start again the workers the embedded cluster closed (see the module docstring).
+
+        Runs every ``_RESTORE_S`` seconds on the embedded cluster's event loop.
+        """
+        cluster = self._cluster
+        if not self._closed and cluster.status == Status.running and (
+            set(cluster.worker_spec) - set(cluster.workers)
+        ):
+            cluster.scale(len(cluster.worker_spec))
+
+    async def _workers(self) -> set[str]:
+        """Addresses of the scheduler's workers, paused ones included (none if it does not
+        answer)."""
+        try:
+            return set(await self.client.scheduler.ncores())
+        except OSError:
+            return set()
+
+    async def _watch(self) -> list[str]:
+        """Return once the cluster has had no worker for ``worker_timeout`` seconds (never
+        without one): the workers seen meanwhile."""
+        seen: set[str] = set()
+        empty_since = None
+        while True:
+            present = await self._workers()
+            seen |= present
+            now = time.monotonic()
+            if present:
+                empty_since = None
+            elif empty_since is None:
+                empty_since = now
+            elif self._worker_timeout is not None and now - empty_since >= self._worker_timeout:
+                return sorted(seen)
+            await asyncio.sleep(_WATCH_S)
+
     def _await_workers(self, timeout: float | None):
         try:
             self.client.wait_for_workers(1, timeout=timeout)
@@ -458,19 +551,47 @@ class DaskBackend(Backend):
     async def _collect(
         self, futures: dict[Future, int], answers: Answers, rnd: Round, start: float, timeout: float | None
     ):
-        """Take results in arrival order until ``rnd.enough``, all are in, or the timeout."""
+        """Take results in arrival order until ``rnd.enough``, all are in, the timeout, or
+        the cluster has had no worker for ``worker_timeout`` seconds."""
         arrivals = as_completed(
-            list(futures), loop=self.client.loop, with_results=True, raise_errors=False,
-            timeout=timeout,
+            list(futures), loop=self.client.loop, with_results=True, raise_errors=False
         )
-        try:
+
+        async def take():
             async for future, value in arrivals:
                 if _receive(futures[future], value, answers, rnd, start):
                     return
-        except asyncio.TimeoutError:
-            missing = sum(not future.done() for future in futures)
-            answers.note = f"The deadline of {rnd.deadline} s passed with {missing} task(s) unfinished."
+
+        taking, watching = asyncio.ensure_future(take()), asyncio.ensure_future(self._watch())
+        try:
+            done, _ = await asyncio.wait(
+                (taking, watching), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if taking in done:
+                taking.result()  # raises what went wrong while taking results, if anything
+                return
+            unfinished = [
+                n for n in futures.values() if not answers.answered[n] and n not in answers.errors
+            ]
+            if watching not in done:
+                answers.note = (
+                    f"The deadline of {rnd.deadline} s passed with {len(unfinished)} task(s) "
+                    "unfinished."
+                )
+                return
+            left = watching.result()
+            for n in unfinished:
+                answers.errors[n] = "lost: no Dask worker was left to run it"
+            answers.note = (
+                f"The Dask cluster at {self.client.scheduler.address} lost every worker during "
+                f"the round ({', '.join(left) or 'none had started'}) and had none "
+                f"for worker_timeout={self._worker_timeout:g} s, leaving {len(unfinished)} "
+                "task(s) unfinished. Check why the workers died (memory, f itself) and whether "
+                "they are replaced; a longer worker_timeout waits longer for replacements."
+            )
         finally:
+            taking.cancel()
+            watching.cancel()
             arrivals.clear()
 
 
