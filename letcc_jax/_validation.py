@@ -19,6 +19,19 @@ def is_concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
+def require_eager(caller: str, *args) -> None:
+    """A TypeError when ``caller`` is reached under a transformation: a leaf of ``args`` is a
+    tracer (``jit``, ``vmap``, ``grad`` over them), or ``jit`` is tracing (where every new
+    array is a tracer, even without traced arguments)."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)) or isinstance(
+            jnp.zeros(()), jax.core.Tracer):
+        raise TypeError(
+            f"{caller} runs eagerly and cannot be called inside jax.jit, vmap or grad: it "
+            "compiles its own programs and steers its search by their results, which a traced "
+            f"call cannot read. Call {caller} outside the transformation, on concrete arrays "
+            "(it compiles once per configuration, so repeated calls are fast).")
+
+
 def concrete_values(x) -> np.ndarray | None:
     """``x`` as a NumPy array when it is a concrete number or array, else None (tracers)."""
     if isinstance(x, jax.core.Tracer):

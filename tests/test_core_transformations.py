@@ -179,3 +179,48 @@ def test_no_recompilation_across_masks(scheme, jit_decode, decode_traces):
     # A new shape is a new compilation, and the log sees it.
     jit_decode(scheme, jnp.ones((N, next(FRESH_WIDTHS))), jnp.ones(N, bool))
     assert len(decode_traces) == traces + 1
+
+
+# ------------------------------------------- node gradients where data and worker nodes meet
+
+# Chebyshev data points cos((2k-1)pi/(2K)) are worker points cos(n pi/(N-1)) for every k
+# where 2K divides N-1 (bacc(4, 17)), and 0 is both where K and N are odd (bacc(3, 9)).
+MEETING = [("bacc", 4, 17), ("bacc", 3, 9), ("lcc", 4, 17)]
+
+
+def node_loss(scheme, alpha, beta, X, alive):
+    """The coded inputs and the estimates through f, summed with weights, as a function of
+    the scheme's nodes (LCC's estimates hardly depend on them: it is nearly exact here)."""
+    scheme = scheme.replace(alpha=alpha, beta=beta)
+    coded = scheme.encode(X)
+    weights = jnp.cos(jnp.arange(scheme.K, dtype=X.dtype))[:, None]
+    return jnp.sum(weights * scheme.decode(jnp.sin(2 * coded), alive)) + jnp.sum(
+        jnp.sin(jnp.arange(scheme.N, dtype=X.dtype))[:, None] * coded)
+
+
+node_value_and_grad = jax.jit(jax.value_and_grad(node_loss, argnums=(1, 2)))
+
+
+@pytest.mark.parametrize("name,k,n,offset", [case + (0.0,) for case in MEETING]
+                         + [("bacc", 4, 17, 1e-12), ("lcc", 4, 17, 1e-12)])
+def test_node_grad_where_data_and_worker_nodes_meet(name, k, n, offset):
+    """At a coinciding pair the barycentric row is the unit vector, a limit whose derivative
+    in the nodes is not zero; 1e-12 beside it the plain formula's derivative loses about
+    eps / 1e-12 ~ 1e-4 to cancellation. Both must match central differences."""
+    scheme = lc.make_scheme(name, k, n)
+    shift = np.where(np.isin(np.asarray(scheme.alpha), np.asarray(scheme.beta)), offset, 0.0)
+    alpha, beta = np.asarray(scheme.alpha) + shift, np.asarray(scheme.beta)
+    assert np.any(np.isin(alpha - shift, beta))  # the case under test: nodes that meet
+    X = jnp.asarray(np.linspace(-1.0, 1.0, 2 * k).reshape(k, 2))
+    alive = jnp.asarray(np.arange(n) != 1)  # a straggler too: decoder signs by survivor rank
+    _, (g_alpha, g_beta) = node_value_and_grad(scheme, jnp.asarray(alpha), jnp.asarray(beta),
+                                               X, alive)
+
+    def at(a, b):
+        return node_value_and_grad(scheme, jnp.asarray(a), jnp.asarray(b), X, alive)[0]
+
+    fd_alpha = central_difference(lambda a: at(a, beta), alpha, 1e-6)
+    fd_beta = central_difference(lambda b: at(alpha, b), beta, 1e-6)
+    assert np.max(np.abs(fd_alpha)) > 0.1  # not trivially zero
+    np.testing.assert_allclose(np.asarray(g_alpha), fd_alpha, **FD_TOL)
+    np.testing.assert_allclose(np.asarray(g_beta), fd_beta, **FD_TOL)

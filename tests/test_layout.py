@@ -121,7 +121,8 @@ def test_the_import_checker_resolves_relative_imports():
 
 def test_a_decode_runs_only_the_schemes_and_the_spline_solvers():
     """Following ``Scheme.decode`` from the call to the numbers (a first call, so that it
-    traces) visits the schemes module, the spline solvers and the argument checks only."""
+    traces) visits the schemes module, the spline and banded solvers (with their helper for
+    values inside shard_map) and the argument checks only."""
     import sys
 
     import jax.numpy as jnp
@@ -143,7 +144,8 @@ def test_a_decode_runs_only_the_schemes_and_the_spline_solvers():
         scheme.decode(Y)
     finally:
         sys.setprofile(None)
-    allowed = {"core/_schemes.py", "core/_banded.py", "_validation.py", "_pytree.py"}
+    allowed = {"core/_schemes.py", "core/_banded.py", "core/_vma.py", "_validation.py",
+               "_pytree.py"}
     assert "core/_schemes.py" in visited and any(p.startswith("core/spline/") for p in visited)
     assert {p for p in visited if not p.startswith("core/spline/")} <= allowed, visited
 

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._vma import varying_like
+
 __all__ = ["solve_spd_pentadiagonal", "LDL_MAX_P"]
 
 LDL_MAX_P = 20_000
@@ -71,7 +73,8 @@ def _ldl_solve(diag0, diag1, diag2, rhs):
     """Banded LDL^T: A = L D L^T with L unit lower triangular of bandwidth 2."""
     P, m = rhs.shape
     dtype = rhs.dtype
-    zero, one, zero_m = jnp.zeros((), dtype), jnp.ones((), dtype), jnp.zeros((m,), dtype)
+    zero, one, zero_m = varying_like((jnp.zeros((), dtype), jnp.ones((), dtype),
+                                      jnp.zeros((m,), dtype)), diag0, diag1, diag2, rhs)
     sub1 = jnp.concatenate([jnp.zeros((1,), dtype), diag1])  # A[i, i-1]
     sub2 = jnp.concatenate([jnp.zeros((2,), dtype), diag2])[:P]  # A[i, i-2]
 

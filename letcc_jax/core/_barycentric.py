@@ -11,6 +11,7 @@ nodes plus a boolean mask, so the shapes stay static; masked-out nodes get weigh
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
@@ -38,6 +39,7 @@ def lagrange_weights(nodes: Float[Array, " n"], mask: Bool[Array, " n"]) -> Floa
     return jnp.where(mask, sign * jnp.exp(log_abs - scale), 0.0).astype(nodes.dtype)
 
 
+@jax.custom_jvp
 def interpolation_matrix(
     nodes: Float[Array, " n"],
     weights: Float[Array, " n"],
@@ -46,7 +48,9 @@ def interpolation_matrix(
     """Rows map node values to the barycentric interpolant's values at ``x``.
 
     Nodes with weight zero do not take part. Where ``x`` coincides with a taking-part node
-    the row is the unit vector of that node (the formula's 0/0 limit).
+    the row is the unit vector of that node (the formula's 0/0 limit). Derivatives with
+    respect to ``nodes``, ``weights`` and ``x`` are those of the interpolant, at and near a
+    coinciding node too (``_relative_rows``).
     """
     diff = x[:, None] - nodes[None, :]
     active = weights[None, :] != 0
@@ -58,3 +62,34 @@ def interpolation_matrix(
     hits = hit.astype(x.dtype)
     unit = hits / jnp.maximum(jnp.sum(hits, axis=1, keepdims=True), 1.0)
     return jnp.where(jnp.any(hit, axis=1, keepdims=True), unit, rows)
+
+
+def _relative_rows(
+    nodes: Float[Array, " n"],
+    weights: Float[Array, " n"],
+    x: Float[Array, " E"],
+) -> Float[Array, "E n"]:
+    """``interpolation_matrix``'s rows in a form that stays smooth as ``x`` meets a node.
+
+    Numerator and denominator are multiplied by t = x - z_k, z_k the taking-part node
+    nearest to x: the terms become w_k and w_j t / (x - z_j), each at most |w_j| in size, so
+    the derivative at t = 0 is the limit of the derivatives around it (a unit row whose
+    derivative is not zero), and near t = 0 it has no 1/t^2 terms that cancel.
+    """
+    diff = x[:, None] - nodes[None, :]
+    active = weights[None, :] != 0
+    k = jnp.argmin(jnp.where(active, jnp.abs(diff), jnp.inf), axis=1)
+    nearest = jnp.arange(nodes.shape[0])[None, :] == k[:, None]
+    t = jnp.take_along_axis(diff, k[:, None], axis=1)
+    safe = jnp.where(nearest | (diff == 0), 1.0, diff)  # other coinciding nodes: no limit
+    c = jnp.where(active, jnp.where(nearest, weights[None, :], weights[None, :] * (t / safe)),
+                  0.0)
+    den = jnp.sum(c, axis=1, keepdims=True)
+    return c / jnp.where(den == 0, 1.0, den)
+
+
+@interpolation_matrix.defjvp
+def _interpolation_matrix_jvp(primals, tangents):
+    # The values stay the plain formula's; only the derivative comes from the relative form.
+    _, tangent = jax.jvp(_relative_rows, primals, tangents)
+    return interpolation_matrix(*primals), tangent

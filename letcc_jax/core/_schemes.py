@@ -1693,11 +1693,18 @@ def _nodes(points, K, N):
     return jnp.asarray(alpha), jnp.asarray(beta)
 
 
-def _number_leaf(value, dtype):
-    """A number as a leaf of the nodes' dtype; anything else unchanged, for the scheme's
-    own checks to report."""
+def _lambda_leaf(value, name: str, dtype):
+    """A smoothing parameter given as a number, as a leaf of the nodes' dtype; anything else
+    unchanged, for the scheme's own checks to report.
+
+    The number is checked as given (a message shows the value passed, not its cast). A
+    finite lambda beyond the dtype's range (1e300 with float32 nodes) becomes the dtype's
+    largest number: both lie far beyond the straight-line limit, where the smoother caps
+    every lambda, so the scheme decodes as ``replace`` with the same value does.
+    """
     if isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
-        return jnp.asarray(value, dtype)
+        check.check_lambda(value, f"letcc: {name}")
+        return jnp.asarray(min(float(value), float(jnp.finfo(dtype).max)), dtype)
     return value
 
 
@@ -1731,7 +1738,8 @@ def letcc(
       N: number of workers.
       lam_enc: encoder smoothing parameter (>= 0).
       lam_dec: decoder smoothing parameter (>= 0); grows with output noise, see
-        ``select_lambda`` and ``gcv``.
+        ``select_lambda`` and ``gcv``. A lambda beyond 1e4/eps of the dtype is the
+        straight-line limit and is capped there (one beyond the dtype's range too).
       points: ``"chebyshev"`` (default), ``"equispaced"`` or explicit ``(alpha, beta)``.
       solver: ``"auto"`` (default: on a CPU the square-root information smoother, which
         up to 2,048 workers interpolates too (lam = 0), else Reinsch for lam = 0, and which
@@ -1781,8 +1789,9 @@ def letcc(
             raise ValueError(f"letcc: {name} must be a scalar, got shape {np.shape(lam)}; "
                              f"sweep it with scheme.replace({name}=values).")
     alpha, beta = _nodes(points, K, N)
-    return LeTCC(alpha, beta, _number_leaf(lam_enc, alpha.dtype), _number_leaf(lam_dec, alpha.dtype),
-                 solver=solver, **_extras(order, fallback))
+    return LeTCC(alpha, beta, _lambda_leaf(lam_enc, "lam_enc", alpha.dtype),
+                 _lambda_leaf(lam_dec, "lam_dec", alpha.dtype), solver=solver,
+                 **_extras(order, fallback))
 
 
 def residual_letcc(K: int, N: int, *, residual: Float[Array, "N K"] | None = None,

@@ -84,13 +84,12 @@ def smoothing_spline(
     n = y.shape[0]
     if n == 0 or (y.ndim == 2 and y.shape[1] == 0):
         raise ValueError(f"y has shape {y.shape}: it needs at least one row and one column.")
-    t = _points(check.float_array(t, "t"), y.dtype)
+    given, t = t, _points(check.float_array(t, "t"), y.dtype)
     if t.shape != (n,):
         raise ValueError(f"t must have shape (n,) = ({n},) like the rows of y, got {t.shape}.")
     values = check.concrete_values(t)
     if values is not None and (not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0)):
-        raise ValueError("t must be finite and strictly ascending; sort the knots (and their "
-                         "rows of y), and average the rows of repeated knots.")
+        raise ValueError(_knots_message(given, values))
     alive = np.ones((n,), bool) if alive is None else check.check_mask(alive, n)
     check.check_lambda(lam, "lam")
     x = t if x is None else _points(check.float_array(x, "x"), y.dtype)
@@ -109,3 +108,28 @@ def _points(v, dtype):
     """Knots or evaluation points in their own precision where it is finer than the values'
     ``dtype``, else in ``dtype``."""
     return v.astype(spline.finer(v.dtype, dtype))
+
+
+def _knots_message(given, values: np.ndarray) -> str:
+    """Why the knots, ``values`` as the spline computes with them, are not finite and strictly
+    ascending: as ``given``, or only since they were rounded to a coarser dtype (float64
+    knots become float32 when JAX's 64-bit mode is off)."""
+    try:
+        given = np.asarray(given)
+    except (TypeError, ValueError):
+        given = values
+    rounded = (np.issubdtype(given.dtype, np.floating) and given.shape == values.shape
+               and np.finfo(given.dtype).bits > np.finfo(values.dtype).bits
+               and np.all(np.isfinite(given)) and np.all(np.diff(given) > 0))
+    if not rounded:
+        return ("t must be finite and strictly ascending; sort the knots (and their rows of "
+                "y), and average the rows of repeated knots.")
+    i = int(np.argmax(np.diff(values) <= 0))
+    eps = float(np.finfo(values.dtype).eps)
+    return (f"t is strictly ascending as given ({given.dtype}), but t[{i}] = "
+            f"{float(given[i])!r} and t[{i + 1}] = {float(given[i + 1])!r} are equal in "
+            f"{values.dtype}, the dtype the spline is computed in: JAX's 64-bit mode is off, "
+            f"so {given.dtype} arrays become {values.dtype}. Enable it "
+            f"(jax.config.update(\"jax_enable_x64\", True) at start-up) to keep float64 "
+            f"knots, with float64 or float32 values, or spread the knots at least "
+            f"{values.dtype} resolution apart (relative spacing above {eps:.1e}).")

@@ -255,7 +255,8 @@ def worst_adversaries(
         few answering workers to decode.
       TypeError: f not callable or hashable; scheme not a scheme; adversaries neither an
         int nor a sequence of ints; magnitude not a real Python or NumPy number; alive
-        not boolean; key not a PRNG key.
+        not boolean; key not a PRNG key; a call inside ``jax.jit``, ``vmap`` or ``grad``
+        (the search runs eagerly: call it outside).
 
     Example:
       >>> import jax.numpy as jnp
@@ -267,6 +268,7 @@ def worst_adversaries(
       >>> attack.mse > 1000 * attack.honest_mse
       True
     """
+    check.require_eager("worst_adversaries", scheme, X, adversaries, magnitude, alive, key)
     key = jax.random.key(0) if key is None else key
     # check_round validates f, the scheme, X and the key, and that f is finite on X.
     X, _ = check_round(f, scheme, X, NoStragglers(), None, key, single=True)

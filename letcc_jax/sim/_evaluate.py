@@ -229,7 +229,7 @@ def monte_carlo(
       ValueError: X not (K, d) or (C, K, d), or not finite; f not finite on X; ``trials``
         or ``batch_size`` not a positive int; a model that names more workers than N, or
         leaves fewer survivors than the scheme needs; sweep axes that do not broadcast;
-        labels of the wrong shape or outside [0, m).
+        labels of the wrong shape or outside [0, m); a device named twice in ``devices``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -272,6 +272,13 @@ def monte_carlo(
     if not all(isinstance(device, jax.Device) for device in devices):
         raise TypeError(f"devices must be JAX devices (e.g. jax.local_devices()), got "
                         f"{devices!r}.")
+    repeated = [device for i, device in enumerate(devices) if device in devices[:i]]
+    if repeated:
+        raise ValueError(
+            f"devices must be distinct: {repeated[0]} appears more than once in {devices!r}. "
+            "Give each device once (each decodes its share of the trials); for more CPU "
+            "devices, call jax.config.update(\"jax_num_cpu_devices\", os.cpu_count()) before "
+            "the first JAX computation.")
     result, finite = _rounds.monte_carlo_compiled(
         f, scheme, X, key, labels, stragglers, faults, trials=trials, batch_size=batch_size,
         devices=devices if len(devices) > 1 else ())

@@ -128,24 +128,30 @@ def node_logits(nodes: Float[Array, " n"], pin_ends: bool = False) -> Float[Arra
     return log_gaps - jnp.mean(log_gaps)
 
 
-def _check_nodes(values, pin_ends):
+def _check_nodes(values, pin_ends, name: str = "nodes", option: str = "pin_ends"):
+    """The nodes' rules for ``pin_ends``; messages name the nodes ``name`` and the caller's
+    option that sets ``pin_ends`` (``tune``'s ``pin_alpha_ends``, for instance)."""
     if not np.all(np.diff(values) > 0):
-        raise ValueError("nodes must be strictly increasing.")
+        raise ValueError(f"{name} must be strictly increasing.")
     if pin_ends and (values[0] != -1.0 or values[-1] != 1.0):
         raise ValueError(
-            f"pinned ends need nodes[0] = -1 and nodes[-1] = 1, got {values[0]} and "
-            f"{values[-1]}; use free ends (pin_ends=False) for these nodes."
+            f"pinned ends need {name}[0] = -1 and {name}[-1] = 1, got {values[0]} and "
+            f"{values[-1]}; use free ends ({option}=False) for these nodes."
         )
     if not pin_ends and (values[0] <= -1.0 or values[-1] >= 1.0):
         raise ValueError(
-            f"free ends need every node strictly inside (-1, 1), got [{values[0]}, "
-            f"{values[-1]}]; use pinned ends (pin_ends=True) when the ends are -1 and 1."
+            f"free ends need every node strictly inside (-1, 1), got {name} in [{values[0]}, "
+            f"{values[-1]}]; use pinned ends ({option}=True) when the ends are -1 and 1."
         )
 
 
-def _padded_logits(nodes, pin_ends: bool, count: int | None):
+def _padded_logits(nodes, pin_ends: bool, count: int | None, name: str, option: str):
     """``node_logits`` of the first ``count`` nodes (all when None), embedded in the logits of
-    all of them: the gaps beyond ``count`` are masked by ``_padded_nodes`` (0 here)."""
+    all of them: the gaps beyond ``count`` are masked by ``_padded_nodes`` (0 here). The
+    nodes are checked first, with messages that name them ``name`` and the ``option`` that
+    sets ``pin_ends``."""
+    if check.is_concrete(nodes):
+        _check_nodes(np.asarray(nodes[:count], np.float64), pin_ends, name, option)
     if count is None:
         return node_logits(nodes, pin_ends)
     size = nodes.shape[0] + (-1 if pin_ends else 1)
@@ -250,10 +256,10 @@ def _init_params(scheme: Scheme, learn: tuple, spec: _Spec) -> dict:
     for name, kind in spec.kinds:
         value = getattr(scheme, name)
         if kind == "nodes":
-            pin, n = ((spec.pin_alpha_ends, None) if name == "alpha"
-                      else (spec.pin_beta_ends, count))
+            pin, n, option = ((spec.pin_alpha_ends, None, "pin_alpha_ends") if name == "alpha"
+                              else (spec.pin_beta_ends, count, "pin_beta_ends"))
             size = value.shape[0] + (-1 if pin else 1)
-            params[name] = (_padded_logits(value, pin, n) if name in learn
+            params[name] = (_padded_logits(value, pin, n, name, option) if name in learn
                             else jnp.zeros(size, dtype))
         elif kind == "log":
             value = np.asarray(value, np.float64)

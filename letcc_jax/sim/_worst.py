@@ -227,7 +227,8 @@ def worst_stragglers(
         ``restarts`` or ``seed`` not an int >= 0; a swept scheme; X not (K, d) or not
         finite; f not finite on X.
       TypeError: f not callable or hashable, or with complex, integer or tuple outputs;
-        scheme not a scheme; S not an int.
+        scheme not a scheme; S not an int; a call inside ``jax.jit``, ``vmap`` or ``grad``
+        (the search runs eagerly: call it outside).
 
     Example:
       >>> import jax.numpy as jnp
@@ -239,6 +240,7 @@ def worst_stragglers(
       >>> round(lc.worst_stragglers(jnp.tanh, lc.letcc(4, 8), X, 2).mse, 3)  # LeTCC copes
       0.003
     """
+    check.require_eager("worst_stragglers", scheme, X, S)
     if not check.is_int(S):
         raise TypeError(f"S must be an int (the number of stragglers), got {S!r}.")
     S = int(S)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
+from .._vma import varying_like
 from ._lsq import dense as _dense
 from ._lsq import interval_rows, safe_inv
 from ._lsq import qr_rows as _qr
@@ -89,7 +90,8 @@ def _eliminate(zero, zm, first, interior):
     # The first interval's rows on (s_b, x_1), as a carry on [x_1, s_b].
     R = [[-W0, c0, W0, c0], [None, e0, zero, -e0], [None, None, zero, zero],
          [None, None, None, zero]]
-    carry = ([v for row in R for v in row if v is not None], [zm, zm, zm, zm])
+    flat = [v for row in R for v in row if v is not None]
+    carry = varying_like((flat, [zm, zm, zm, zm]), zm)
     (flat, z), back = lax.scan(functools.partial(_eliminate_step, zero, zm), carry, interior)
     return (flat, z), back
 
@@ -171,7 +173,7 @@ def sris_blocked(
     # for j = 1..L.
     interior = tuple(_blocks(v, nb, L, 1, L) for v in (w, yw, W, c, e))
     first = tuple(_blocks(v, nb, L, 0, 1)[:, 0] for v in (W, c, e))
-    zero, zm = jnp.zeros((), dtype), jnp.zeros((m,), dtype)
+    zero, zm = varying_like((jnp.zeros((), dtype), jnp.zeros((m,), dtype)), W, c, e, w, yw)
     (flat, zsep), back = jax.vmap(_eliminate, in_axes=(None, None, 0, 0))(
         zero, zm, first, interior)
 

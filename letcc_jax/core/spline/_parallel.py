@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
+from .._vma import varying_like
 from ._lsq import interval_rows, qr_stacked, safe_inv
 
 __all__ = ["sris_parallel", "state_covariances_parallel", "levels", "REFINEMENTS"]
@@ -250,6 +251,7 @@ def sris_parallel(
 
     state = (jnp.zeros((F + 1, 2, m), dtype), jnp.zeros((F + 1, m), dtype),
              jnp.zeros((F, m), dtype), jnp.zeros((F, m), dtype))
+    state = varying_like(state, h, yw, w, a)
     (X, *_), _ = lax.scan(refine, state, None, length=REFINEMENTS + 1)
     return X[:n, 0], X[:n, 1]
 

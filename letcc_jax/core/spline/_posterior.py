@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
+from .._vma import varying_like
 from ._hermite import take
 from ._lsq import interval_rows
 from ._sris import step
@@ -69,7 +70,7 @@ def state_covariances(
     W, c, e = interval_rows(h, jnp.where(smoothing, a, 1.0).astype(dtype))
     w = jnp.where(smoothing, alive, False).astype(dtype)
     pin = alive & ~smoothing
-    z0 = jnp.zeros((), dtype)
+    z0 = varying_like(jnp.zeros((), dtype), w, W, c, e, pin)
     _, (B, inverse) = lax.scan(_forward, (z0, z0, z0), (w, W, c, e, pin))
     _, (sigma, cross) = lax.scan(_backward, (z0, z0, z0), (B, inverse), reverse=True)
     # Rows of weight 1 and bending rows of weight a give sigma^2 (A^T A)^-1 with sigma = 1,

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float
 
+from .._vma import varying_like
 from ._lsq import givens, interval_rows, safe_inv
 
 __all__ = ["sris", "sris_step", "pinned_step", "step"]
@@ -141,9 +142,8 @@ def sris(
     m = yw.shape[1]
     dtype = yw.dtype
     W, c, e = interval_rows(h, a)
-    z0 = jnp.zeros((), dtype)
-    zm = jnp.zeros((m,), dtype)
     pin = jnp.zeros(w.shape, bool) if pin is None else pin
+    z0, zm = varying_like((jnp.zeros((), dtype), jnp.zeros((m,), dtype)), w, W, c, e, yw, pin)
     _, (B, V0, V1) = lax.scan(_forward, ((z0, z0, z0), zm, zm), (w, W, c, e, yw, pin))
     _, (g, slope) = lax.scan(_backward, (zm, zm), (B, V0, V1), reverse=True)
     return g, slope
