@@ -1,21 +1,25 @@
 """B-spline coded computing: a penalised least-squares cubic B-spline both ways.
 
-The encoder fits a cubic B-spline with ``n_basis`` basis functions (uniform knots on
-[-1, 1]) to the K inputs at the data tags alpha, penalised by ``lam_enc`` times its roughness,
-and evaluates it at the worker tags beta; the decoder fits one to the survivors' outputs with
-``lam_dec`` and evaluates it at alpha. A fit costs O(n + J^3) for n points and
-J = ``n_basis`` functions (the idea of B-spline coded computing, arXiv:2601.10616).
+The encoder fits a cubic B-spline with ``n_basis_enc`` basis functions (default max(4, K);
+uniform knots on [-1, 1]) to the K inputs at the data tags alpha, penalised by ``lam_enc``
+times its roughness, and evaluates it at the worker tags beta; the decoder fits one with
+``n_basis`` functions to the survivors' outputs with ``lam_dec`` and evaluates it at alpha
+(the idea of B-spline coded computing, arXiv:2601.10616). A fit costs O(n + J) for n points
+and J functions: the Gram matrix is banded, and is solved by a banded LDL^T.
 
-The basis size, not the number of workers, sets how rough the curves can be, so a basis of
-fixed size stops improving with N: with J = K = 8 the error against N is flat from N = 100
-to 1,000 (MSE 0.07 on the error-vs-N experiment's synthetic f, where LeTCC reaches 4e-12).
-The default therefore grows with N, J = max(K, N // 2), which follows LeTCC's convergence
-(MSE 7e-7, 5e-9 and 2e-10 at N = 200, 400 and 1,000 with 20% stragglers, against LeTCC's
-4e-7, 9e-10 and 4e-12). J = N is closer at N = 200 and 400 (3e-7 and 7e-10) but loses
-float32's accuracy by N = 1,000 (3e-7) and costs 8 times as much per fit: the fit's dense
-(J, J) solve dominates its cost. The encoder's default penalty is small (1e-9) so that it
-nearly interpolates the inputs: at 1e-6 it misses them by about 4e-3, which bounds the
-decoder's error at about 1e-4 whatever J.
+The decoder's basis size, not the number of workers, sets how rough its curve can be, so a
+basis of fixed size stops improving with N: with J = K = 8 the error against N is flat from
+N = 100 to 1,000 (MSE about 0.07 on the error-vs-N experiment's synthetic f with 20% of the
+workers straggling, where LeTCC goes from 4e-6 to 4e-12). The default therefore grows with
+N, J = max(4, N). On that f it is as accurate as LeTCC or more up to N = 400 (MSE 2.1e-6,
+1.9e-8 and 4.1e-10 at N = 100, 200 and 400, against LeTCC's 4.0e-6, 4.0e-7 and 9.4e-10)
+and flattens at 1.5e-10 by N = 1,000 (LeTCC 4.4e-12); on LeNet-5 it is within 25% of LeTCC
+(0.031 against 0.025 at N = 100, 9.5e-4 against 1.1e-3 at N = 400). J = N // 2 is 2 to 50
+times less accurate from N = 50 to 200. The encoder's basis stays at K functions with a small
+penalty (1e-9), so that it nearly interpolates the inputs: more functions than inputs make
+its system ill-conditioned (a float32 encode then differs from its own encoder matrix's by
+4e-3), and a penalty of 1e-6 misses the inputs by about 4e-3, which bounds the decoder's
+error at about 1e-4 whatever J.
 
 The penalty is the P-spline second-difference penalty (Eilers & Marx 1996) scaled by the knot
 spacing h as ``||D2 c||^2 / h^3``, which approximates the bending energy of the curve, and
@@ -101,27 +105,84 @@ def bspline_basis(x: Float[Array, " n"], n_basis: int) -> Float[Array, "n J"]:
     return jnp.zeros((span.shape[0], n_basis), values.dtype).at[rows, columns].set(values)
 
 
-def _penalty(n_basis: int, dtype) -> Float[Array, "J J"]:
+def _penalty(n_basis: int) -> np.ndarray:
     """||D2 c||^2 / h^3 as a (J, J) matrix: about the bending energy of sum_j c_j B_j."""
     D2 = np.diff(np.eye(n_basis), n=2, axis=0)
     h = 2.0 / (n_basis - DEGREE)
-    return jnp.asarray(D2.T @ D2 / h**3, dtype)
+    return D2.T @ D2 / h**3
+
+
+def _band(matrix: np.ndarray) -> np.ndarray:
+    """The lower band of a symmetric (J, J) matrix of bandwidth 3: ``band[k, i] = A[i, i - k]``
+    (0 where i < k), shape (4, J)."""
+    J = matrix.shape[0]
+    band = np.zeros((DEGREE + 1, J))
+    for k in range(DEGREE + 1):
+        band[k, k:] = np.diagonal(matrix, -k)
+    return band
+
+
+# the (a, b) pairs a >= b of one point's 4 nonzero basis values: entry (span + a, span + b)
+_ROW, _COL = (i.astype(np.int32) for i in np.tril_indices(DEGREE + 1))
+
+
+def _band_solve(band, rhs):
+    """Solves A x = rhs for a symmetric positive definite A of bandwidth 3 given by its lower
+    ``band`` (4, J) (``_band``), rhs (J, m): banded LDL^T, then forward and back substitution,
+    as two ``lax.scan`` loops of J steps. O(J) work; differentiable; no LAPACK call (a batched
+    LAPACK solve can deadlock XLA's CPU thread pool on a machine with few cores)."""
+    J = band.shape[1]
+    one = jnp.ones((), band.dtype)
+
+    def factor(carry, inputs):
+        # carry: the last three rows (d, l1, l2, l3, z) of D, L and the forward solution
+        a, b = inputs                                   # (4,) band row, (m,) rhs row
+        r1, r2, r3 = carry
+        rows = (r1, r2, r3)                             # rows i-1, i-2, i-3
+        l = [None, None, None, None]
+        for k in (3, 2, 1):                             # L[i, i-k]
+            acc = a[k]
+            for q in range(k + 1, DEGREE + 1):          # L[i, i-q] D[i-q] L[i-k, i-q]
+                acc = acc - l[q] * rows[q - 1][0] * rows[k - 1][q - k]
+            l[k] = acc / rows[k - 1][0]
+        d = a[0] - sum(l[q] ** 2 * rows[q - 1][0] for q in (1, 2, 3))
+        z = b - sum(l[q] * rows[q - 1][4] for q in (1, 2, 3))
+        row = (d, l[1], l[2], l[3], z)
+        return (row, r1, r2), row
+
+    zero_row = (one, one * 0, one * 0, one * 0, jnp.zeros(rhs.shape[1:], rhs.dtype))
+    _, (d, l1, l2, l3, z) = jax.lax.scan(factor, (zero_row,) * 3, (band.T, rhs))
+    y = z / d.reshape((J,) + (1,) * (rhs.ndim - 1))
+    # back substitution: x[i] = y[i] - sum_q L[i+q, i] x[i+q], with L[i+q, i] = l_q[i+q]
+    lq = jnp.stack([l1, l2, l3], axis=1)                # (J, 3): row i's L[i, i-q]
+    below = jnp.stack([jnp.roll(lq[:, q - 1], -q) for q in (1, 2, 3)], axis=1)
+    below = jnp.where(jnp.arange(J)[:, None] + jnp.arange(1, 4)[None, :] < J, below, 0.0)
+
+    def back(carry, inputs):
+        coef, yi = inputs                               # (3,) L[i+q, i], (m,) y[i]
+        x = yi - sum(coef[q - 1] * carry[q - 1] for q in (1, 2, 3))
+        return (x, carry[0], carry[1]), x
+
+    zeros = jnp.zeros(rhs.shape[1:], rhs.dtype)
+    _, x = jax.lax.scan(back, (zeros,) * 3, (below, y), reverse=True)
+    return x
 
 
 def _fit(nodes, values, weights, lam, n_basis: int):
     """The penalised least-squares coefficients (J, m) through (nodes, values) with 0/1
-    ``weights`` (the points that count). The Gram matrix B^T W B and B^T W y are summed
-    from each point's 4 nonzero basis values: O(n) work, then one dense (J, J) solve."""
+    ``weights`` (the points that count). The band of B^T W B and B^T W y are summed from each
+    point's 4 nonzero basis values (O(n) work), and the banded system is solved in O(J)."""
     span, B = _local_basis(nodes, n_basis)
     w = weights.astype(values.dtype)
     count = jnp.maximum(jnp.sum(w), 1.0)
-    Bw = B * (w / count)[:, None]                                   # (n, 4)
-    columns = span[:, None] + jnp.arange(DEGREE + 1, dtype=jnp.int32)   # (n, 4)
-    gram = jnp.zeros((n_basis, n_basis), values.dtype).at[
-        columns[:, :, None], columns[:, None, :]].add(Bw[:, :, None] * B[:, None, :])
+    Bw = B * (w / count)[:, None]                                       # (n, 4)
+    band = jnp.zeros((DEGREE + 1, n_basis), values.dtype).at[
+        _ROW - _COL, span[:, None] + _ROW].add(Bw[:, _ROW] * B[:, _COL])
+    columns = span[:, None] + jnp.arange(DEGREE + 1, dtype=jnp.int32)       # (n, 4)
     rhs = jnp.zeros((n_basis,) + values.shape[1:], values.dtype).at[columns].add(
         Bw[..., None] * values[:, None, :])
-    return jnp.linalg.solve(gram + lam * _penalty(n_basis, values.dtype), rhs)
+    penalty = jnp.asarray(_band(_penalty(n_basis)), values.dtype)
+    return _band_solve(band + lam * penalty, rhs)
 
 
 def _evaluate(x, coef, n_basis: int):
@@ -141,7 +202,8 @@ class BSpline(lc.Scheme):
     Attributes:
       lam_enc (jax.Array): float scalar encoder penalty, finite and > 0.
       lam_dec (jax.Array): float scalar decoder penalty, finite and > 0 (decoder only).
-      n_basis (int): J, the number of basis functions, >= 4 (static).
+      n_basis (int): J, the decoder's number of basis functions, >= 4 (static).
+      n_basis_enc (int | None): the encoder's, >= 4; None takes max(4, K) (static).
 
     Example:
       >>> import jax.numpy as jnp
@@ -155,21 +217,33 @@ class BSpline(lc.Scheme):
     lam_dec: Float[Array, "*batch"] = lc.field(ndim=0, constraint="positive", decoder=True,
                                                default=1e-6)
     n_basis: int = lc.field(static=True, default=8)
+    n_basis_enc: int | None = lc.field(static=True, default=None)
 
     name: ClassVar[str] = "bspline"
 
     def check_values(self) -> None:
         super().check_values()
-        if not isinstance(self.n_basis, (int, np.integer)) or isinstance(self.n_basis, bool) \
-                or self.n_basis < DEGREE + 1:
-            raise ValueError(f"bspline: n_basis must be an int >= {DEGREE + 1} (a cubic needs "
-                             f"4 basis functions), got {self.n_basis!r}.")
+        for name in ("n_basis", "n_basis_enc"):
+            value = getattr(self, name)
+            if (value is None and name == "n_basis_enc") or (
+                    isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                    and value >= DEGREE + 1):
+                continue
+            raise ValueError(f"bspline: {name} must be an int >= {DEGREE + 1} (a cubic needs 4 "
+                             f"basis functions), got {value!r}.")
+
+    @property
+    def encoder_basis(self) -> int:
+        """The encoder's number of basis functions: ``n_basis_enc``, or max(4, K)."""
+        if self.n_basis_enc is not None:
+            return self.n_basis_enc
+        return max(DEGREE + 1, self.alpha.shape[-1])
 
     def apply_encoder(self, X):
         alpha, beta = self.alpha.astype(X.dtype), self.beta.astype(X.dtype)
         lam = jnp.asarray(self.lam_enc, X.dtype)
-        coef = _fit(alpha, X, jnp.ones(alpha.shape, bool), lam, self.n_basis)
-        return _evaluate(beta, coef, self.n_basis)
+        coef = _fit(alpha, X, jnp.ones(alpha.shape, bool), lam, self.encoder_basis)
+        return _evaluate(beta, coef, self.encoder_basis)
 
     def apply_decoder(self, Y, alive):
         alpha, beta = self.alpha.astype(Y.dtype), self.beta.astype(Y.dtype)
@@ -178,7 +252,8 @@ class BSpline(lc.Scheme):
         return _evaluate(alpha, coef, self.n_basis)
 
 
-def bspline(K: int, N: int, *, n_basis: int | None = None, lam_enc: float = 1e-9,
+def bspline(K: int, N: int, *, n_basis: int | None = None,
+            n_basis_enc: int | None = None, lam_enc: float = 1e-9,
             lam_dec: float = 1e-6,
             points: str | tuple[Float[Array, " K"], Float[Array, " N"]] = "chebyshev",
             order: Int[Array, " K"] | None = None,
@@ -188,9 +263,10 @@ def bspline(K: int, N: int, *, n_basis: int | None = None, lam_enc: float = 1e-9
     Args:
       K: number of data points, an int >= 2.
       N: number of workers, an int >= 2.
-      n_basis: J, the number of cubic B-splines, an int >= 4; default max(4, K, N // 2),
+      n_basis: J, the decoder's number of cubic B-splines, an int >= 4; default max(4, N),
         which grows with N (a fixed J stops improving with N: see the module docstring).
         Schemes stacked or padded together need one J: pass the largest N's.
+      n_basis_enc: the encoder's, an int >= 4; default None, max(4, K).
       lam_enc, lam_dec: the penalties in mean form, finite and > 0 (a penalty keeps the fit
         defined with fewer points than basis functions).
       points: ``"chebyshev"`` (alpha of the first kind, beta of the second, as the other
@@ -231,9 +307,10 @@ def bspline(K: int, N: int, *, n_basis: int | None = None, lam_enc: float = 1e-9
         numeric = isinstance(value, (int, float, np.number, np.ndarray, jax.Array))
         return jnp.asarray(value, dtype) if numeric and not isinstance(value, bool) else value
 
-    n_basis = max(DEGREE + 1, int(K), int(N) // 2) if n_basis is None else n_basis
+    n_basis = max(DEGREE + 1, int(N)) if n_basis is None else n_basis
     extras = {} if fallback is None else {"fallback": number(fallback)}
     if order is not None:
         extras["order"] = jnp.asarray(order)
     return BSpline(number(np.asarray(alpha)), number(np.asarray(beta)), lam_enc=number(lam_enc),
-                   lam_dec=number(lam_dec), n_basis=n_basis, **extras)
+                   lam_dec=number(lam_dec), n_basis=n_basis, n_basis_enc=n_basis_enc,
+                   **extras)
