@@ -17,7 +17,10 @@ erasures) and ``apply_recovery(alive)``. The rules see the inputs in node order 
 alpha_k). The base class turns them into the traced semantics of one round,
 ``encode_report`` and ``decode_report``: every scheme may carry an ``order``, the
 permutation that assigns the caller's inputs to the nodes, applied on the way in and
-undone on the way out; a worker output with a NaN or inf is an erasure (``usable``); and an
+undone on the way out; a worker output with a NaN or inf is an erasure (``usable``); every
+column reaches the rules scaled by a power of two to unit size (exact for the linear maps
+that every code here is; no column underflows next to a large one, no sum overflows near
+the dtype's largest value); and an
 input the decoder cannot recover gets the scheme's ``fallback``. ``decode_masks`` decodes
 under many survivor masks at once, in blocks that fit the cache.
 
@@ -677,7 +680,11 @@ class Scheme(check.Checked):
           ``(coded, finite)``: (N, d) coded inputs in the dtype of X, and a bool scalar
           (``encode`` raises on it where it can).
         """
-        return self.apply_encoder(self.to_node_order(X)), jnp.all(jnp.isfinite(X))
+        # Each column at unit size by a power of two (exact; the map is linear), so that no
+        # sum overflows near the dtype's largest value nor a small column underflows.
+        v = _spline.column_scale(X, jnp.ones(X.shape[:1], bool))
+        coded = _spline.from_unit(self.apply_encoder(self.to_node_order(X * v)), v)
+        return coded, jnp.all(jnp.isfinite(X))
 
     def decode_report(self, Y: Float[Array, "N m"], alive: Bool[Array, " N"]) -> tuple[
             Float[Array, "K m"], Bool[Array, " N"], Bool[Array, " K"]]:
@@ -720,8 +727,10 @@ class Scheme(check.Checked):
         """
         used = self.present(used)
         recovered = self.to_input_order(self.apply_recovery(used))
-        estimate = self.apply_decoder(jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype)), used)
-        estimate = self.to_input_order(estimate)
+        clean = jnp.where(used[:, None], Y, jnp.zeros((), Y.dtype))
+        # Each column at unit size by a power of two, as in ``encode_report``.
+        v = _spline.column_scale(clean, used)
+        estimate = self.to_input_order(_spline.from_unit(self.apply_decoder(clean * v, used), v))
         return jnp.where(recovered[:, None], estimate, jnp.zeros((), estimate.dtype)), recovered
 
     def pad_workers(self, N: int) -> Scheme:
@@ -1213,11 +1222,11 @@ class LeTCC(Scheme):
         work = _spline.finer(self.beta.dtype, Y.dtype)
         alpha, beta = self._nodes(work)
         lam = jnp.asarray(self.lam_dec, work)
-        _, variance, tau2 = _spline.posterior(beta, clean.astype(work), _distinct(beta, used),
-                                              lam, alpha, method=self.solver)
-        variance, tau2 = variance.astype(Y.dtype), tau2.astype(Y.dtype)
-        tau = jnp.sqrt(tau2) if scale is None else jnp.broadcast_to(
-            jnp.asarray(scale, Y.dtype), tau2.shape)
+        _, variance, tau = _spline.posterior(beta, clean.astype(work), _distinct(beta, used),
+                                             lam, alpha, method=self.solver)
+        variance, tau = variance.astype(Y.dtype), tau.astype(Y.dtype)
+        if scale is not None:
+            tau = jnp.broadcast_to(jnp.asarray(scale, Y.dtype), tau.shape)
         power = self.to_input_order(jnp.sqrt(variance))
         std = jnp.where(recovered[:, None], power[:, None] * tau, jnp.inf)
         return Posterior(estimate, std, tau, power), used, recovered

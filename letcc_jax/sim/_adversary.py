@@ -249,7 +249,8 @@ def worst_adversaries(
 
     Raises:
       ValueError: a count out of range, repeated or out-of-range indices, indices of
-        workers that do not answer; a magnitude that is negative or not finite;
+        workers that do not answer; a magnitude that is negative or not finite, or
+        beyond the largest finite value of f's outputs' dtype (1e39 with float32);
         ``restarts`` not an int >= 0 or ``max_steps`` not a positive int; X not (K, d)
         or not finite; ``alive`` not (N,); f not finite on X or on the coded inputs; too
         few answering workers to decode.
@@ -299,6 +300,13 @@ def worst_adversaries(
     if not bool(jnp.all(jnp.isfinite(Y))):
         raise ValueError("f returned NaN or inf on the coded inputs: the attack needs finite "
                          "honest outputs.")
+    largest = float(jnp.finfo(Y.dtype).max)
+    if magnitude > largest:
+        raise ValueError(
+            f"magnitude = {magnitude:.4g} does not fit f's outputs of dtype {Y.dtype}, whose "
+            f"largest finite value is {largest:.4g}: values that large would become inf, which "
+            f"the decoder treats as missing workers, not as an attack. Use magnitude <= "
+            f"{largest:.4g}, or float64 outputs (jax.config.update('jax_enable_x64', True)).")
     D = _decoder_matrices(scheme, jnp.asarray(alive), Y)
     grid = D.shape[:-2]
     P = math.prod(grid)

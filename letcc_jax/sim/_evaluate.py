@@ -87,6 +87,10 @@ def check_round(f, scheme, X, stragglers, faults, key, *, name: str = "X",
             f"{guaranteed} of N={N}; reduce the stragglers or add workers."
         )
     _rounds.batch_shape((scheme, stragglers, faults))  # a clear error if sweeps do not broadcast
+    if faults:  # sizes the outputs' dtype cannot hold (1e30 in float32) would become inf
+        dtype = _output(f, tuple(X.shape[-1:]), X.dtype).dtype
+        for fault in faults:
+            fault.check_dtype(dtype)
     if scheme.fallback is not None:
         scheme.check_fallback(_output_size(f, tuple(X.shape[-1:]), X.dtype))
     return X, faults
@@ -106,10 +110,15 @@ def check_truth(finite, X, name: str = "X") -> None:
 
 
 @functools.lru_cache(maxsize=64)
+def _output(f, shape: tuple, dtype) -> jax.ShapeDtypeStruct:
+    """The shape and dtype of f's outputs on one input of ``shape`` and ``dtype``."""
+    return jax.eval_shape(lambda x: _rounds.outputs(f, x),
+                          jax.ShapeDtypeStruct((1,) + shape, dtype))
+
+
 def _output_size(f, shape: tuple, dtype) -> int:
     """m, the size of one output of f on an input of ``shape`` and ``dtype``."""
-    out = jax.eval_shape(lambda x: _rounds.outputs(f, x), jax.ShapeDtypeStruct((1,) + shape, dtype))
-    return int(out.shape[-1])
+    return int(_output(f, shape, dtype).shape[-1])
 
 
 def _calibration_batches(X, K: int, name: str):

@@ -168,11 +168,26 @@ def select_lambda(
 
 @functools.partial(jax.jit, static_argnames="method")
 def _gcv_scores(beta, Y, alive, grid, method):
-    """The scores of Y scaled by a power of two to unit size, and that scale (one program)."""
+    """The scores of Y in the units of its largest column scaled by a power of two to unit
+    size, their relative uncertainty from the rounding of Y (one eps of every output, to
+    first order: ``letcc_jax.core.spline.gcv_terms``), and that scale (one program). Every
+    column is fitted at unit size by a power of two of its own (exact), so that a column
+    far smaller than the largest keeps its digits; its residuals then count in the largest
+    column's units, where they may underflow (they are that much smaller)."""
     Y = jnp.where(alive[:, None], Y, jnp.zeros((), Y.dtype))
-    scale = _spline.power_of_two_scale(jnp.max(jnp.abs(Y)), 0)
-    scores = jax.vmap(lambda lam: _spline.gcv_score(beta, Y * scale, alive, lam, method))(grid)
-    return scores, scale
+    column = _spline.power_of_two_scale(jnp.max(jnp.abs(Y), axis=0), 0)
+    scale = jnp.min(column)
+    weight = (scale / column) ** 2  # powers of two, at most 1
+    eps = jnp.finfo(Y.dtype).eps
+
+    def score(lam):
+        rss, sensitivity, dof = _spline.gcv_terms(beta, Y * column, alive, lam, method)
+        total = jnp.sum(rss * weight)
+        spread = eps * jnp.sum(sensitivity * weight) / jnp.where(total > 0, total, 1.0)
+        return (total / jnp.sum(alive).astype(Y.dtype)) / dof**2, spread
+
+    scores, spread = jax.vmap(score)(grid)
+    return scores, spread, scale
 
 
 def gcv(
@@ -184,8 +199,8 @@ def gcv(
     """Decoder smoothing parameter by generalised cross-validation on worker outputs.
 
     Needs no ground truth: it scores how well each lambda predicts left-out survivors.
-    Use it when the outputs are noisy; for noiseless outputs GCV drifts to the smallest
-    lambda on the grid, and interpolation (lam_dec = 0) is right. The grid is one
+    Use it when the outputs are noisy; for noiseless outputs GCV drifts to the small
+    lambdas of the grid, and interpolation (lam_dec = 0) is right. The grid is one
     compiled, vmapped call. Runs eagerly (not under ``jit``).
 
     Args:
@@ -198,10 +213,16 @@ def gcv(
 
     Returns:
       ``(best_lambda, scores)``: a Python float, and a float NumPy array of shape
-      (len(lam_grid),), in the dtype of Y. A score scales with the square of Y and its
-      minimiser does not, so the choice is made on Y scaled by a power of two to unit
-      size: outputs of any size choose as unit-size ones do, even where their scores,
-      reported in Y's units, underflow to 0 or overflow to inf.
+      (len(lam_grid),), in the dtype of Y. ``best_lambda`` is the largest lambda whose
+      score is within the scores' own uncertainty of the least: near interpolation a score
+      moves with the rounding of Y (about 1e-3 relative in float32 at N = 40), so lambdas
+      whose scores differ by less are ties, and the smoothest of them is taken. A score
+      scales with the square of Y and its minimiser does not, so the choice is made on Y
+      scaled by a power of two to unit size, each column by its own: outputs of any size
+      choose as unit-size ones do, even where their scores, reported in Y's units,
+      underflow to 0 or overflow to inf. Near interpolation the residuals are read from
+      the fit's third derivative, not from differences that cancel
+      (``letcc_jax.core.spline.gcv_terms``).
 
     Raises:
       TypeError: ``scheme`` has no ``lam_enc`` and ``lam_dec``; called under a JAX
@@ -244,8 +265,8 @@ def gcv(
     # A score scales with the square of Y and its minimiser does not: choose on Y scaled
     # by a power of two to unit size (exact), so that tiny or huge outputs neither
     # underflow nor overflow, and report the scores in Y's own units.
-    scaled, scale = _gcv_scores(scheme.beta, Y, jnp.asarray(used), jnp.asarray(grid, Y.dtype),
-                                scheme.solver)
+    scaled, spread, scale = _gcv_scores(scheme.beta, Y, jnp.asarray(used),
+                                        jnp.asarray(grid, Y.dtype), scheme.solver)
     scaled = np.asarray(scaled)
     if not np.all(np.isfinite(scaled)):
         raise ValueError("gcv: the scores are not finite for some lambdas of lam_grid (the "
@@ -254,7 +275,25 @@ def gcv(
     with np.errstate(over="ignore", under="ignore"):
         scores = np.ldexp(scaled.astype(np.float64), -2 * (int(exponent) - 1)).astype(
             scaled.dtype)
-    return float(grid[int(np.argmin(scaled))]), scores
+    return float(grid[_least(scaled, np.asarray(spread, np.float64), grid)]), scores
+
+
+def _least(scores: np.ndarray, spread: np.ndarray, grid: np.ndarray) -> int:
+    """Index of GCV's choice: the largest lambda whose score is within the scores' own
+    uncertainty of the least. Near interpolation a score is determined by the outputs only
+    to the rounding of the outputs (in float32 about 1e-3 relative at lambda = 1e-9, N = 40:
+    Y and 3 * Y round differently), and the scores there differ by less, so a plain argmin
+    would follow that rounding. ``spread`` is each score's relative uncertainty from that
+    rounding (``gcv_terms``'s first-order bound for one eps of every output), doubled, and
+    at least sqrt(eps) for the computation's own error (float32: up to 6.5e-5 against
+    float64 scores of the same outputs at N = 10); among the lambdas GCV cannot tell from
+    the best, the largest gives the smoothest fit."""
+    floor = float(np.sqrt(np.finfo(scores.dtype).eps))
+    scores = scores.astype(np.float64)
+    spread = np.maximum(2.0 * spread, floor)
+    best = int(np.argmin(scores))
+    tied = np.flatnonzero(scores * (1.0 - spread) <= scores[best] * (1.0 + spread[best]))
+    return int(tied[np.argmax(grid[tied])])
 
 
 def _require_eager(name: str, *args):

@@ -241,7 +241,20 @@ class FaultModel(Checked):
                              f"worker, got shape {tuple(Y.shape)}; reshape one output per "
                              f"worker to Y[:, None].")
         self.check_workers(Y.shape[0])
+        self.check_dtype(Y.dtype)
         _require_unswept(self, "apply")
+
+    def check_dtype(self, dtype) -> None:
+        """Raise if the model's values do not fit outputs of ``dtype`` (no-op for models
+        without sizes). A value beyond the dtype's largest finite number becomes inf, which
+        decoders treat as a missing worker: the fault would silently become an erasure.
+
+        Args:
+          dtype: the floating-point dtype of the worker outputs.
+
+        Raises:
+          ValueError: a size of the model beyond what ``dtype`` holds.
+        """
 
     def check_workers(self, N: int) -> None:
         """Raise if the model's sizes do not fit N workers (no-op for size-free models).
@@ -498,7 +511,9 @@ class GaussianNoise(FaultModel):
         (e.g. ``GaussianNoise(jnp.logspace(-3, -1, 10))`` in ``monte_carlo``).
 
     Raises:
-      ValueError: ``sigma`` negative or not finite (checked on construction).
+      ValueError: ``sigma`` negative or not finite (checked on construction); above the
+        largest finite value of the outputs' dtype / 16, where draws could overflow to inf
+        (checked when used: 1e38 with float32 outputs).
       TypeError: ``sigma`` is not a real number or array (checked likewise).
 
     Example:
@@ -514,8 +529,29 @@ class GaussianNoise(FaultModel):
     def check_values(self) -> None:
         check_parameter(self.sigma, "GaussianNoise: sigma", ">= 0", lambda v: v >= 0)
 
+    def check_dtype(self, dtype) -> None:
+        # JAX's normal draws stay within 5.5 (float32) or 8.5 (float64) standard deviations.
+        _check_fits(self.sigma, dtype, 16, "GaussianNoise: sigma", "noise")
+
     def corrupt(self, key, Y: Float[Array, "N m"], n=None) -> Float[Array, "N m"]:
         return Y + jnp.asarray(self.sigma, Y.dtype) * jax.random.normal(key, Y.shape, Y.dtype)
+
+
+def _check_fits(value, dtype, margin: float, name: str, what: str) -> None:
+    """Raise unless every concrete entry of ``value`` is at most the largest finite number
+    of ``dtype`` divided by ``margin`` (values under tracing are not checked)."""
+    values = concrete_values(value)
+    if values is None or not jnp.issubdtype(dtype, jnp.floating):
+        return
+    largest = float(jnp.finfo(dtype).max)
+    if values.size and float(np.max(values)) > largest / margin:
+        bound = "" if margin == 1 else f" / {margin:g}"
+        raise ValueError(
+            f"{name} = {float(np.max(values)):.4g} does not fit worker outputs of dtype "
+            f"{np.dtype(dtype).name}, whose largest finite value is {largest:.4g}: {what} that "
+            f"large would become inf, which the decoder treats as a missing worker, not as "
+            f"{what}. Use {name.split(': ')[-1]} <= {largest / margin:.4g} (the dtype's largest "
+            f"value{bound}), or float64 outputs (jax.config.update('jax_enable_x64', True)).")
 
 
 @pytree_dataclass
@@ -525,8 +561,9 @@ class Adversaries(FaultModel):
 
     ``mode="uniform"``: i.i.d. uniform entries in [-magnitude, magnitude].
     ``mode="flip"``: the honest output negated and scaled by ``magnitude`` (a coordinated
-    attack that keeps the output looking plausible). For the worst-case choice of the
-    values, see ``worst_adversaries``.
+    attack that keeps the output looking plausible), saturating at the largest finite value
+    of the outputs' dtype. For the worst-case choice of the values, see
+    ``worst_adversaries``.
 
     Args:
       count: the number of adversarial workers, an int >= 0 (static; <= N, checked when
@@ -536,7 +573,8 @@ class Adversaries(FaultModel):
 
     Raises:
       ValueError: ``count`` not an int >= 0; an unknown ``mode``; ``magnitude`` negative or
-        not finite.
+        not finite; a magnitude beyond the largest finite value of the outputs' dtype
+        (checked when used: 1e39 with float32 outputs).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -560,6 +598,9 @@ class Adversaries(FaultModel):
     def check_workers(self, N: int) -> None:
         _check_at_most(self, "count", N)
 
+    def check_dtype(self, dtype) -> None:
+        _check_fits(self.magnitude, dtype, 1, "Adversaries: magnitude", "adversarial values")
+
     def corrupt(self, key, Y: Float[Array, "N m"], n=None) -> Float[Array, "N m"]:
         k_who, k_val = jax.random.split(key)
         bad = random_subset(k_who, Y.shape[0], self.count, n)[:, None]
@@ -567,7 +608,10 @@ class Adversaries(FaultModel):
         if self.mode == "uniform":
             fake = magnitude * jax.random.uniform(k_val, Y.shape, Y.dtype, -1.0, 1.0)
         else:
-            fake = -magnitude * Y
+            # An adversary sends at most the dtype's largest value: beyond it the product
+            # would be inf, which the decoder would drop as a missing worker.
+            largest = jnp.finfo(Y.dtype).max
+            fake = jnp.clip(-magnitude * Y, -largest, largest)
         return jnp.where(bad, fake, Y)
 
 

@@ -114,7 +114,8 @@ from ._reinsch import reinsch_all
 from ._sris import sris
 
 __all__ = ["SplineFit", "fit", "evaluate", "finer", "smooth", "posterior", "gcv_score",
-           "power_of_two_scale", "METHODS", "BLOCKED_MIN_N", "SWEEP_MAX_N"]
+           "gcv_terms", "power_of_two_scale", "column_scale", "from_unit", "METHODS",
+           "BLOCKED_MIN_N", "SWEEP_MAX_N"]
 
 METHODS = ("auto", "sris", "blocked", "parallel", "reinsch")
 
@@ -223,24 +224,54 @@ def smooth(
     Knots and values far from unit scale are first scaled by powers of two (exact), and
     lam with them (t -> s t takes lam to lam s^3), so that no intermediate overflows or
     underflows; lam is capped where the fit is the straight line to working precision.
-    Knots within [2^-10, 2^10] and values within [2^-20, 2^20] in magnitude run unscaled.
+    Each column of values has its own scale (columns never mix), so a column of 1e-30 next
+    to one of 1e30 is fitted as it would be alone. Knots within [2^-10, 2^10] and columns
+    within [2^-20, 2^20] in magnitude run unscaled.
     """
     t, x, s, v, lam = _unit_scale(t, y, alive, lam, x)
     out = evaluate(fit(t, y * v, alive, lam, method), x,
                    search="scan_unrolled" if _loop_free(method) else "scan")
-    return out / v
+    return from_unit(out, v)
+
+
+#: How far (in units of eps, relative) a fit at unit scale may stray above the largest value
+#: of the dtype by round-off alone: 8x the most measured on constant data at the dtype's
+#: largest value (16 eps, Reinsch's system at lam = 1; 1 to 4 eps for the smoothers).
+EDGE_EPS = 128
+
+
+def column_scale(y: Float[Array, "n m"], alive: Bool[Array, " n"]) -> Float[Array, " m"]:
+    """Per column of ``y``, the power of two that takes its largest finite value among the
+    ``alive`` rows to [1, 2) (``power_of_two_scale``; 1 for columns within [2^-20, 2^20]).
+    One scale per column: the columns of a linear smoother or code never mix, and one
+    shared scale would flush a column far smaller than the largest to zero (1e-30 next to
+    1e30 in float32). Constant under differentiation (the maps it scales are linear)."""
+    rows = alive[:, None] & jnp.isfinite(y)
+    magnitude = jnp.max(jnp.where(rows, jnp.abs(y), jnp.zeros((), y.dtype)), axis=0)
+    return lax.stop_gradient(power_of_two_scale(magnitude, 20))
+
+
+def from_unit(out, v):
+    """``out / v``: a fit at unit scale back in the caller's units. A column whose values
+    reach the largest finite number of the dtype (a constant 3.4e38 in float32) is fitted a
+    few units of round-off from them, and the ones above would become inf: values beyond the
+    largest finite number by at most ``EDGE_EPS`` eps (round-off) are that number; values
+    further beyond (the curve overshoots the data) still overflow to inf."""
+    info = jnp.finfo(out.dtype)
+    limit = info.max * v  # exact (v <= 1 where it matters; inf where v > 1: never reached)
+    edge = (jnp.abs(out) > limit) & (jnp.abs(out) <= limit * (1 + EDGE_EPS * info.eps))
+    return jnp.where(edge, jnp.sign(out) * limit, out) / v
 
 
 def _unit_scale(t, y, alive, lam, x):
     """``smooth``'s scaling, shared with ``posterior``: the knots and points in their finer
-    precision, times s; the scales s and v (powers of two) of the knots and of the alive
-    values; lam in y's dtype for the scaled knots (lam s^3, capped)."""
+    precision, times s; the scales s, of the knots, and v, (m,) of the alive values per
+    column (powers of two); lam in y's dtype for the scaled knots (lam s^3, capped)."""
     dtype = y.dtype
     fine = finer(t.dtype, x.dtype)  # the points' precision
     t, x = t.astype(fine), x.astype(fine)
     s = power_of_two_scale(jnp.max(jnp.abs(t)), 10)
-    rows = alive[:, None] & jnp.isfinite(y)
-    v = power_of_two_scale(jnp.max(jnp.where(rows, jnp.abs(y), 0)), 20)
+    v = column_scale(y, alive)
     lam = jnp.asarray(lam, dtype)
     big = finer(fine, dtype)  # s^3 may leave the range of y's dtype
     cap = LAM_MAX_EPS / float(jnp.finfo(dtype).eps)
@@ -258,10 +289,10 @@ def posterior(
 ) -> tuple[Float[Array, "E m"], Float[Array, " E"], Float[Array, " m"]]:
     """``smooth`` with its Gaussian-process reading (module ``_posterior``): the fit at
     ``x``, the posterior variance there per unit of the prior's scale tau^2 (at lam = 0 the
-    squared power function of the survivor set), and tau^2 per column estimated by
+    squared power function of the survivor set), and tau per column estimated by
     restricted maximum likelihood; all in the units of ``t`` and ``y``. The posterior
-    variance of f(x) in column c is ``variance * tau2[c]``; with lam > 0 the noise variance
-    of an observation is ``|F| lam tau2[c]``. Scaled as ``smooth`` is. The covariances come
+    variance of f(x) in column c is ``variance * tau[c]^2``; with lam > 0 the noise variance
+    of an observation is ``|F| lam tau[c]^2``. Scaled as ``smooth`` is. The covariances come
     from the sequential sweep, or, where ``method`` keeps every part free of loops over the
     knots ("parallel", and "auto" on an accelerator), from cyclic reduction (O(log n)
     depth)."""
@@ -269,16 +300,18 @@ def posterior(
     ts, xs, s, v, lam = _unit_scale(t, y, alive, lam, x)
     yv = jnp.where(alive[:, None], y, 0.0) * v
     spline = fit(ts, yv, alive, lam, method)
-    mean = evaluate(spline, xs, search="scan_unrolled" if _loop_free(method) else "scan") / v
+    mean = from_unit(evaluate(spline, xs, search="scan_unrolled" if _loop_free(method)
+                               else "scan"), v)
     h = spacings(ts, dtype)
     a = jnp.sum(alive.astype(jnp.int32)).astype(dtype) * lam
     covariances = state_covariances_parallel if _loop_free(method) else state_covariances
     sigma, cross = covariances(h, to_last_tied(ts, alive), a)
     variance = variance_at(ts, sigma, cross, xs)  # in scaled units: t' = s t, y' = v y
     tau2 = _reml_scale(h, yv, spline.g, spline.slope, alive, a, tied=tied(ts))
-    # Back to the caller's units: variance ~ t^3 per tau^2, tau^2 ~ y^2 / t^3.
+    # Back to the caller's units: variance ~ t^3 per tau^2, tau ~ y / t^(3/2); tau rather
+    # than tau^2, which leaves the dtype's range for columns beyond its square root.
     s3 = s.astype(dtype) ** 3
-    return mean, variance / s3, tau2 * s3 / v.astype(dtype) ** 2
+    return mean, variance / s3, jnp.sqrt(tau2 * s3) / v.astype(dtype)
 
 
 #: Mean-form lam beyond which (times eps) the fit on unit-scale knots is the straight line:
@@ -310,14 +343,65 @@ def gcv_score(
     """Generalised cross-validation score of the smoothing spline (Craven & Wahba 1979).
 
     GCV(lam) = (1/|F|) ||y_F - g_F||^2 / (1 - tr(S_lam)/|F|)^2, summed over the m
-    columns, where S_lam is the smoother matrix on the survivors. The trace is computed
-    exactly by smoothing the identity, O(n^2): fine for the n of a decoder. ``method`` is
-    the solver, as in ``fit``.
+    columns, where S_lam is the smoother matrix on the survivors. ``method`` is the solver,
+    as in ``fit``; the parts of the score are ``gcv_terms``.
+    """
+    rss, _, dof = gcv_terms(t, y, alive, lam, method)
+    nf = jnp.sum(alive).astype(y.dtype)
+    return (jnp.sum(rss) / nf) / dof**2
+
+
+def gcv_terms(
+    t: Float[Array, " n"],
+    y: Float[Array, "n m"],
+    alive: Bool[Array, " n"],
+    lam: Float[Array, ""],
+    method: str = "auto",
+) -> tuple[Float[Array, " m"], Float[Array, " m"], Float[Array, ""]]:
+    """The parts of ``gcv_score``: per column the residual sum of squares and its
+    sensitivity to the outputs' rounding, and ``1 - tr(S_lam)/|F|``. The trace is computed
+    exactly by smoothing the identity, O(n^2): fine for the n of a decoder.
+
+    At small lam the fit nearly interpolates: y - g and 1 - S_jj are small differences of
+    numbers of unit size, which lose all but a few digits (relative errors of 1e-2 in
+    float32 at lam = 1e-9, n = 10, enough to move GCV's choice when the outputs are merely
+    rescaled). There they are read instead from the fit's third derivative, which jumps at
+    every survivor by its residual over a = |F| lam (the spline's normal equations); that
+    reading errs by about 12 a / h^3 of the other's, so each knot takes the better of the
+    two. Where neither is good (crowded knots near the ends, where a smooth curve's
+    residuals peak) the residual sum is as uncertain as the outputs' own rounding makes
+    it: the sensitivity, ``2 sum_i |((I - S) r)_i| |y_i|``, bounds to first order how much
+    a relative change of eps in every output moves it (eps times it; ``letcc_jax.gcv``
+    counts scores within that of the least as ties).
     """
     n = t.shape[0]
-    g = fit(t, y, alive, lam, method).g
-    rss = jnp.sum(jnp.where(alive[:, None], (y - g) ** 2, 0.0))
-    hat = fit(t, jnp.eye(n, dtype=y.dtype), alive, lam, method).g  # column j: response to y_j = 1
-    trace = jnp.sum(jnp.where(alive, jnp.diagonal(hat), 0.0))
-    nf = jnp.sum(alive).astype(y.dtype)
-    return (rss / nf) / (1.0 - trace / nf) ** 2
+    dtype = y.dtype
+    a = jnp.sum(alive).astype(dtype) * jnp.asarray(lam, dtype)
+    h = spacings(t, dtype)
+
+    def residuals(values):
+        values = jnp.where(alive[:, None], values, 0.0)
+        return jnp.where(alive[:, None], _residuals(fit(t, values, alive, lam, method), values,
+                                                    h, a), 0.0)
+
+    r = residuals(y)
+    sensitivity = 2.0 * jnp.sum(jnp.abs(residuals(r) * y), axis=0, where=alive[:, None])
+    eye = jnp.eye(n, dtype=dtype)  # column j: the response to y_j = 1
+    off_diagonal = jnp.diagonal(residuals(eye))
+    nf = jnp.sum(alive).astype(dtype)
+    return jnp.sum(r**2, axis=0), sensitivity, jnp.sum(off_diagonal) / nf
+
+
+def _residuals(spline: SplineFit, y, h, a):
+    """``y - g`` at every knot, each by the more accurate of two readings (``gcv_terms``):
+    the difference itself, or ``a`` times the jump of the fit's third derivative there
+    (zero beyond the end knots, where the fit is linear)."""
+    g, slope = spline.g, spline.slope
+    hc = h[:, None]
+    third = 6.0 * (slope[:-1] + slope[1:]) / hc**2 - 12.0 * (g[1:] - g[:-1]) / hc**3
+    zero = jnp.zeros_like(g[:1])
+    jump = jnp.concatenate([third, zero]) - jnp.concatenate([zero, third])
+    inf = jnp.full((1,), jnp.inf, h.dtype)
+    near = jnp.minimum(jnp.concatenate([inf, h]), jnp.concatenate([h, inf]))
+    # The jump's error is about 12 a / h^3 times eps |y| per knot, the difference's eps |y|.
+    return jnp.where((12.0 * a <= near**3)[:, None], a * jump, y - g)
