@@ -201,6 +201,17 @@ def test_nan_and_garbage_outputs(dask):
     assert np.abs(result.estimate - honest.estimate).max() > 1e-2
 
 
+
+@pytest.mark.timeout(60)
+def test_garbage_beyond_the_outputs_dtype_stays_finite(dask):
+    # a scale beyond float32's range must not become inf, which would make the garbage
+    # an erasure (harmless) instead of the undetectable answer it stands for
+    faults = workers.WorkerFaults(garbage=[5], garbage_scale=1e39)
+    result = dask.run(F, SCHEMES["bacc"], X, faults=faults)
+    assert result.outputs.dtype == np.float32 and result.used[5]
+    assert np.isfinite(result.outputs[5]).all()
+    assert np.abs(result.outputs[5]).max() > 1e37
+
 @pytest.mark.timeout(60)
 def test_shared_client_and_scheduler_address(dask):
     with workers.DaskBackend(client=dask.client) as shared:

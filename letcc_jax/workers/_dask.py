@@ -176,7 +176,10 @@ def _work(kernel: str, x: np.ndarray, fault: TaskFault | None, master_pid: int):
         y = np.full_like(y, np.nan)
     elif fault is not None and fault.garbage:
         rng = np.random.default_rng(fault.worker)
-        y = rng.uniform(-fault.garbage_scale, fault.garbage_scale, y.shape).astype(y.dtype)
+        # finite, as documented, in f's dtype too: a scale beyond it would make inf, an erasure
+        top = float(np.finfo(y.dtype).max) if np.issubdtype(y.dtype, np.floating) else np.inf
+        y = np.clip(rng.uniform(-fault.garbage_scale, fault.garbage_scale, y.shape),
+                    -top, top).astype(y.dtype)
     return _Answer(y, seconds)
 
 
