@@ -239,7 +239,7 @@ class BSpline(lc.Scheme):
 
     @property
     def encoder_basis(self) -> int:
-        """The encoder's number of basis functions: ``n_basis_enc``, or max(4, K)."""
+        """The number of the encoder's basis functions, ``n_basis_enc`` or else max(4, K)."""
         if self.n_basis_enc is not None:
             return self.n_basis_enc
         return max(DEGREE + 1, self.alpha.shape[-1])
