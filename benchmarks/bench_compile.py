@@ -27,6 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, machine, markdown_table  # noqa: E402
 
+from experiments._io import checked_output_dir  # noqa: E402
+
 import letcc_jax as lc  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", None)  # cold compiles only
@@ -114,6 +116,9 @@ def main():
     parser.add_argument("--out", type=Path, default=RESULTS_DIR,
                         help="folder for compile[_smoke].json (default: benchmarks/results)")
     args = parser.parse_args()
+    results_file = "compile" + ("_smoke" if args.smoke else "") + ".json"
+    # before the work: a folder or a read-only file in the way is a usage error now
+    checked_output_dir(parser, ".", str(args.out), outputs=(results_file,))
     info = machine()
     print(f"machine: {info['cpu']} ({info['cores']} cores), jax {info['jax']} on "
           f"{info['backend']}")
@@ -137,8 +142,7 @@ def main():
           r["compilations"], f"{r['compile_s']:.2f}", f"{r['first_call_s']:.2f}",
           f"{r['second_call_s']:.4f}"] for r in rows])
     print("\n" + table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("compile" + ("_smoke" if args.smoke else "") + ".json")
+    path = args.out / results_file
     path.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
     print(f"wrote {path}")
 

@@ -43,6 +43,8 @@ import numpy as np  # noqa: E402
 
 import letcc_jax as lc  # noqa: E402
 from _common import RESULTS_DIR, machine, markdown_table  # noqa: E402
+
+from experiments._io import checked_output_dir  # noqa: E402
 from letcc_jax import workers  # noqa: E402
 from letcc_jax.core import spline  # noqa: E402
 
@@ -209,6 +211,9 @@ def main():
     print(f"backend {info['backend']}: {len(info['devices'])} device(s), {info['cpu']}, "
           f"jax {info['jax']}", flush=True)
     smoke = args.smoke
+    stem = f"device_{info['backend']}" + ("_smoke" if smoke else "")
+    # before the work: a folder or a read-only file in the way is a usage error now
+    checked_output_dir(parser, ".", str(args.out), outputs=(f"{stem}.json", f"{stem}.md"))
     start = time.perf_counter()
     results = {
         # the smoke sizes compile small programs: it checks that every part runs
@@ -219,8 +224,6 @@ def main():
         "f": f_throughput(16, MODELS[:1]) if smoke else f_throughput(1024),
     }
     info["wall_s"] = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"device_{info['backend']}" + ("_smoke" if smoke else "")
     (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, **results}, indent=2))
     table = report(info, results)
     (args.out / f"{stem}.md").write_text(table)

@@ -48,3 +48,16 @@ def test_bench_compile_smoke(tmp_path):
     # every first call compiles (the caches were cleared), a second call does not need to
     assert all(r["compilations"] >= 1 and r["compile_s"] > 0 for r in rows), rows
     assert all(r["second_call_s"] < r["first_call_s"] for r in rows), rows
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("script, output", [("bench_device.py", "device_cpu_smoke.json"),
+                                            ("bench_compile.py", "compile_smoke.json")])
+def test_an_unwritable_output_stops_the_benchmark_before_its_work(tmp_path, script, output):
+    (tmp_path / output).mkdir()   # a folder where the results file goes
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke",
+                           "--out", str(tmp_path)], env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"{output} is a folder" in done.stderr
+    assert "machine:" not in done.stdout and "monte_carlo" not in done.stdout
