@@ -60,8 +60,8 @@ def _knots(n_basis: int) -> np.ndarray:
 
 
 def _local_basis(x: Float[Array, " n"], n_basis: int):
-    """The 4 cubic B-splines that are nonzero at each point: ``(span, values)`` with ``span``
-    (n,) int32 and ``values`` (n, 4), ``values[i, a]`` the basis function ``span[i] + a`` at
+    """The 4 cubic B-splines that are nonzero at each point: ``(columns, values)``, both
+    (n, 4), ``values[i, a]`` the basis function ``columns[i, a]`` (int32, consecutive) at
     ``x[i]`` (de Boor's triangular scheme, Piegl & Tiller's A2.2; differentiable in x)."""
     x = jnp.clip(jnp.asarray(x), -1.0, 1.0)
     t = jnp.asarray(_knots(n_basis), x.dtype)
@@ -80,7 +80,7 @@ def _local_basis(x: Float[Array, " n"], n_basis: int):
             nxt.append(saved + right[r + 1] * temp)
             saved = left[j - r] * temp
         values = nxt + [saved]
-    return span, jnp.stack(values, axis=-1)
+    return span[:, None] + jnp.arange(DEGREE + 1, dtype=jnp.int32), jnp.stack(values, axis=-1)
 
 
 def bspline_basis(x: Float[Array, " n"], n_basis: int) -> Float[Array, "n J"]:
@@ -104,10 +104,9 @@ def bspline_basis(x: Float[Array, " n"], n_basis: int) -> Float[Array, "n J"]:
       >>> B.shape, [round(float(v), 6) for v in B.sum(axis=1)]
       ((5, 6), [1.0, 1.0, 1.0, 1.0, 1.0])
     """
-    span, values = _local_basis(x, n_basis)
-    columns = span[:, None] + jnp.arange(DEGREE + 1, dtype=jnp.int32)
-    rows = jnp.arange(span.shape[0], dtype=jnp.int32)[:, None]
-    return jnp.zeros((span.shape[0], n_basis), values.dtype).at[rows, columns].set(values)
+    columns, values = _local_basis(x, n_basis)
+    rows = jnp.arange(columns.shape[0], dtype=jnp.int32)[:, None]
+    return jnp.zeros((columns.shape[0], n_basis), values.dtype).at[rows, columns].set(values)
 
 
 def _penalty(n_basis: int) -> np.ndarray:
@@ -127,7 +126,7 @@ def _band(matrix: np.ndarray) -> np.ndarray:
     return band
 
 
-# the (a, b) pairs a >= b of one point's 4 nonzero basis values: entry (span + a, span + b)
+# the (a, b) pairs a >= b of one point's 4 nonzero basis values: entry (columns[a], columns[b])
 _ROW, _COL = (i.astype(np.int32) for i in np.tril_indices(DEGREE + 1))
 
 
@@ -177,13 +176,12 @@ def _fit(nodes, values, weights, lam, n_basis: int):
     """The penalised least-squares coefficients (J, m) through (nodes, values) with 0/1
     ``weights`` (the points that count). The band of B^T W B and B^T W y are summed from each
     point's 4 nonzero basis values (O(n) work), and the banded system is solved in O(J)."""
-    span, B = _local_basis(nodes, n_basis)
+    columns, B = _local_basis(nodes, n_basis)                          # (n, 4) each
     w = weights.astype(values.dtype)
     count = jnp.maximum(jnp.sum(w), 1.0)
     Bw = B * (w / count)[:, None]                                       # (n, 4)
     band = jnp.zeros((DEGREE + 1, n_basis), values.dtype).at[
-        _ROW - _COL, span[:, None] + _ROW].add(Bw[:, _ROW] * B[:, _COL])
-    columns = span[:, None] + jnp.arange(DEGREE + 1, dtype=jnp.int32)       # (n, 4)
+        _ROW - _COL, columns[:, _ROW]].add(Bw[:, _ROW] * B[:, _COL])
     rhs = jnp.zeros((n_basis,) + values.shape[1:], values.dtype).at[columns].add(
         Bw[..., None] * values[:, None, :])
     penalty = jnp.asarray(_band(_penalty(n_basis)), values.dtype)
@@ -192,8 +190,7 @@ def _fit(nodes, values, weights, lam, n_basis: int):
 
 def _evaluate(x, coef, n_basis: int):
     """sum_j coef_j B_j(x) at the (n,) points: (n, m), from the 4 nonzero basis values."""
-    span, B = _local_basis(x, n_basis)
-    columns = span[:, None] + jnp.arange(DEGREE + 1, dtype=jnp.int32)
+    columns, B = _local_basis(x, n_basis)
     return jnp.einsum("na,nam->nm", B, coef[columns])
 
 
