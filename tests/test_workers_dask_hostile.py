@@ -5,6 +5,7 @@ only where ``distributed`` is installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -289,18 +290,26 @@ def test_close_is_idempotent_and_final():
         backend.run(F, SCHEMES["bacc"], X)
 
 
-@pytest.mark.timeout(60)
-def test_a_cluster_without_workers_is_a_clear_error():
+@contextlib.contextmanager
+def _in_process_cluster(n_workers: int, worker_timeout: float):
+    """A quiet in-process ``LocalCluster`` of ``n_workers``, its client, and a borrowing
+    ``DaskBackend`` with ``worker_timeout``: ``(cluster, client, backend)``."""
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
-            n_workers=0, processes=False, host="127.0.0.1", protocol="tcp://",
+            n_workers=n_workers, processes=False, host="127.0.0.1", protocol="tcp://",
             dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
             silence_logs=logging.CRITICAL,
         ) as cluster,
         distributed.Client(cluster) as client,
-        workers.DaskBackend(client=client, worker_timeout=1.0) as backend,
+        workers.DaskBackend(client=client, worker_timeout=worker_timeout) as backend,
     ):
+        yield cluster, client, backend
+
+
+@pytest.mark.timeout(60)
+def test_a_cluster_without_workers_is_a_clear_error():
+    with _in_process_cluster(n_workers=0, worker_timeout=1.0) as (cluster, client, backend):
         for deadline in (None, 0.5):  # the deadline bounds the wait, like worker_timeout
             start = time.perf_counter()
             with pytest.raises(workers.NotEnoughResults, match="no running workers"):
@@ -317,16 +326,7 @@ def test_a_cluster_without_workers_is_a_clear_error():
 def test_a_round_that_loses_every_worker_ends():
     """The cluster's only worker leaves mid-round and none replaces it: a round without a
     deadline ends worker_timeout later, its unfinished tasks lost, naming the worker."""
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=1, processes=False, host="127.0.0.1", protocol="tcp://",
-            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-        workers.DaskBackend(client=client, worker_timeout=0.5) as backend,
-    ):
+    with _in_process_cluster(n_workers=1, worker_timeout=0.5) as (cluster, client, backend):
         (address,) = client.nthreads()
 
         def leave():
